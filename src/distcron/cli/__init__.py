@@ -1,0 +1,35 @@
+"""The ``distcron`` command.
+
+Each command lives in its own module and is imported only when it runs (or
+when help is shown), so ``distcron next`` does not pay for the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> "module:attribute" of a click.Command
+COMMANDS: dict[str, str] = {
+    "next": "distcron.cli.next_cmd:next_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="distcron")
+def main() -> None:
+    """distcron: a distributed cron that keeps its promises when machines fail."""
