@@ -13,6 +13,11 @@ import click
 # command name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "next": "distcron.cli.next_cmd:next_command",
+    "serve": "distcron.cli.serve_cmd:serve_command",
+    "jobs": "distcron.cli.jobs_cmd:jobs_command",
+    "runs": "distcron.cli.runs_cmd:runs_command",
+    "status": "distcron.cli.status_cmd:status_command",
+    "import-crontab": "distcron.cli.import_crontab_cmd:import_crontab_command",
 }
 
 

@@ -31,7 +31,7 @@ strips), values are ``bytes``.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -72,8 +72,10 @@ class Target(StrEnum):
 class Compare:
     """One condition of a transaction, on one key.
 
-    For an absent key, ``version``, ``create``, ``mod`` and ``lease`` are 0 and
-    ``value`` is ``b""`` (etcd's semantics).
+    For an absent key, ``version``, ``create``, ``mod`` and ``lease`` are 0, and
+    a comparison of ``value`` is false whatever the operator and operand (etcd's
+    semantics: it cannot tell an absent value from an empty one). Integer targets
+    take an ``int`` operand, ``value`` takes ``bytes`` (compared bytewise).
     """
 
     key: str
@@ -180,7 +182,15 @@ class Store(abc.ABC):
         success: Sequence[Op],
         failure: Sequence[Op] = (),
     ) -> TxnResult:
-        """Apply ``success`` if every comparison holds, else ``failure``; atomically."""
+        """Apply ``success`` if every comparison holds, else ``failure``; atomically.
+
+        As in etcd, the operations of a branch run in order (a ``Get`` sees the
+        branch's earlier writes), a branch may not write one key twice (two puts,
+        or a put inside a delete's range: ``ValueError``, nothing applied), and a
+        ``Put`` with a lease that is gone raises LeaseExpired, nothing applied.
+        Keys of ``Compare``, ``Put`` and non-prefix ``Get``/``Delete`` are
+        non-empty; a prefix may be ``""`` (every key).
+        """
 
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         """Write one key unconditionally; returns the new revision."""
@@ -206,13 +216,15 @@ class Store(abc.ABC):
         """End a lease now, deleting its keys. Revoking a lease that is gone is a no-op."""
 
     @abc.abstractmethod
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
+    def watch(self, prefix: str, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         """Every change under ``prefix`` from ``start_revision`` on, batch by batch.
 
-        The iterator runs until it is closed (``aclose``) or the store is
+        The generator runs until it is closed (``aclose``) or the store is
         closed. Raises Compacted when ``start_revision`` is no longer kept.
         """
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections; leases are not revoked (they expire by themselves)."""
+        """Release connections and end open watches; leases are not revoked (they
+        expire by themselves). Closing twice is harmless; other calls after it
+        raise StoreUnavailable."""

@@ -1,0 +1,246 @@
+"""Launch benchmark: many jobs due at once, and many jobs loaded while idle.
+
+    .venv/bin/python bench/launch_bench.py [--jobs 2000] [--idle-jobs 100000] [--idle 60]
+
+(a) ``--jobs`` jobs (command ``true``) all due in the same second. distcron runs
+    as a real ``distcron serve`` process on SQLite; APScheduler 3.x runs the same
+    jobs in this run, each starting the same command. Reported, from the slot:
+    for distcron the committed launch intent (its log line, written after the
+    commit) and the process start (the run record); for APScheduler the job
+    function's start (its nearest "intent") and the process start.
+(b) ``--idle-jobs`` jobs loaded, none due for a long time: start-up time (until the
+    leader has loaded them), resident memory, and CPU used while idle.
+
+Targets (issue 3): (a) p99 slot->intent <= 1 s and no worse than APScheduler's;
+(b) start-up <= 10 s, memory <= 500 MB, idle CPU <= 1 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DISTCRON = [sys.executable, "-m", "distcron"]
+_LOG_LINE = re.compile(r"ts=(\S+) .*event=launch_recorded launch_id=(\S+) state=launching")
+_TERM_STARTED = re.compile(r"event=term_started .*jobs=(\d+)")
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "no data"
+    values = sorted(values)
+    p50 = statistics.median(values)
+    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    return f"p50={p50 * 1000:8.1f} ms  p99={p99 * 1000:8.1f} ms  max={values[-1] * 1000:8.1f} ms"
+
+
+def p99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def jobs_toml(count: int, schedule: str, command: str = "true") -> str:
+    lines = []
+    for n in range(count):
+        lines += ["[[job]]", f'name = "job-{n:06d}"', f'schedule = "{schedule}"',
+                  f'command = "{command}"', ""]
+    return "\n".join(lines)
+
+
+def start_serve(workdir: Path, config: Path | None, *extra: str) -> tuple[subprocess.Popen[str],
+                                                                         Path]:
+    log_path = workdir / "serve.log"
+    args = [*DISTCRON, "serve", "--data-dir", str(workdir / "data"),
+            "--listen", f"127.0.0.1:{free_port()}", *extra]
+    if config is not None:
+        args += ["--config", str(config)]
+    env = {k: v for k, v in os.environ.items() if k != "DISTCRON_TOKEN"}
+    log = log_path.open("w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=workdir)
+    return proc, log_path
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- (a) a burst of jobs due in one second -----------------------------------------
+
+
+def next_slot(lead: float) -> datetime:
+    return (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+
+
+def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
+    with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp:
+        workdir = Path(tmp)
+        slot = next_slot(lead)
+        schedule = f"{slot.second} {slot.minute} {slot.hour} * * *"
+        config = workdir / "jobs.toml"
+        config.write_text(jobs_toml(count, schedule))
+        proc, log_path = start_serve(workdir, config)
+        try:
+            def loaded() -> bool:
+                return bool(_TERM_STARTED.search(log_path.read_text()))
+            wait_for(loaded, lead - 1, "the replica to lead")
+            if datetime.now(UTC) >= slot:
+                raise SystemExit("the replica took longer to start than --lead allows")
+            db = workdir / "data" / "state.db"
+
+            def ended() -> int:
+                with sqlite3.connect(db) as conn:
+                    rows = conn.execute(
+                        "SELECT value FROM kv WHERE key LIKE 'launches/%'").fetchall()
+                done = [json.loads(v) for (v,) in rows]
+                return sum(1 for r in done if r.get("state") == "succeeded")
+            wait_for(lambda: ended() >= count, 120, "every run to end")
+            intents = {}
+            for match in _LOG_LINE.finditer(log_path.read_text()):
+                stamp = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+                intents[match.group(2)] = (stamp - slot).total_seconds()
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute("SELECT value FROM kv WHERE key LIKE 'launches/%'")
+                starts = [(datetime.fromisoformat(json.loads(v)["started_at"]) - slot)
+                          .total_seconds() for (v,) in rows]
+        finally:
+            stop(proc)
+    return list(intents.values()), starts
+
+
+def apscheduler_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    slot = next_slot(lead)
+    dispatched: list[float] = []
+    started: list[float] = []
+    done = threading.Semaphore(0)
+    lock = threading.Lock()
+
+    def run() -> None:
+        entered = time.time() - slot.timestamp()
+        proc = subprocess.Popen(["true"])
+        spawned = time.time() - slot.timestamp()
+        proc.wait()
+        with lock:
+            dispatched.append(entered)
+            started.append(spawned)
+        done.release()
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    trigger = CronTrigger(second=slot.second, minute=slot.minute, hour=slot.hour,
+                          timezone="UTC")
+    for n in range(count):
+        scheduler.add_job(run, trigger, id=f"job-{n}", misfire_grace_time=None)
+    scheduler.start()
+    for _ in range(count):
+        if not done.acquire(timeout=120):
+            break
+    scheduler.shutdown(wait=False)
+    return dispatched, started
+
+
+# -- (b) many jobs, idle -----------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle(count: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp:
+        workdir = Path(tmp)
+        # Yearly, spread by name over the year: nothing falls due while measured.
+        config = workdir / "jobs.toml"
+        config.write_text(jobs_toml(count, "H H H H *"))
+        began = time.monotonic()
+        proc, log_path = start_serve(workdir, config)
+        try:
+            def loaded() -> bool:
+                match = _TERM_STARTED.search(log_path.read_text())
+                return bool(match and int(match.group(1)) == count)
+            wait_for(loaded, 600, f"{count} jobs to load")
+            startup = time.monotonic() - began
+            before, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(seconds)
+            used = cpu_seconds(proc.pid) - before
+            elapsed = time.monotonic() - t0
+            memory = rss_mb(proc.pid)
+        finally:
+            stop(proc)
+    print(f"(b) {count} jobs: start-up {startup:.1f} s (target <= 10 s; includes validating "
+          f"and storing the jobs file), resident memory {memory:.0f} MB (target <= 500 MB), "
+          f"idle CPU {100 * used / elapsed:.2f} % over {elapsed:.0f} s (target <= 1 %)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--lead", type=float, default=25.0,
+                        help="seconds between start and the burst's slot")
+    parser.add_argument("--idle-jobs", type=int, default=100_000)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--skip-idle", action="store_true")
+    args = parser.parse_args()
+
+    intents, starts = distcron_burst(args.jobs, args.lead)
+    ap_dispatch, ap_starts = apscheduler_burst(args.jobs, min(args.lead, 5.0))
+    print(f"(a) {args.jobs} jobs due in the same second")
+    print(f"    distcron     slot->intent committed  {percentiles(intents)}")
+    print(f"    distcron     slot->process started   {percentiles(starts)}")
+    print(f"    APScheduler  slot->job dispatched    {percentiles(ap_dispatch)}")
+    print(f"    APScheduler  slot->process started   {percentiles(ap_starts)}")
+    if intents and ap_dispatch:
+        print(f"    p99 ratio (APScheduler dispatch / distcron intent): "
+              f"{p99(ap_dispatch) / p99(intents):.2f}x; "
+              f"process start: {p99(ap_starts) / p99(starts):.2f}x")
+    if not args.skip_idle:
+        idle(args.idle_jobs, args.idle)
+
+
+if __name__ == "__main__":
+    main()

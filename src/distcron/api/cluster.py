@@ -1,0 +1,66 @@
+"""``/healthz``, ``/status`` and ``/metrics``: this replica and the cluster it is part of."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from distcron.api.context import Context
+from distcron.api.models import ClusterStatus, Health, ReplicaRegistration, ReplicaStatus
+from distcron.store import Get, KeyValue
+from distcron.store.layout import LEADER, REPLICAS
+
+router = APIRouter(tags=["cluster"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(context: Context) -> Health:
+    """Liveness of this replica; does not touch the store, so it answers while the store is down."""
+    replica = context.replica
+    return Health(ok=True, replica=replica.replica_id, leader=replica.is_leader)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(context: Context) -> Response:
+    """This replica's metrics in Prometheus' text format."""
+    return Response(generate_latest(context.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/status", response_model=ClusterStatus)
+async def cluster_status(context: Context) -> ClusterStatus:
+    """The leader, its fence and every registered replica, read in one snapshot."""
+    result = await context.store.txn((), (Get(LEADER), Get(REPLICAS, prefix=True)))
+    leader_kvs, replica_kvs = result.results
+    assert isinstance(leader_kvs, tuple) and isinstance(replica_kvs, tuple)
+    leader = leader_kvs[0] if leader_kvs else None
+    leader_id = _leader_id(leader.value) if leader is not None else None
+    return ClusterStatus(
+        replica=context.replica.replica_id,
+        leader=leader_id,
+        fence=leader.create_revision if leader is not None else None,
+        revision=result.revision,
+        leader_changes=context.replica.leader_changes,
+        replicas=[_replica_status(kv, leader_id) for kv in replica_kvs],
+        workers=[],  # worker agents do not exist yet
+    )
+
+
+def _leader_id(value: bytes) -> str:
+    """The replica id in the leader key: the leader writes its registration
+    (JSON with ``id``) there; a bare id is read as itself."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return value.decode(errors="replace")
+    return str(body["id"]) if isinstance(body, dict) and "id" in body else value.decode()
+
+
+def _replica_status(kv: KeyValue, leader_id: str | None) -> ReplicaStatus:
+    registration = ReplicaRegistration.model_validate_json(kv.value)
+    return ReplicaStatus(
+        **registration.model_dump(),
+        is_leader=registration.id == leader_id,
+        healthy=True,  # registrations are leased: a replica that stopped renewing is gone
+    )

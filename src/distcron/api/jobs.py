@@ -1,0 +1,166 @@
+"""``/jobs``: read, create, replace, remove, pause, resume and trigger jobs.
+
+Writes are compare-and-set on the job key's ``mod_revision`` (or on its
+absence), so an edit based on a stale read fails with 409 instead of undoing
+someone else's. A job and its cursor are created and removed together; the
+cursor is the creation instant, so a new job owns only the slots after it.
+A job's launch records outlive it: they are history.
+
+Pausing is state people set at run time, not part of what a jobs file or a
+PUT describes: a spec that does not say ``paused`` keeps the stored value.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
+
+from distcron.api.auth import require_token
+from distcron.api.context import ApiContext, Context
+from distcron.api.models import JobView, Removed, RunSummary, TriggerResult
+from distcron.api.runs import read_launches
+from distcron.cron import parse
+from distcron.errors import Conflict, JobSpecError
+from distcron.jobs import JobSpec, build_spec
+from distcron.replica.commit import cursor_value
+from distcron.scheduler.plan import Cursor
+from distcron.scheduler.records import LaunchRecord, manual_launch_id
+from distcron.store import Compare, Delete, KeyValue, Put, Store
+from distcron.store.layout import JOBS, cursor_key, job_key, trigger_key
+
+router = APIRouter(tags=["jobs"])
+_authorized = [Depends(require_token)]
+
+
+def _not_found(name: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"job {name!r} not found")
+
+
+def _changed_concurrently(name: str) -> Conflict:
+    return Conflict(job_key(name), "the job changed concurrently")
+
+
+def keep_paused(spec: JobSpec, stored: JobSpec | None) -> JobSpec:
+    """``spec``, paused as the stored job is unless ``spec`` says otherwise."""
+    if stored is None or "paused" in spec.model_fields_set or spec.paused == stored.paused:
+        return spec
+    return spec.model_copy(update={"paused": stored.paused})
+
+
+def create_ops(spec: JobSpec, now: datetime) -> list[Put]:
+    """A new job's writes: its spec and its cursor, to be committed together."""
+    return [
+        Put(job_key(spec.name), spec.to_json().encode()),
+        Put(cursor_key(spec.name), cursor_value(Cursor(now))),
+    ]
+
+
+async def _read_job(store: Store, name: str) -> tuple[KeyValue, JobSpec]:
+    kv = await store.get(job_key(name))
+    if kv is None:
+        raise _not_found(name)
+    return kv, JobSpec.from_json(kv.value, source=job_key(name))
+
+
+def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime) -> JobView:
+    schedule = parse(spec.schedule, tz=spec.timezone, job=spec.name)
+    summary = None if last is None else RunSummary.model_validate(last.model_dump())
+    return JobView(**spec.model_dump(), next=schedule.next(now).astimezone(UTC),
+                   last_run=summary)
+
+
+@router.get("/jobs", response_model=list[JobView])
+async def list_jobs(context: Context) -> list[JobView]:
+    """Every job, by name, with its next slot and latest launch."""
+    kvs, _ = await context.store.range(JOBS)
+    latest: dict[str, LaunchRecord] = {}
+    for record in await read_launches(context.store):  # newest first
+        latest.setdefault(record.job, record)
+    now = context.clock.now()
+    specs = [JobSpec.from_json(kv.value, source=kv.key) for kv in kvs]
+    return [_view(spec, latest.get(spec.name), now) for spec in specs]
+
+
+@router.get("/jobs/{name}", response_model=JobView)
+async def show_job(name: str, context: Context) -> JobView:
+    _, spec = await _read_job(context.store, name)
+    launches = await read_launches(context.store, name)
+    return _view(spec, launches[0] if launches else None, context.clock.now())
+
+
+@router.put("/jobs/{name}", response_model=JobSpec, dependencies=_authorized,
+            responses={201: {"description": "Created"}})
+async def put_job(
+    name: str, body: Annotated[dict[str, Any], Body()], context: Context, response: Response
+) -> JobSpec:
+    """Create or replace a job; the body is the spec (its ``name`` may be left out)."""
+    if body.get("name", name) != name:
+        raise JobSpecError(f"the body names job {body['name']!r} but the URL {name!r}",
+                           job=name, field="name")
+    spec = build_spec({**body, "name": name}, source=f"job {name!r}")
+    current = await context.store.get(job_key(name))
+    if current is None:
+        compare = Compare.missing(job_key(name))
+        ops = create_ops(spec, context.clock.now())
+        response.status_code = status.HTTP_201_CREATED
+    else:
+        spec = keep_paused(spec, JobSpec.from_json(current.value, source=current.key))
+        compare = Compare.modified_at(job_key(name), current.mod_revision)
+        ops = [Put(job_key(name), spec.to_json().encode())]
+    if not (await context.store.txn([compare], ops)).succeeded:
+        raise _changed_concurrently(name)
+    return spec
+
+
+@router.delete("/jobs/{name}", response_model=Removed, dependencies=_authorized)
+async def remove_job(name: str, context: Context) -> Removed:
+    """Remove a job and its cursor; its launch records stay."""
+    result = await context.store.txn(
+        [Compare.exists(job_key(name))], [Delete(job_key(name)), Delete(cursor_key(name))]
+    )
+    if not result.succeeded:
+        raise _not_found(name)
+    return Removed(job=name)
+
+
+@router.post("/jobs/{name}/pause", response_model=JobSpec, dependencies=_authorized)
+async def pause_job(name: str, context: Context) -> JobSpec:
+    """Stop launching the job; its slots are recorded as skipped until it resumes."""
+    return await _set_paused(context, name, paused=True)
+
+
+@router.post("/jobs/{name}/resume", response_model=JobSpec, dependencies=_authorized)
+async def resume_job(name: str, context: Context) -> JobSpec:
+    return await _set_paused(context, name, paused=False)
+
+
+async def _set_paused(context: ApiContext, name: str, *, paused: bool) -> JobSpec:
+    kv, spec = await _read_job(context.store, name)
+    if spec.paused == paused:
+        return spec
+    spec = spec.model_copy(update={"paused": paused})
+    result = await context.store.txn(
+        [Compare.modified_at(kv.key, kv.mod_revision)], [Put(kv.key, spec.to_json().encode())]
+    )
+    if not result.succeeded:
+        raise _changed_concurrently(name)
+    return spec
+
+
+@router.post("/jobs/{name}/trigger", response_model=TriggerResult, dependencies=_authorized,
+             status_code=status.HTTP_202_ACCEPTED)
+async def trigger_job(name: str, context: Context) -> TriggerResult:
+    """Ask the leader to run the job now; the answer is the launch id the run will have."""
+    now = context.clock.now()
+    trigger = TriggerResult(job=name, launch_id=manual_launch_id(name, now), requested_at=now)
+    # The launch id doubles as the trigger id: unique, and it names what it asks for.
+    result = await context.store.txn(
+        [Compare.exists(job_key(name))],
+        [Put(trigger_key(trigger.launch_id), json.dumps(trigger.model_dump(mode="json")).encode())],
+    )
+    if not result.succeeded:
+        raise _not_found(name)
+    return trigger

@@ -1,0 +1,104 @@
+"""The API's request and response bodies (the job spec itself is :mod:`distcron.jobs`')."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from distcron.jobs import JobSpec
+from distcron.scheduler.records import LaunchRecord, LaunchState
+
+
+class Health(BaseModel):
+    ok: bool
+    replica: str
+    leader: bool = Field(description="whether this replica is the leader")
+
+
+class ReplicaRegistration(BaseModel):
+    """What each replica writes, leased, under ``replicas/<id>``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    listen: str
+    started_at: datetime | None = None
+    version: str | None = None
+
+
+class ReplicaStatus(ReplicaRegistration):
+    is_leader: bool
+    healthy: bool
+
+
+class WorkerStatus(BaseModel):
+    id: str
+    slots: int
+    running: int
+    load: float
+
+
+class ClusterStatus(BaseModel):
+    replica: str = Field(description="the replica that answered")
+    leader: str | None = Field(description="the leader's replica id, or null when none")
+    fence: int | None = Field(description="the leader's fence (create revision of its key)")
+    revision: int = Field(description="the store revision this status was read at")
+    leader_changes: int = Field(description="leader changes the answering replica has seen")
+    replicas: list[ReplicaStatus]
+    workers: list[WorkerStatus]
+
+
+class RunSummary(BaseModel):
+    """A job's latest launch, as shown next to the job."""
+
+    launch_id: str
+    state: LaunchState
+    slot: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+
+
+class JobView(JobSpec):
+    """A job as the API shows it: the spec, its next slot and its latest launch."""
+
+    next: datetime | None = Field(description="the next slot, in UTC (also while paused)")
+    last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
+
+
+class RunDetail(LaunchRecord):
+    output: str | None = Field(
+        default=None, description="the run's output; only with ?output=true (needs the token)"
+    )
+
+
+class ApplyRequest(BaseModel):
+    toml: str = Field(description="the whole jobs file")
+    dry_run: bool = Field(default=False, description="compute the diff, change nothing")
+    prune: bool = Field(
+        default=True,
+        description="remove jobs that are in the store but not in the file "
+        "(the file is the whole set, like installing a crontab)",
+    )
+    source: str = Field(default="<api>", description="the file's name, for error messages")
+
+
+class ApplyResult(BaseModel):
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+    dry_run: bool
+    revision: int = Field(description="the store revision after applying (or as read)")
+
+
+class TriggerResult(BaseModel):
+    job: str
+    launch_id: str
+    requested_at: datetime
+
+
+class Removed(BaseModel):
+    job: str
+    removed: bool = True

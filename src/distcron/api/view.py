@@ -1,0 +1,23 @@
+"""What the running replica tells the API about itself."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ReplicaView(Protocol):
+    """A live view of this replica; properties are read on every request."""
+
+    replica_id: str
+    listen: str  # "127.0.0.1:8500"
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def fence(self) -> int | None:
+        """This replica's fence while it leads, else ``None``."""
+        ...
+
+    @property
+    def leader_changes(self) -> int: ...

@@ -1,0 +1,130 @@
+"""The HTTP client the ``jobs``, ``runs`` and ``status`` commands share.
+
+Every client command takes ``--server`` (default ``http://127.0.0.1:8500``,
+or ``DISTCRON_SERVER``) and ``--json``, on the group or on the subcommand,
+and reads the API token from ``DISTCRON_TOKEN``. Exit codes: 0 done, 1 the
+call failed (server unreachable, refused, not found, conflict, store down),
+2 bad input (usage, or a job spec the server rejected).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import httpx
+from click.core import ParameterSource
+
+DEFAULT_SERVER = "http://127.0.0.1:8500"
+_SERVER = "distcron.client.server"
+_JSON = "distcron.client.json"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ClientError(click.ClickException):
+    """A failed call, printed as ``Error: …``; exits 1."""
+
+
+class BadInput(ClientError):
+    """The server rejected what was sent (e.g. an invalid jobs file); exits 2."""
+
+    exit_code = 2
+
+
+# How strongly an option's value was asked for; defaults rank 0.
+_RANK: dict[ParameterSource | None, int] = {
+    ParameterSource.COMMANDLINE: 2, ParameterSource.ENVIRONMENT: 1}
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    # ctx.meta is shared by a group and its subcommand, so "--server" may be
+    # given on either; the value from the stronger source wins (the flag over
+    # DISTCRON_SERVER over the default), and on a tie the subcommand's.
+    assert param.name is not None
+    key = _SERVER if param.name == "server" else _JSON
+    rank = _RANK.get(ctx.get_parameter_source(param.name), 0)
+    if rank >= ctx.meta.get(key, (None, -1))[1]:
+        ctx.meta[key] = (value, rank)
+
+
+def client_options(command: F) -> F:
+    """Add ``--server`` and ``--json`` to a command or group."""
+    command = click.option(
+        "--json", "json_output", is_flag=True, expose_value=False, callback=_remember,
+        help="Print JSON instead of a table.",
+    )(command)
+    return click.option(
+        "--server", envvar="DISTCRON_SERVER", default=DEFAULT_SERVER, show_default=True,
+        expose_value=False, callback=_remember, metavar="URL",
+        help="A replica's API (or set DISTCRON_SERVER).",
+    )(command)
+
+
+def wants_json(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get(_JSON, (False, 0))[0])
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+class ApiClient:
+    """Calls a replica's API; every failure becomes a :class:`ClientError`."""
+
+    def __init__(self, server: str, token: str | None, timeout: float = 10.0) -> None:
+        self.server = server.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+
+    @classmethod
+    def from_context(cls, ctx: click.Context) -> ApiClient:
+        server: str = ctx.meta.get(_SERVER, (DEFAULT_SERVER, 0))[0]
+        return cls(server, os.environ.get("DISTCRON_TOKEN"))
+
+    def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+             body: Any = None) -> Any:
+        """The decoded JSON answer of a successful call."""
+        try:
+            with httpx.Client(base_url=self.server, headers=self._headers,
+                              timeout=self._timeout) as http:
+                response = http.request(method, path, params=params, json=body)
+        except httpx.TransportError as exc:
+            raise ClientError(
+                f"cannot reach the distcron server at {self.server} ({exc or type(exc).__name__});"
+                " is a replica running there? (set --server or DISTCRON_SERVER)"
+            ) from exc
+        if not response.is_success:
+            raise _failure(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"{self.server} answered {path} without JSON: is it a distcron replica?"
+            ) from None
+
+
+def _failure(response: httpx.Response) -> ClientError:
+    try:
+        detail: Any = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    code = response.status_code
+    if code == 422 and isinstance(detail, list):
+        lines = [_problem(item) for item in detail]
+        return BadInput("rejected, nothing changed:\n  " + "\n  ".join(lines))
+    message = str(detail) if detail else f"HTTP {code} {response.reason_phrase}"
+    return BadInput(message) if code == 422 else ClientError(message)
+
+
+def _problem(item: Any) -> str:
+    """One 422 problem: distcron's name their job and field in ``msg``; FastAPI's
+    own (a malformed request) give a location instead."""
+    if not isinstance(item, dict):
+        return str(item)
+    where = item.get("loc") if "job" not in item else None
+    prefix = ".".join(str(part) for part in where) + ": " if where else ""
+    return prefix + str(item.get("msg", item))

@@ -1,0 +1,133 @@
+"""``distcron jobs``: list, show, apply, remove, pause, resume and trigger jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from distcron.cli.client import ApiClient, client_options, print_json, wants_json
+from distcron.cli.render import fields, relative, table, text
+
+
+@click.group("jobs")
+@client_options
+def jobs_command() -> None:
+    """Jobs on a replica's API (token from DISTCRON_TOKEN for changes)."""
+
+
+def _job_path(name: str, action: str = "") -> str:
+    return f"/jobs/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+def _last(job: dict[str, Any], now: datetime) -> str:
+    last = job.get("last_run")
+    if not last:
+        return "-"
+    when = last["ended_at"] or last["started_at"] or last["slot"]
+    return f"{last['state']} {relative(when, now)}"
+
+
+@jobs_command.command("list")
+@client_options
+@click.pass_context
+def list_jobs(ctx: click.Context) -> None:
+    """Every job with its next slot and latest run."""
+    jobs = ApiClient.from_context(ctx).call("GET", "/jobs")
+    if wants_json(ctx):
+        print_json(jobs)
+        return
+    now = datetime.now(UTC)
+    rows = [
+        (job["name"], job["schedule"], job["timezone"],
+         "paused" if job["paused"] else relative(job["next"], now), _last(job, now))
+        for job in jobs
+    ]
+    click.echo(table(("NAME", "SCHEDULE", "TZ", "NEXT", "LAST RUN"), rows))
+
+
+@jobs_command.command("show")
+@click.argument("name")
+@client_options
+@click.pass_context
+def show_job(ctx: click.Context, name: str) -> None:
+    """One job's spec, next slot and latest run."""
+    job = ApiClient.from_context(ctx).call("GET", _job_path(name))
+    if wants_json(ctx):
+        print_json(job)
+        return
+    now = datetime.now(UTC)
+    pairs = [(key, text(value)) for key, value in job.items()
+             if key not in ("next", "last_run") and value not in (None, {}, [])]
+    pairs.append(("next", f"{job['next']} ({relative(job['next'], now)})"))
+    pairs.append(("last run", _last(job, now)))
+    click.echo(fields(pairs))
+
+
+@jobs_command.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--prune/--no-prune", default=True, show_default=True,
+              help="Remove jobs that are not in the file (the file is the whole set).")
+@client_options
+@click.pass_context
+def apply_jobs(ctx: click.Context, file: Path, dry_run: bool, prune: bool) -> None:
+    """Make the server's jobs what FILE (TOML) says, all or nothing."""
+    body = {"toml": file.read_text(encoding="utf-8"), "dry_run": dry_run, "prune": prune,
+            "source": str(file)}
+    diff = ApiClient.from_context(ctx).call("POST", "/jobs/apply", body=body)
+    if wants_json(ctx):
+        print_json(diff)
+        return
+    pairs = [(kind, ", ".join(diff[kind]) or "-")
+             for kind in ("added", "changed", "removed", "unchanged")]
+    click.echo(fields(pairs))
+    done = f"applied (revision {diff['revision']})"
+    click.echo("dry run: nothing was changed" if dry_run else done)
+
+
+def _act(ctx: click.Context, method: str, path: str, done: str) -> None:
+    answer = ApiClient.from_context(ctx).call(method, path)
+    if wants_json(ctx):
+        print_json(answer)
+    else:
+        click.echo(done.format(**answer))
+
+
+@jobs_command.command("remove")
+@click.argument("name")
+@client_options
+@click.pass_context
+def remove_job(ctx: click.Context, name: str) -> None:
+    """Remove a job (its run history stays)."""
+    _act(ctx, "DELETE", _job_path(name), "removed job {job}")
+
+
+@jobs_command.command("pause")
+@click.argument("name")
+@client_options
+@click.pass_context
+def pause_job(ctx: click.Context, name: str) -> None:
+    """Stop launching a job; its slots are recorded as skipped."""
+    _act(ctx, "POST", _job_path(name, "pause"), "paused job {name}")
+
+
+@jobs_command.command("resume")
+@click.argument("name")
+@client_options
+@click.pass_context
+def resume_job(ctx: click.Context, name: str) -> None:
+    """Launch a paused job again."""
+    _act(ctx, "POST", _job_path(name, "resume"), "resumed job {name}")
+
+
+@jobs_command.command("trigger")
+@click.argument("name")
+@client_options
+@click.pass_context
+def trigger_job(ctx: click.Context, name: str) -> None:
+    """Run a job now; prints the launch id (see it with `distcron runs show`)."""
+    _act(ctx, "POST", _job_path(name, "trigger"), "triggered job {job}: launch {launch_id}")

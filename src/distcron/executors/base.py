@@ -1,0 +1,215 @@
+"""The executor interface: start, query, wait for and stop a launch by its id.
+
+A replica asks an executor to run a launch only after the launch intent is
+committed in the store (promise 2). The executor's half of "at most one launch
+per slot" (promise 1) is that ``start`` is idempotent by launch id, across calls,
+tasks, executor instances and replica restarts: a second ``start`` with an id the
+executor already knows starts nothing and returns what became of the first.
+
+On failure:
+
+- ``start`` raises :class:`~distcron.errors.ExecutorError` only when the executor
+  itself could not start the run (no run directory, no supervisor) and nothing
+  was started, so starting again is safe. A job that cannot be executed (command
+  or workdir missing) is not an error of the executor: it is a run that ended
+  ``FAILED``, with the reason.
+- When an executor learns that it lost track of a run it started (its supervisor
+  vanished: machine reboot, someone killed it), it says ``LOST``: the run began,
+  and its outcome will never be known. A replica must not treat that as "not
+  started" (promise 4: fail closed).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+DEFAULT_OUTPUT_LIMIT = 64 * 1024
+
+
+def utc_iso(moment: datetime) -> str:
+    """``moment`` in UTC ISO-8601 with ``Z``, to the second (or microsecond when it
+    has a fraction): the form launch ids and ``DISTCRON_SLOT`` use."""
+    utc = moment.astimezone(UTC)
+    timespec = "microseconds" if utc.microsecond else "seconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What to run for one launch.
+
+    Exactly one of ``command`` (run by ``/bin/sh -c``) and ``argv`` (executed
+    directly, ``argv[0]`` looked up in the job's ``PATH``) is set. ``slot`` is the
+    scheduled instant (aware), ``None`` for a run started by hand. ``timeout`` is in
+    seconds from the job's start; ``output_limit`` is how many trailing bytes of
+    output are kept.
+    """
+
+    launch_id: str
+    job: str
+    slot: datetime | None
+    fence: int
+    command: str | None = None
+    argv: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    timeout: float | None = None
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+
+    def __post_init__(self) -> None:
+        if not self.launch_id:
+            raise ValueError("a launch request needs a launch id")
+        if (self.command is None) == (self.argv is None):
+            raise ValueError(f"launch {self.launch_id!r}: set exactly one of command and argv")
+        if self.argv is not None and not self.argv:
+            raise ValueError(f"launch {self.launch_id!r}: argv is empty")
+        if self.slot is not None and self.slot.tzinfo is None:
+            raise ValueError(f"launch {self.launch_id!r}: slot must be timezone-aware")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"launch {self.launch_id!r}: timeout must be positive")
+        if self.output_limit <= 0:
+            raise ValueError(f"launch {self.launch_id!r}: output_limit must be positive")
+
+    def launch_env(self) -> dict[str, str]:
+        """The variables every launched command finds (DESIGN: interfaces)."""
+        return {
+            "DISTCRON_JOB": self.job,
+            "DISTCRON_LAUNCH_ID": self.launch_id,
+            "DISTCRON_SLOT": "" if self.slot is None else utc_iso(self.slot),
+            "DISTCRON_FENCE": str(self.fence),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "launch_id": self.launch_id, "job": self.job,
+            "slot": None if self.slot is None else self.slot.astimezone(UTC).isoformat(),
+            "fence": self.fence, "command": self.command,
+            "argv": None if self.argv is None else list(self.argv),
+            "env": dict(self.env), "workdir": self.workdir, "timeout": self.timeout,
+            "output_limit": self.output_limit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LaunchRequest:
+        argv = data["argv"]
+        return cls(
+            launch_id=data["launch_id"], job=data["job"], slot=_parse_time(data["slot"]),
+            fence=data["fence"], command=data["command"],
+            argv=None if argv is None else tuple(argv), env=dict(data["env"]),
+            workdir=data["workdir"], timeout=data["timeout"],
+            output_limit=data["output_limit"],
+        )
+
+
+class RunState(StrEnum):
+    NOT_FOUND = "not_found"  # this executor never started it
+    RUNNING = "running"  # started (or being started) and not ended
+    SUCCEEDED = "succeeded"  # exit code 0
+    FAILED = "failed"  # non-zero exit, killed by a signal, or could not be executed
+    TIMED_OUT = "timed_out"  # killed (its whole process group) at its timeout
+    STOPPED = "stopped"  # killed on request (``stop``)
+    LOST = "lost"  # started, then its supervisor vanished: the outcome is unknown
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will ever be learned about the run: ``wait`` returns it."""
+        return self not in (RunState.NOT_FOUND, RunState.RUNNING)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What an executor knows about one run.
+
+    ``exit_code`` is set when the job exited by itself, ``signal`` when a signal
+    killed it; both are ``None`` while it runs, when it never ran, and when it is
+    ``LOST``. ``reason`` says in words why a run is not a plain exit.
+    """
+
+    launch_id: str
+    state: RunState
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
+
+    @classmethod
+    def failed(cls, launch_id: str, reason: str) -> RunStatus:
+        """A run that failed before (or without) running anything."""
+        return cls(launch_id, RunState.FAILED, reason=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "launch_id": self.launch_id, "state": self.state.value, "pid": self.pid,
+            "exit_code": self.exit_code, "signal": self.signal,
+            "started_at": None if self.started_at is None else self.started_at.isoformat(),
+            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunStatus:
+        return cls(
+            launch_id=data["launch_id"], state=RunState(data["state"]), pid=data["pid"],
+            exit_code=data["exit_code"], signal=data["signal"],
+            started_at=_parse_time(data["started_at"]), ended_at=_parse_time(data["ended_at"]),
+            reason=data["reason"],
+        )
+
+
+class Executor(abc.ABC):
+    """Starts, queries and stops launches by id. Every method is safe to call from
+    a replica that did not start the run (it restarted, or took over).
+
+    ``location`` says where the executor keeps its runs (for the local executor:
+    host and run directory); a new leader asks its own executor about a run only
+    when the locations match. ``worker_name`` is what runs record as their worker.
+    """
+
+    name: ClassVar[str]
+    location: str | None = None
+    worker_name: str | None = None
+
+    @abc.abstractmethod
+    async def start(self, request: LaunchRequest) -> RunStatus:
+        """Start the launch, once. A second call with the same ``launch_id`` starts
+        nothing and returns the run's current status. Returns ``RUNNING`` (with
+        ``pid`` and ``started_at``), or a final state when the job could not be
+        executed or already ended. Raises ExecutorError when nothing was started
+        (calling again is then safe)."""
+
+    @abc.abstractmethod
+    async def query(self, launch_id: str) -> RunStatus:
+        """The run's status now; ``NOT_FOUND`` when this executor never started it."""
+
+    @abc.abstractmethod
+    async def wait(self, launch_id: str) -> RunStatus:
+        """Return once the run is final (or at once if ``NOT_FOUND``). Works for runs
+        started by another process, e.g. before a restart. Cancellable."""
+
+    @abc.abstractmethod
+    async def stop(self, launch_id: str, grace: float | None = None) -> RunStatus:
+        """Stop a running run: SIGTERM to its process group, SIGKILL after ``grace``
+        seconds (``None``: the executor's default). Returns once it is final.
+        Idempotent: a run that is not running is left alone and its status
+        returned."""
+
+    @abc.abstractmethod
+    async def output(self, launch_id: str) -> bytes:
+        """The last ``output_limit`` bytes of the run's stdout and stderr, interleaved
+        in the order they were written; ``b""`` for a run this executor does not know."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release what the executor holds. Runs are not stopped: they go on, and a
+        later executor adopts them."""

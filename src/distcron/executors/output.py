@@ -1,0 +1,79 @@
+"""A run's output, kept to its last ``limit`` bytes on disk.
+
+The supervisor appends what the job writes to ``output``; when that file
+reaches ``limit`` bytes it is renamed ``output.1`` (replacing the one before) and
+a new ``output`` begins. So at most about ``2 × limit`` bytes are on disk however
+chatty the job, and ``output.1`` + ``output`` always end with the last ``limit``
+bytes written.
+
+On failure: when a write fails (disk full), the ring stops recording, logs it
+once, and keeps accepting data, so that the supervisor keeps draining the job's
+pipe and the job never blocks on it. Output read while the job runs is a
+best-effort snapshot: a rotation between the two reads can drop a segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+
+from distcron.executors.rundir import RunDir
+
+OUTPUT = "output"
+OUTPUT_OLD = "output.1"
+
+log = logging.getLogger("distcron.executors")
+
+
+class OutputRing:
+    def __init__(self, run: RunDir, limit: int, launch_id: str) -> None:
+        self._path = run.path / OUTPUT
+        self._old = run.path / OUTPUT_OLD
+        self._limit = limit
+        self._launch_id = launch_id
+        self._file = open(self._path, "ab")  # noqa: SIM115 -- closed by close()
+        self._size = 0
+        self._failed = False
+
+    def write(self, data: bytes) -> None:
+        if self._failed:
+            return
+        try:
+            self._file.write(data)
+            self._file.flush()  # readers see output while the job runs
+            self._size += len(data)
+            if self._size >= self._limit:
+                self._file.close()
+                os.replace(self._path, self._old)
+                self._file = open(self._path, "ab")  # noqa: SIM115
+                self._size = 0
+        except OSError as exc:
+            self._failed = True
+            log.warning("event=output_lost launch_id=%s error=%r", self._launch_id, str(exc))
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError as exc:
+            log.warning("event=output_lost launch_id=%s error=%r", self._launch_id, str(exc))
+
+    def __enter__(self) -> OutputRing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_output(run: RunDir, limit: int) -> bytes:
+    """The last ``limit`` bytes of the run's output."""
+    return (_read(run.path / OUTPUT_OLD) + _read(run.path / OUTPUT))[-limit:]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

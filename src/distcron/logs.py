@@ -1,0 +1,33 @@
+"""Structured logs: one event per line, ``key=value``.
+
+Messages are written as ``event=name key=value …`` at the call site; this adds
+the time, level and logger in the same form.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+
+class KeyValueFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
+        line = (f"ts={stamp} level={record.levelname.lower()} logger={record.name} "
+                f"{record.getMessage()}")
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log would print every API call; errors still show.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -1,0 +1,125 @@
+"""How a replica is configured: a file, then ``DISTCRON_*`` variables, then flags.
+
+The file is TOML. Its ``[serve]`` table holds the settings below; its
+``[[job]]`` tables, if any, are the whole job set, applied when the replica
+starts (and on SIGHUP). A bad value fails at load with the setting named.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from distcron.errors import ConfigError
+
+DEFAULT_LISTEN = "127.0.0.1:8500"
+DEFAULT_DATA_DIR = "distcron-data"
+
+# setting -> environment variable
+_ENVIRONMENT = {
+    "store": "DISTCRON_STORE",
+    "listen": "DISTCRON_LISTEN",
+    "id": "DISTCRON_ID",
+    "data_dir": "DISTCRON_DATA_DIR",
+    "lease_ttl": "DISTCRON_LEASE_TTL",
+    "token_file": "DISTCRON_TOKEN_FILE",
+}
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str | None = None  # default: sqlite under data_dir
+    listen: str = DEFAULT_LISTEN
+    id: str | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    lease_ttl: float = Field(default=3.0, gt=0.5, le=300)
+    token_file: Path | None = None
+    token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, port = split_listen(value)
+        if not 0 <= port < 65536:
+            raise ValueError(f"port {port} is out of range")
+        return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``[serve]`` settings and the rest (the jobs) of a config file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    serve = document.pop("serve", {})
+    if not isinstance(serve, dict):
+        raise ConfigError(f"config file {path}: [serve] must be a table")
+    return serve, document
+
+
+def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],
+                 flags: Mapping[str, Any]) -> ServeConfig:
+    """Layer the three sources (later wins) and validate once."""
+    settings: dict[str, Any] = dict(file_settings)
+    for setting, variable in _ENVIRONMENT.items():
+        if environ.get(variable):
+            settings[setting] = environ[variable]
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    token = environ.get("DISTCRON_TOKEN") or None
+    token_file = settings.get("token_file")
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {token_file}: {exc.strerror}") from exc
+    if token is not None and not token:
+        raise ConfigError("the API token is empty")
+    settings["token"] = token
+    try:
+        config = ServeConfig.model_validate(settings)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"setting {where!r}: {problem['msg']}") from exc
+    if config.token is None and not is_loopback(config.host):
+        raise ConfigError(
+            f"refusing to listen on {config.listen} without an API token: set "
+            "DISTCRON_TOKEN or --token-file, or listen on a loopback address")
+    return config
+

@@ -1,0 +1,356 @@
+"""One term of leadership: load the state, reconcile, then launch.
+
+The term runs one loop that owns the scheduler core. Everything that changes
+the core (a tick, a job edit, a trigger, a run that started or ended) goes
+through that loop as an event, and each round's decisions are committed in
+transactions guarded by the fence *before* any executor is asked to start or
+stop a run.
+
+On failure:
+
+- A guarded write rejected, or the lease no longer certainly valid: the term
+  ends with :class:`~distcron.errors.NotLeader` and launches nothing more.
+  Runs already started go on (local runs are detached); the next leader adopts
+  them.
+- The store unreachable: the term ends (``StoreUnavailable``) and the replica
+  campaigns again; what was committed is re-read from the store.
+- An executor that cannot start a run: the run is recorded ``failed`` with the
+  reason, and retried if the job asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from distcron.clock import Clock
+from distcron.errors import ExecutorError, NotLeader
+from distcron.executors.base import Executor, LaunchRequest, RunState, RunStatus
+from distcron.jobs import JobSpec
+from distcron.metrics import Metrics
+from distcron.replica.commit import CommitRejected, commit
+from distcron.replica.reconcile import reconcile
+from distcron.replica.snapshot import load_snapshot, parse_cursor
+from distcron.scheduler.core import SchedulerCore, merge
+from distcron.scheduler.plan import Plan
+from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.store import Store, WatchBatch
+from distcron.store.layout import JOBS, TRIGGERS, cursor_key, name_of
+
+log = logging.getLogger("distcron.leader")
+
+# Process starts at once: a thousand jobs due together must not fork a thousand
+# supervisors in the same instant.
+START_CONCURRENCY = 32
+
+_OUTCOMES = {
+    RunState.SUCCEEDED: LaunchState.SUCCEEDED,
+    RunState.FAILED: LaunchState.FAILED,
+    RunState.TIMED_OUT: LaunchState.TIMED_OUT,
+    RunState.STOPPED: LaunchState.STOPPED,
+    RunState.LOST: LaunchState.LOST,
+}
+
+
+# Something that changes the core, applied in the loop at ``now``; returns its plan.
+_Event = Callable[[datetime], Awaitable[Plan]]
+
+
+class LeaderTerm:
+    def __init__(self, store: Store, executor: Executor, fence: int, replica_id: str,
+                 clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool]) -> None:
+        self.store = store
+        self.executor = executor
+        self.fence = fence
+        self.replica_id = replica_id
+        self.clock = clock
+        self.metrics = metrics
+        self.lease_valid = lease_valid
+        self.specs: dict[str, JobSpec] = {}
+        self.core = SchedulerCore(fence, replica_id, executor.location)
+        self._events: deque[_Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._outputs: dict[str, bytes] = {}  # of runs that ended, committed with them
+        self._failure: BaseException | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._starts = asyncio.Semaphore(START_CONCURRENCY)
+        self._gap_counts: dict[str, tuple[str, int]] = {}
+
+    async def run(self) -> None:
+        """Lead until leadership is lost (raises NotLeader) or the task is cancelled."""
+        try:
+            revision = await self._load()
+            self._spawn(self._watch(JOBS, revision + 1, self._on_jobs), "watch-jobs",
+                        critical=True)
+            self._spawn(self._watch(TRIGGERS, revision + 1, self._on_triggers),
+                        "watch-triggers", critical=True)
+            await self._loop()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -- start of term ---------------------------------------------------------
+
+    async def _load(self) -> int:
+        now = self.clock.now()
+        state = await load_snapshot(self.store)
+        plans = []
+        for spec in state.jobs.values():
+            try:
+                plans.append(self.core.set_job(spec, state.cursors.get(spec.name), now))
+                self.specs[spec.name] = spec
+            except ValueError as exc:
+                log.error("event=job_rejected job=%s error=%r", spec.name, str(exc))
+        for record in state.records:
+            self.core.restore(record, now)
+        self.metrics.jobs_loaded.set(len(self.specs))
+        plans.append(await reconcile(self.core, self.executor, self._follow_run, now))
+        await self._commit(merge(plans))
+        log.info("event=term_started fence=%d jobs=%d live=%d revision=%d", self.fence,
+                 len(self.specs), len(state.records), state.revision)
+        return state.revision
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            now = self.clock.now()
+            plans = [self.core.tick(now)]
+            while self._events:
+                plans.append(await self._events.popleft()(now))
+            outputs, self._outputs = self._outputs, {}
+            await self._commit(merge(plans), outputs)
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        self._wakeup.clear()
+        if self._events or self._failure is not None:
+            return
+        wake = self.core.next_wakeup()
+        timeout = None if wake is None else (wake - self.clock.now()).total_seconds()
+        if timeout is not None and timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
+
+    async def _commit(self, plan: Plan, outputs: dict[str, bytes] | None = None) -> None:
+        if not plan:
+            return
+        if not self.lease_valid():
+            raise NotLeader(self.replica_id, self.fence)
+        started = self.clock.monotonic()
+        try:
+            revision = await commit(self.store, self.fence, plan, outputs)
+        except CommitRejected as exc:
+            self.metrics.guarded_write_failures.labels(reason="rejected").inc()
+            log.warning("event=guarded_write_rejected fence=%d error=%r", self.fence, str(exc))
+            raise NotLeader(self.replica_id, self.fence) from exc
+        self.metrics.guarded_write.observe(self.clock.monotonic() - started)
+        self.metrics.store_revision.set(revision)
+        self._observe(plan)
+        for record in plan.starts:
+            self._spawn(self._start(record), f"start {record.run_id}")
+        for record in plan.stops:
+            self._spawn(self._stop(record), f"stop {record.run_id}")
+
+    def _observe(self, plan: Plan) -> None:
+        for record in plan.records.values():
+            self._log_record(record, record.launch_id in plan.created)
+            if record.state in (LaunchState.SKIPPED, LaunchState.MISSED):
+                # A span grows in place: count only the slots it gained.
+                known_id, known = self._gap_counts.get(record.job, ("", 0))
+                added = record.count - (known if known_id == record.launch_id else 0)
+                self._gap_counts[record.job] = (record.launch_id, record.count)
+                if record.state is LaunchState.SKIPPED:
+                    reason = "paused" if "paused" in record.reason else "overlap"
+                    self.metrics.slots_skipped.labels(job=record.job, reason=reason).inc(added)
+                else:
+                    self.metrics.slots_missed.labels(job=record.job).inc(added)
+            elif record.state is LaunchState.UNKNOWN:
+                self.metrics.launches_unknown.labels(job=record.job).inc()
+            elif record.state is LaunchState.LOST:
+                self.metrics.launches_lost.labels(job=record.job).inc()
+            if not record.state.live and record.state.launched:
+                self.metrics.launches.labels(job=record.job, outcome=record.state.value).inc()
+                if record.started_at and record.ended_at:
+                    self.metrics.run_duration.labels(job=record.job).observe(
+                        (record.ended_at - record.started_at).total_seconds())
+        for record in plan.starts:
+            if record.slot is not None and record.attempt == 1 and record.intent_at:
+                self.metrics.launch_lag.observe(
+                    (record.intent_at - record.slot).total_seconds())
+
+    def _log_record(self, record: LaunchRecord, created: bool) -> None:
+        log.info("event=%s launch_id=%s state=%s attempt=%d%s%s",
+                 "launch_recorded" if created else "launch_updated", record.launch_id,
+                 record.state.value, record.attempt,
+                 f" count={record.count}" if record.count > 1 else "",
+                 f" reason={record.reason!r}" if record.reason else "")
+
+    # -- runs ------------------------------------------------------------------
+
+    def request_for(self, record: LaunchRecord) -> LaunchRequest:
+        spec = self.specs.get(record.job)
+        if spec is None:
+            raise ExecutorError(f"job {record.job!r} is no longer defined")
+        assert record.run_id is not None
+        return LaunchRequest(
+            launch_id=record.run_id, job=record.job, slot=record.slot, fence=self.fence,
+            command=spec.command, argv=spec.argv, env=dict(spec.env), workdir=spec.workdir,
+            timeout=spec.timeout)
+
+    async def _start(self, record: LaunchRecord) -> None:
+        assert record.run_id is not None
+        async with self._starts:
+            if not self.lease_valid():
+                # Committed, but leadership may be gone: the next leader finds
+                # the intent and starts it (idempotently) itself.
+                return
+            try:
+                status = await self.executor.start(self.request_for(record))
+            except ExecutorError as exc:
+                log.warning("event=start_failed launch_id=%s error=%r", record.launch_id,
+                            str(exc))
+                self._post_end(record.launch_id, RunStatus.failed(record.run_id, str(exc)))
+                return
+        await self._follow_run(record.launch_id, status)
+
+    async def _follow_run(self, launch_id: str, status: RunStatus) -> None:
+        """Record that a run started, then wait for its end and record that."""
+        if status.state is RunState.RUNNING:
+            self._post(functools.partial(self._run_started, launch_id, status))
+            self._spawn(self._wait(launch_id, status.launch_id), f"wait {status.launch_id}")
+        else:
+            self._post_end(launch_id, status)
+
+    async def _run_started(self, launch_id: str, status: RunStatus, now: datetime) -> Plan:
+        log.info("event=run_started launch_id=%s pid=%s", launch_id, status.pid)
+        return self.core.run_started(launch_id, status.started_at or self.clock.now(),
+                                     pid=status.pid, worker=self.executor.worker_name)
+
+    async def _wait(self, launch_id: str, run_id: str) -> None:
+        status = await self.executor.wait(run_id)
+        self._post_end(launch_id, status)
+
+    def _post_end(self, launch_id: str, status: RunStatus) -> None:
+        async def apply(now: datetime) -> Plan:
+            outcome = _OUTCOMES.get(status.state, LaunchState.UNKNOWN)
+            log.info("event=run_ended launch_id=%s state=%s exit_code=%s", launch_id,
+                     outcome.value, status.exit_code)
+            output = await self._output(status.launch_id)
+            if output:
+                self._outputs[launch_id] = output
+            return self.core.run_ended(
+                launch_id, outcome, now, exit_code=status.exit_code, signal=status.signal,
+                started_at=status.started_at, ended_at=status.ended_at, reason=status.reason)
+        self._post(apply)
+
+    async def _output(self, run_id: str) -> bytes:
+        try:
+            return await self.executor.output(run_id)
+        except ExecutorError:
+            return b""
+
+    async def _stop(self, record: LaunchRecord) -> None:
+        assert record.run_id is not None
+        log.info("event=run_stopping launch_id=%s", record.launch_id)
+        with contextlib.suppress(ExecutorError):
+            await self.executor.stop(record.run_id)
+
+    # -- watched changes -----------------------------------------------------------
+
+    async def _watch(self, prefix: str, start: int,
+                     handle: Callable[[WatchBatch], Awaitable[None]]) -> None:
+        watch = self.store.watch(prefix, start)
+        try:
+            async for batch in watch:
+                await handle(batch)
+        finally:
+            await watch.aclose()
+
+    async def _on_jobs(self, batch: WatchBatch) -> None:
+        for event in batch.events:
+            name = name_of(event.kv.key, JOBS)
+            if event.type == "delete":
+                self._post(functools.partial(self._remove_job, name))
+            else:
+                try:
+                    spec = JobSpec.from_json(event.kv.value)
+                except ValueError as exc:
+                    log.error("event=job_rejected job=%s error=%r", name, str(exc))
+                    continue
+                self._post(functools.partial(self._set_job, spec))
+
+    async def _set_job(self, spec: JobSpec, now: datetime) -> Plan:
+        cursor = None
+        if spec.name not in self.specs:
+            kv = await self.store.get(cursor_key(spec.name))
+            cursor = parse_cursor(kv.value) if kv else None
+        plan = self.core.set_job(spec, cursor, now)
+        self.specs[spec.name] = spec
+        self.metrics.jobs_loaded.set(len(self.specs))
+        log.info("event=job_loaded job=%s paused=%s", spec.name, spec.paused)
+        return plan
+
+    async def _remove_job(self, name: str, now: datetime) -> Plan:
+        self.specs.pop(name, None)
+        self.metrics.jobs_loaded.set(len(self.specs))
+        log.info("event=job_removed job=%s", name)
+        return self.core.remove_job(name, now)
+
+    async def _on_triggers(self, batch: WatchBatch) -> None:
+        for event in batch.events:
+            if event.type != "put":
+                continue
+            trigger_id = name_of(event.kv.key, TRIGGERS)
+            try:
+                body = json.loads(event.kv.value)
+                job, launch_id = str(body["job"]), str(body["launch_id"])
+            except (ValueError, KeyError, TypeError):
+                log.error("event=trigger_rejected trigger=%s", trigger_id)
+                continue
+            self._post(functools.partial(self._trigger, trigger_id, job, launch_id))
+
+    async def _trigger(self, trigger_id: str, job: str, launch_id: str, now: datetime) -> Plan:
+        plan = self.core.trigger(job, launch_id, now)
+        plan.consumed_triggers.append(trigger_id)
+        log.info("event=triggered job=%s launch_id=%s", job, launch_id)
+        return plan
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _post(self, event: _Event) -> None:
+        self._events.append(event)
+        self._wakeup.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, *,
+               critical: bool = False) -> None:
+        """Run ``coro`` beside the loop; a critical task that stops ends the term."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is not None:
+                log.error("event=task_failed task=%s error=%r", name, str(error))
+            if critical and self._failure is None:
+                self._failure = error or NotLeader(self.replica_id, self.fence)
+                self._wakeup.set()
+
+        task.add_done_callback(done)

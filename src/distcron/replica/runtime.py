@@ -1,0 +1,141 @@
+"""A replica: joins the cluster, campaigns, leads or follows, until told to stop.
+
+On failure:
+
+- Lease lost (store unreachable past the TTL, or the process was paused):
+  the leader term is cancelled at once, the replica takes a new lease and
+  campaigns again as a newcomer.
+- Store unreachable while following: retried with a short backoff.
+- Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
+  without waiting for the lease to run out; runs in progress are left to the
+  next leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from distcron import __version__
+from distcron.clock import Clock
+from distcron.errors import NotLeader, StoreError
+from distcron.executors.base import Executor
+from distcron.metrics import Metrics
+from distcron.replica.leader import LeaderTerm
+from distcron.replica.membership import Membership
+from distcron.store import Store
+
+log = logging.getLogger("distcron.replica")
+
+_RETRY_DELAY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    replica_id: str
+    listen: str
+    lease_ttl: float = 3.0
+
+
+def default_replica_id(listen: str) -> str:
+    return f"{socket.gethostname()}-{listen.rsplit(':', 1)[-1]}"
+
+
+class Replica:
+    """One scheduler replica. Also the ``ReplicaView`` the API reads."""
+
+    def __init__(self, store: Store, executor: Executor, config: ReplicaConfig,
+                 clock: Clock, metrics: Metrics) -> None:
+        self.store = store
+        self.executor = executor
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics
+        self.replica_id = config.replica_id
+        self.listen = config.listen
+        self._fence: int | None = None
+        self._leader_changes = 0
+        self._started_at = clock.now()
+        self.membership = Membership(
+            store, config.replica_id,
+            {"listen": config.listen, "started_at": self._started_at.isoformat(),
+             "version": __version__},
+            config.lease_ttl, clock)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._fence is not None
+
+    @property
+    def fence(self) -> int | None:
+        return self._fence
+
+    @property
+    def leader_changes(self) -> int:
+        return self._leader_changes
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        self.metrics.is_leader.set(0)
+        while not stop.is_set():
+            try:
+                await self.membership.join()
+                await self._serve_term(stop)
+            except StoreError as exc:
+                log.warning("event=store_error replica=%s error=%r", self.replica_id, str(exc))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_RETRY_DELAY):
+                        await stop.wait()
+            finally:
+                await self.membership.leave()
+        log.info("event=stopped replica=%s", self.replica_id)
+
+    async def _serve_term(self, stop: asyncio.Event) -> None:
+        """Campaign, lead or follow, while this lease lives."""
+        membership = self.membership
+        while not stop.is_set() and not membership.lost.is_set():
+            fence = await membership.campaign()
+            if fence is None:
+                await self._until_any(stop, membership.lost,
+                                      membership.wait_for_vacancy(self.config.lease_ttl))
+                continue
+            await self._lead(fence, stop)
+
+    async def _lead(self, fence: int, stop: asyncio.Event) -> None:
+        self._fence = fence
+        self._leader_changes += 1
+        self.metrics.is_leader.set(1)
+        self.metrics.leader_changes.inc()
+        log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
+        term = LeaderTerm(self.store, self.executor, fence, self.replica_id, self.clock,
+                          self.metrics, self.membership.lease_valid)
+        try:
+            await self._until_any(stop, self.membership.lost, term.run())
+        except NotLeader as exc:
+            log.warning("event=lost_leadership replica=%s error=%r", self.replica_id, str(exc))
+        finally:
+            self._fence = None
+            self.metrics.is_leader.set(0)
+            if stop.is_set():
+                await self.membership.resign(fence)
+            log.info("event=leadership_ended replica=%s fence=%d", self.replica_id, fence)
+
+    @staticmethod
+    async def _until_any(stop: asyncio.Event, lost: asyncio.Event,
+                         work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` until it ends or either event is set; its errors propagate."""
+        task = asyncio.create_task(work)
+        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())}
+        try:
+            await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,62 @@
+"""What the scheduler core needs to know about a job, and the rules that need no state.
+
+The core depends on this protocol rather than on the jobs package's model, so
+its tests can describe jobs in a line.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+# A slot counts as on time this long after its instant, even with catch-up
+# "none": long enough to cover a leader failover, short enough that "none"
+# still means "don't run what fell due while distcron was down".
+ON_TIME_TOLERANCE = timedelta(seconds=10)
+
+# Retry backoff doubles per attempt up to this.
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+
+# How often a paused job's slots are accounted for (as one growing "skipped"
+# record) instead of waking the leader at every slot.
+PAUSED_ACCOUNTING_INTERVAL = timedelta(seconds=60)
+
+# Past this many overdue slots of one job (e.g. a per-second job after a long
+# outage) the rest are counted as one missed span without visiting each.
+MAX_BACKLOG_SLOTS = 10_000
+
+
+class JobPolicy(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def schedule(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def concurrency(self) -> str: ...  # forbid | allow | replace | queue
+    @property
+    def catchup(self) -> str: ...  # none | last | all
+    @property
+    def starting_deadline(self) -> float | None: ...  # seconds
+    @property
+    def retries(self) -> int: ...
+    @property
+    def retry_backoff(self) -> float: ...  # seconds
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def idempotent(self) -> bool: ...
+    @property
+    def executor(self) -> str: ...
+
+
+def starting_deadline(job: JobPolicy) -> timedelta | None:
+    return None if job.starting_deadline is None else timedelta(seconds=job.starting_deadline)
+
+
+def retry_delay(job: JobPolicy, failed_attempt: int) -> timedelta:
+    """``retry_backoff · 2^(attempt-1)``, capped at an hour (or at the backoff
+    itself when that is longer)."""
+    base = timedelta(seconds=job.retry_backoff)
+    return min(base * (2 ** (failed_attempt - 1)), max(base, MAX_RETRY_BACKOFF))

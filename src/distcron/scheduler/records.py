@@ -1,0 +1,114 @@
+"""Launch records: what the store says happened to each slot.
+
+A launch id is ``<job>@<slot>`` with the slot in UTC ISO-8601 (``Z``). A run
+started by hand gets ``<job>@manual-<time>-<nonce>``, which can never equal a
+slot. Every slot of a job is covered by exactly one record: a launched slot by
+its own record, and a run of consecutive slots skipped or missed for one reason
+by one record that spans them (``slot`` … ``until``, ``count`` slots), so that a
+job paused for a day at one run per second does not write 86,400 records.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class LaunchState(StrEnum):
+    LAUNCHING = "launching"  # intent committed, executor not yet confirmed
+    RUNNING = "running"
+    QUEUED = "queued"  # waiting for the live run to end (concurrency = queue)
+    RETRYING = "retrying"  # failed, waiting for its next attempt
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    STOPPED = "stopped"  # stopped on purpose (replaced by a newer run)
+    SKIPPED = "skipped"  # overlap policy, or the job was paused
+    MISSED = "missed"  # past its starting deadline, or superseded by catch-up
+    UNKNOWN = "unknown"  # takeover could not learn its fate (fail closed)
+    LOST = "lost"  # the worker running it vanished
+
+    @property
+    def live(self) -> bool:
+        """The slot is not finished: it counts as running for overlap policies."""
+        return self in _LIVE
+
+    @property
+    def launched(self) -> bool:
+        """An executor was (or may have been) asked to run it."""
+        return self not in _NEVER_LAUNCHED
+
+
+_LIVE = frozenset({LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.QUEUED,
+                   LaunchState.RETRYING})
+_NEVER_LAUNCHED = frozenset({LaunchState.QUEUED, LaunchState.SKIPPED, LaunchState.MISSED})
+
+
+class LaunchKind(StrEnum):
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+
+
+class LaunchRecord(BaseModel):
+    """One slot's (or one manual run's) fate, as stored under ``launches/<launch_id>``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    launch_id: str
+    job: str
+    slot: datetime | None  # None for a manual run
+    kind: LaunchKind = LaunchKind.SCHEDULED
+    state: LaunchState
+    reason: str = ""
+    # Skipped/missed records may span consecutive slots: slot … until, count of them.
+    until: datetime | None = None
+    count: int = 1
+    fence: int = 0  # the fence of the leader that wrote the intent
+    replica: str | None = None  # that leader's id
+    executor: str | None = None
+    worker: str | None = None
+    # Where the executor keeps the run (host and run directory for local runs):
+    # a new leader asks its own executor about the run only when it is the same.
+    location: str | None = None
+    attempt: int = 1
+    run_id: str | None = None  # the executor's id for the current attempt
+    intent_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    retry_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    pid: int | None = None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_defaults=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> LaunchRecord:
+        return cls.model_validate_json(data)
+
+
+def format_slot(slot: datetime) -> str:
+    """A slot as it appears in launch ids: UTC ISO-8601 with ``Z``, to the second
+    (or microsecond when the slot has a fraction)."""
+    utc = slot.astimezone(UTC)
+    timespec = "microseconds" if utc.microsecond else "seconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def launch_id_for(job: str, slot: datetime) -> str:
+    return f"{job}@{format_slot(slot)}"
+
+
+def manual_launch_id(job: str, at: datetime) -> str:
+    """An id for a run started by hand: ``manual-`` can never begin a slot."""
+    stamp = at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{job}@manual-{stamp}-{secrets.token_hex(3)}"
+
+
+def run_id_for(launch_id: str, attempt: int) -> str:
+    """The executor's id for one attempt: the launch id, then ``~N`` for retries."""
+    return launch_id if attempt == 1 else f"{launch_id}~{attempt}"

@@ -1,0 +1,69 @@
+"""Where each piece of distcron's state lives in the store.
+
+Every key is relative to the store's prefix. One place names them so that the
+leader, the API, the workers and the tests agree.
+
+=========================  ==============================================  ==========
+key                        value                                           written by
+=========================  ==============================================  ==========
+``jobs/<job>``             the job spec (JSON)                             API
+``cursors/<job>``          the last slot of the job already accounted for  API, leader
+``launches/<launch id>``   the launch record (JSON)                        leader
+``active/<launch id>``     present while the launch is live (an index      leader
+                           that a new leader reads instead of every record)
+``output/<launch id>``     the run's last output bytes                     leader
+``triggers/<trigger id>``  a request to run a job now (JSON)               API
+``election/leader``        the leader's replica id; leased; its            leader
+                           ``create_revision`` is the fence
+``replicas/<id>``          a replica's registration (JSON); leased         each replica
+=========================  ==============================================  ==========
+"""
+
+from __future__ import annotations
+
+JOBS = "jobs/"
+CURSORS = "cursors/"
+LAUNCHES = "launches/"
+OUTPUT = "output/"
+ACTIVE = "active/"
+TRIGGERS = "triggers/"
+REPLICAS = "replicas/"
+LEADER = "election/leader"
+
+
+def job_key(job: str) -> str:
+    return JOBS + job
+
+
+def cursor_key(job: str) -> str:
+    return CURSORS + job
+
+
+def launch_key(launch_id: str) -> str:
+    return LAUNCHES + launch_id
+
+
+def launch_prefix(job: str) -> str:
+    """The launches of one job: launch ids start with ``<job>@``."""
+    return f"{LAUNCHES}{job}@"
+
+
+def active_key(launch_id: str) -> str:
+    return ACTIVE + launch_id
+
+
+def output_key(launch_id: str) -> str:
+    return OUTPUT + launch_id
+
+
+def trigger_key(trigger_id: str) -> str:
+    return TRIGGERS + trigger_id
+
+
+def replica_key(replica_id: str) -> str:
+    return REPLICAS + replica_id
+
+
+def name_of(key: str, prefix: str) -> str:
+    """The last part of a key under ``prefix``: ``name_of("jobs/backup", JOBS) == "backup"``."""
+    return key[len(prefix) :]

@@ -1,0 +1,313 @@
+"""The ``sqlite`` store backend: the whole store in one SQLite file, on one machine.
+
+Several processes on the machine may share the file — two ``distcron serve``
+replicas (a leader and its hot standby) and workers. Everything authoritative
+(revision, keys, leases, event history) is in the file; a process keeps only a
+connection, so any of them may die at any moment without losing anything that
+was committed (commits are on disk before they return).
+
+URLs (the form SQLAlchemy uses): what follows ``sqlite:///`` is the path as
+written, so ``sqlite:///distcron-data/state.db`` is relative to the working
+directory and ``sqlite:////var/lib/distcron/state.db`` (four slashes) is
+absolute. Missing parent directories are created. Options go in the query:
+``poll`` (how often watches look for changes made by other processes, e.g.
+``50ms``), ``history`` (how many revisions of events watches can replay) and
+``busy_timeout`` (how long a write waits for another process's, e.g. ``5s``).
+
+Failure behaviour:
+
+- **Lock timeout.** A write waits up to ``busy_timeout`` for another process
+  that holds the write lock; after that, and on any disk or file error, the call
+  raises :class:`~distcron.errors.StoreUnavailable` naming the file and the
+  transaction is rolled back. Reads never wait (WAL).
+- **Lease loss.** Lease deadlines are readings of ``CLOCK_MONOTONIC``
+  (``time.monotonic``), which every process on one Linux machine shares and
+  which wall-clock changes do not move. That is why this backend is for one
+  machine only: the file must not be shared over a network file system (WAL
+  refuses to work there anyway). A lease whose deadline has passed is ended by
+  the next process to touch the store — a write, a read, a keepalive, or a
+  watch's poll — which deletes its keys as one revision, with delete events.
+  A process that only watches therefore sees a dead holder's keys vanish within
+  one poll after the TTL. ``lease_keepalive`` after that raises
+  :class:`~distcron.errors.LeaseExpired`.
+- **Reboot.** ``CLOCK_MONOTONIC`` restarts at each boot, so deadlines from a
+  previous boot mean nothing: opening the file after a reboot ends every lease
+  (see :func:`~distcron.store.sqlite_schema.current_boot_id`).
+- **Cancellation.** Each call runs as one transaction on the store's own
+  thread; a caller cancelled while it runs does not stop it, so a cancelled
+  write may have been applied (as with StoreUnavailable: read it back).
+- **Closing** ends open watches (their iteration simply stops); any later call
+  raises StoreUnavailable. Leases are not revoked: they expire.
+
+One store instance belongs to one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from distcron.durations import parse_duration
+from distcron.errors import ConfigError, StoreError, StoreUnavailable
+from distcron.store.base import Compare, KeyValue, Op, Store, TxnResult, WatchBatch
+from distcron.store.sqlite_engine import SqliteEngine
+from distcron.store.sqlite_schema import current_boot_id
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_POLL_INTERVAL = 0.05
+DEFAULT_HISTORY = 10_000
+DEFAULT_BUSY_TIMEOUT = 5.0
+# A watch that replays history reads at most this many revisions per query, so
+# that a long replay does not hold one huge result in memory.
+WATCH_PAGE_REVISIONS = 1_000
+
+
+class SqliteStore(Store):
+    """The store in the SQLite file at ``path`` (see the module docstring).
+
+    Opening is synchronous — it creates the directory, the file and its tables —
+    so that a bad path fails at once, with StoreUnavailable naming it (or a
+    StoreError if the file is not a store this version can use).
+
+    ``monotonic`` is the lease clock; tests may pass a fake one, shared by every
+    store instance on the file. ``boot_id`` names this boot of the machine
+    (tests may pass one to simulate a reboot).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        history: int = DEFAULT_HISTORY,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        monotonic: Callable[[], float] = time.monotonic,
+        boot_id: str | None = None,
+    ) -> None:
+        if not poll_interval > 0 or history < 1 or busy_timeout < 0:
+            raise ValueError(
+                f"poll_interval {poll_interval} and history {history} must be positive, "
+                f"busy_timeout {busy_timeout} not negative"
+            )
+        self.path = Path(path).absolute()
+        self._poll_interval = poll_interval
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"sqlite store {self.path}: cannot create directory {self.path.parent}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        # One thread owns the connection: sqlite3 blocks, the event loop must not.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="distcron-sqlite")
+        try:
+            self._engine = self._executor.submit(
+                SqliteEngine,
+                self.path,
+                busy_timeout=busy_timeout,
+                history=history,
+                monotonic=monotonic,
+                boot_id=current_boot_id() if boot_id is None else boot_id,
+            ).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+        self._closed = False
+        # Watches wait on ``_changed``; it is set (and replaced) whenever the
+        # revision is seen to move, by a local write or by the poller.
+        self._changed = asyncio.Event()
+        self._seen_revision = 0
+        self._watches = 0
+        self._poller: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    async def get(self, key: str) -> KeyValue | None:
+        return await self._call(functools.partial(self._engine.get, key))
+
+    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+        found, revision = await self._call(functools.partial(self._engine.range, prefix))
+        # A read may have reaped an expired lease: local watches need not wait a poll.
+        self._saw_revision(revision)
+        return found, revision
+
+    async def revision(self) -> int:
+        revision = await self._call(self._engine.revision)
+        self._saw_revision(revision)
+        return revision
+
+    async def txn(
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Op],
+        failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        result = await self._call(
+            functools.partial(self._engine.txn, tuple(compare), tuple(success), tuple(failure))
+        )
+        self._saw_revision(result.revision)
+        return result
+
+    async def lease_grant(self, ttl: float) -> int:
+        return await self._call(functools.partial(self._engine.lease_grant, ttl))
+
+    async def lease_keepalive(self, lease_id: int) -> float:
+        return await self._call(functools.partial(self._engine.lease_keepalive, lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> None:
+        await self._call(functools.partial(self._engine.lease_revoke, lease_id))
+        # A revoke may delete keys: let local watches know without waiting for a poll.
+        self._wake_watches()
+
+    async def compact(self, revision: int) -> None:
+        """Drop the event history up to ``revision`` (the store also does this
+        by itself, keeping ``history`` revisions); watches from there raise Compacted."""
+        await self._call(functools.partial(self._engine.compact, revision))
+
+    def watch(self, prefix: str, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
+        """See :meth:`Store.watch`. Changes made through this instance are seen at
+        once, others' within one poll interval. Close it (``aclose``) from the
+        task that iterates it, or cancel that task."""
+        if start_revision < 1:
+            raise ValueError(f"watch start revision must be at least 1, got {start_revision}")
+        return self._watch(prefix, start_revision)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake_watches()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.wait([self._poller])
+        # Queued behind any transaction still running, so none is cut short.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._engine.close)
+        self._executor.shutdown(wait=False)
+
+    async def _watch(self, prefix: str, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
+        next_revision = start_revision
+        self._watches += 1
+        try:
+            while not self._closed:
+                # Taken before reading, so a change made meanwhile is not missed.
+                changed = self._changed
+                page = await self._call(
+                    functools.partial(
+                        self._engine.events, prefix, next_revision, WATCH_PAGE_REVISIONS
+                    )
+                )
+                self._saw_revision(page.revision)
+                if page.covered >= next_revision:
+                    next_revision = page.covered + 1
+                    if page.events:
+                        yield WatchBatch(page.covered, page.events)
+                        continue
+                if page.covered < page.revision or self._closed:
+                    continue
+                self._ensure_poller()
+                await changed.wait()
+        finally:
+            self._watches -= 1
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll(), name=f"poll {self.path}"
+            )
+
+    async def _poll(self) -> None:
+        """While watches are open, look for changes by other processes and reap
+        leases that are due (one cheap query per interval when idle)."""
+        while self._watches and not self._closed:
+            try:
+                revision = await self._call(self._engine.poll)
+            except StoreError as exc:
+                log.warning("watch poll failed, retrying: %s", exc)
+                # Watches re-read; if the file is gone, each of them raises.
+                self._wake_watches()
+            else:
+                self._saw_revision(revision)
+            await asyncio.sleep(self._poll_interval)
+
+    def _saw_revision(self, revision: int) -> None:
+        if revision > self._seen_revision:
+            self._seen_revision = revision
+            self._wake_watches()
+
+    def _wake_watches(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _call(self, job: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"sqlite store {self.path} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteUrl:
+    """What a ``sqlite://`` URL says: the file and the store's options."""
+
+    path: Path
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    history: int = DEFAULT_HISTORY
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+
+
+def parse_sqlite_url(url: str) -> SqliteUrl:
+    """Parse ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``,
+    with optional ``?poll=50ms&history=10000&busy_timeout=5s``. Raises ConfigError."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+        raise ConfigError(
+            f"store URL {url!r}: expected sqlite:///relative/path.db or "
+            "sqlite:////absolute/path.db (no host)"
+        )
+    if parts.fragment:
+        raise ConfigError(f"store URL {url!r}: write '#' in a path as %23")
+    path = unquote(parts.path[1:])
+    if not path or path.endswith("/"):
+        raise ConfigError(f"store URL {url!r}: no file name")
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in options:
+            raise ConfigError(f"store URL {url!r}: option {name!r} given twice")
+        options[name] = value
+    try:
+        poll = parse_duration(options.pop("poll", str(DEFAULT_POLL_INTERVAL)))
+        busy = parse_duration(options.pop("busy_timeout", str(DEFAULT_BUSY_TIMEOUT)))
+        history = int(options.pop("history", str(DEFAULT_HISTORY)))
+    except ValueError as exc:
+        raise ConfigError(f"store URL {url!r}: {exc}") from exc
+    if options:
+        raise ConfigError(
+            f"store URL {url!r}: unknown option(s) {', '.join(sorted(options))} "
+            "(known: poll, history, busy_timeout)"
+        )
+    if poll <= 0 or history < 1:
+        raise ConfigError(f"store URL {url!r}: poll and history must be positive")
+    return SqliteUrl(Path(path), poll, history, busy)
+
+
+def open_sqlite_store(url: str) -> SqliteStore:
+    """The store a ``sqlite://`` URL names (see :func:`parse_sqlite_url`)."""
+    parsed = parse_sqlite_url(url)
+    return SqliteStore(
+        parsed.path,
+        poll_interval=parsed.poll_interval,
+        history=parsed.history,
+        busy_timeout=parsed.busy_timeout,
+    )

@@ -1,0 +1,442 @@
+"""The SQLite store's transactions, run synchronously on the store's own thread.
+
+:class:`SqliteEngine` owns one connection; each public method is one SQLite
+transaction. Every write takes the file's write lock first (``BEGIN
+IMMEDIATE``), so a transaction never reads under a shared lock and then fails
+to upgrade it: two processes racing on one key queue up, and the second sees
+the first's write. Reads run in a WAL snapshot and never wait.
+
+Expired leases are reaped by whichever transaction comes first after their
+deadline: a write reaps before it compares anything, and a read that finds a
+lease due switches to a write so that it reaps before it reads. A read
+therefore never returns a key whose lease has expired, and every deletion is
+in the event log for watches to see.
+
+On failure: any ``sqlite3`` error (the lock still held by another process
+after the busy timeout, a full or failing disk, a corrupt file) rolls the
+transaction back and raises :class:`~distcron.errors.StoreUnavailable` naming
+the file; nothing is ever left half applied or left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from distcron.errors import LeaseExpired, StoreUnavailable
+from distcron.store.base import (
+    Compacted,
+    Compare,
+    Delete,
+    Event,
+    Get,
+    KeyValue,
+    Op,
+    Put,
+    Target,
+    TxnResult,
+)
+from distcron.store.sqlite_schema import connect
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+# Column of each integer target in ``SELECT value, create_rev, mod_rev, version, lease``.
+_COLUMN = {Target.CREATE: 1, Target.MOD: 2, Target.VERSION: 3, Target.LEASE: 4}
+_KV_COLUMNS = "key, value, create_rev, mod_rev, version, lease"
+_MAX_CODE_POINT = 0x10FFFF
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string above every string starting with ``prefix``
+    (``None``: no bound), like etcd's range end for a prefix.
+
+    SQLite compares TEXT with memcmp on UTF-8, which orders strings by code
+    point, as Python does; so ``prefix <= key < prefix_end(prefix)`` is an
+    index range scan.
+    """
+    stripped = prefix.rstrip(chr(_MAX_CODE_POINT))
+    if not stripped:
+        return None
+    bumped = ord(stripped[-1]) + 1
+    if 0xD800 <= bumped <= 0xDFFF:
+        bumped = 0xE000  # surrogates cannot be encoded in UTF-8; none is in a key
+    return stripped[:-1] + chr(bumped)
+
+
+def _where(key: str, prefix: bool) -> tuple[str, tuple[str, ...]]:
+    """A SQL condition on ``key`` selecting one key or a prefix, with its parameters."""
+    if not prefix:
+        return "key = ?", (key,)
+    end = prefix_end(key)
+    if end is None:
+        return "key >= ?", (key,)
+    return "key >= ? AND key < ?", (key, end)
+
+
+def check_txn(compare: Sequence[Compare], *branches: Sequence[Op]) -> None:
+    """Refuse, as etcd does, what a transaction cannot mean: empty keys, operands
+    of the wrong type, and a branch that writes one key twice."""
+    for c in compare:
+        _check_key(c.key)
+        wants = bytes if c.target is Target.VALUE else int
+        if not isinstance(c.operand, wants) or c.op not in _OPS:
+            raise ValueError(
+                f"compare on {c.key!r}: {c.target.value} {c.op} {c.operand!r} "
+                f"(the operand of {c.target.value} must be {wants.__name__})"
+            )
+    for ops in branches:
+        puts: set[str] = set()
+        deletes: list[Delete] = []
+        for op in ops:
+            if isinstance(op, Put):
+                _check_key(op.key)
+                if op.key in puts:
+                    raise ValueError(f"txn puts {op.key!r} twice")
+                puts.add(op.key)
+            elif not op.prefix:
+                _check_key(op.key)
+            if isinstance(op, Delete):
+                deletes.append(op)
+        for d in deletes:
+            for key in puts:
+                if key == d.key or (d.prefix and key.startswith(d.key)):
+                    raise ValueError(f"txn both puts and deletes {key!r}")
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise ValueError("empty key (only a prefix may be empty)")
+
+
+class EventPage(NamedTuple):
+    """What a watch read: events of revisions up to ``covered``, and the store's
+    ``revision`` then (``covered < revision``: more is waiting)."""
+
+    covered: int
+    events: tuple[Event, ...]
+    revision: int
+
+
+@dataclass
+class _Tx:
+    """An open write transaction. It may make up to two store revisions: one
+    for the leases it reaps, then one for the caller's writes."""
+
+    conn: sqlite3.Connection
+    now: float
+    revision: int
+    compacted: int
+    _seq: int = 0  # events written so far at revision + 1
+
+    @property
+    def pending(self) -> int:
+        """The revision the next write gets."""
+        return self.revision + 1
+
+    def seal(self) -> None:
+        """Close the pending revision if anything was written at it."""
+        if self._seq:
+            self.revision += 1
+            self._seq = 0
+
+    def holds(self, c: Compare) -> bool:
+        row = self.conn.execute(
+            "SELECT value, create_rev, mod_rev, version, lease FROM kv WHERE key = ?", (c.key,)
+        ).fetchone()
+        if c.target is Target.VALUE:
+            # etcd: a value compare on an absent key is false, whatever the op.
+            return row is not None and _OPS[c.op](row[0], c.operand)
+        actual = 0 if row is None else row[_COLUMN[c.target]]
+        return _OPS[c.op](actual, c.operand)
+
+    def apply(self, op: Op) -> tuple[KeyValue, ...] | int | None:
+        if isinstance(op, Get):
+            where, params = _where(op.key, op.prefix)
+            rows = self.conn.execute(
+                f"SELECT {_KV_COLUMNS} FROM kv WHERE {where} ORDER BY key", params
+            )
+            return tuple(KeyValue(*row) for row in rows)
+        if isinstance(op, Put):
+            self.put(op)
+            return None
+        where, params = _where(op.key, op.prefix)
+        return self.delete(where, params)
+
+    def put(self, op: Put) -> None:
+        if op.lease and not self.conn.execute(
+            "SELECT 1 FROM lease WHERE id = ?", (op.lease,)
+        ).fetchone():
+            raise LeaseExpired(op.lease)
+        rev = self.pending
+        create_rev, version = self.conn.execute(
+            "INSERT INTO kv (key, value, create_rev, mod_rev, version, lease)"
+            " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET"
+            " value = excluded.value, mod_rev = excluded.mod_rev,"
+            " version = kv.version + 1, lease = excluded.lease"
+            " RETURNING create_rev, version",
+            (op.key, op.value, rev, rev, op.lease),
+        ).fetchone()
+        self._log(False, op.key, op.value, create_rev, version, op.lease)
+
+    def delete(self, where: str, params: tuple[object, ...]) -> int:
+        """Delete the keys matching ``where``; their delete events go in key order, as etcd's."""
+        keys = self.conn.execute(f"DELETE FROM kv WHERE {where} RETURNING key", params).fetchall()
+        for (key,) in sorted(keys):
+            self._log(True, key, b"", 0, 0, 0)
+        return len(keys)
+
+    def end_leases(self, where: str, params: tuple[object, ...]) -> list[int]:
+        """Delete the leases matching ``where`` and every key attached to them, as
+        one revision; returns the leases' ids."""
+        leases = [
+            lease_id
+            for (lease_id,) in self.conn.execute(f"SELECT id FROM lease WHERE {where}", params)
+        ]
+        if leases:
+            self.delete(f"lease IN (SELECT id FROM lease WHERE {where})", params)
+            self.conn.execute(f"DELETE FROM lease WHERE {where}", params)
+            self.seal()
+        return leases
+
+    def _log(
+        self, deleted: bool, key: str, value: bytes, create_rev: int, version: int, lease: int
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO event (revision, seq, deleted, key, value, create_rev, version, lease)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.pending, self._seq, deleted, key, value, create_rev, version, lease),
+        )
+        self._seq += 1
+
+
+class SqliteEngine:
+    """One connection to a store file and the transactions on it.
+
+    Not thread-safe: create it and call it on one thread. ``monotonic`` must be
+    the machine's ``CLOCK_MONOTONIC`` (``time.monotonic``) in every process that
+    shares the file — or, in tests, one fake clock shared by every engine.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float,
+        history: int,
+        monotonic: Callable[[], float],
+        boot_id: str,
+    ) -> None:
+        self.path = path
+        self._history = history
+        # Compact in steps of a tenth of the history so that most writes don't.
+        self._compact_step = max(1, history // 10)
+        self._monotonic = monotonic
+        self._boot_id = boot_id
+        with self._errors():
+            self._conn = connect(path, busy_timeout)
+        # A first write transaction ends the leases of a previous boot at once.
+        with self._write():
+            pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- reads ----------------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        _check_key(key)
+        found, _ = self._read(lambda tx: tx.apply(Get(key)))
+        assert isinstance(found, tuple)
+        return found[0] if found else None
+
+    def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+        found, revision = self._read(lambda tx: tx.apply(Get(prefix, prefix=True)))
+        assert isinstance(found, tuple)
+        return list(found), revision
+
+    def revision(self) -> int:
+        return self._read(lambda tx: None)[1]
+
+    def poll(self) -> int:
+        """The store's revision, after reaping leases that are due: what a
+        watch's poll costs when nothing happens (one indexed query)."""
+        with self._errors():
+            revision, soonest = self._conn.execute(
+                "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"
+            ).fetchone()
+            if soonest is None or soonest > self._monotonic():
+                return int(revision)
+        with self._write() as tx:
+            pass
+        return tx.revision
+
+    def events(self, prefix: str, start: int, max_revisions: int) -> EventPage:
+        """Events under ``prefix`` of revisions ``start`` to at most
+        ``start + max_revisions - 1``. Raises Compacted."""
+        where, params = _where(prefix, True)
+        with self._errors(), self._transaction("BEGIN"):
+            revision, compacted = self._conn.execute(
+                "SELECT revision, compacted FROM state"
+            ).fetchone()
+            if start <= compacted:
+                raise Compacted(start, compacted + 1)
+            last = min(revision, start + max_revisions - 1)
+            rows = self._conn.execute(
+                "SELECT revision, deleted, key, value, create_rev, version, lease FROM event"
+                f" WHERE revision BETWEEN ? AND ? AND {where} ORDER BY revision, seq",
+                (start, last, *params),
+            ).fetchall()
+        events = tuple(
+            Event("delete", KeyValue(key, b"", 0, rev, 0, 0))
+            if deleted
+            else Event("put", KeyValue(key, value, create_rev, rev, version, lease))
+            for rev, deleted, key, value, create_rev, version, lease in rows
+        )
+        return EventPage(last, events, revision)
+
+    # -- writes ---------------------------------------------------------------
+
+    def txn(
+        self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
+    ) -> TxnResult:
+        check_txn(compare, success, failure)
+        with self._write() as tx:
+            succeeded = all(tx.holds(c) for c in compare)
+            results = tuple(tx.apply(op) for op in (success if succeeded else failure))
+        return TxnResult(succeeded, tx.revision, results)
+
+    def lease_grant(self, ttl: float) -> int:
+        if not ttl > 0:
+            raise ValueError(f"lease TTL must be positive, got {ttl}")
+        with self._write() as tx:
+            while True:
+                # Random ids, not a counter: a lease id from a previous file or
+                # boot can never be mistaken for a new one.
+                lease_id = secrets.randbits(63)
+                if lease_id and tx.conn.execute(
+                    "INSERT OR IGNORE INTO lease (id, ttl, deadline) VALUES (?, ?, ?)",
+                    (lease_id, ttl, tx.now + ttl),
+                ).rowcount:
+                    return lease_id
+
+    def lease_keepalive(self, lease_id: int) -> float:
+        with self._write() as tx:
+            row = tx.conn.execute(
+                "UPDATE lease SET deadline = ? + ttl WHERE id = ? RETURNING ttl",
+                (tx.now, lease_id),
+            ).fetchone()
+        # Raised after the commit, so that the reaping that found it gone stays done.
+        if row is None:
+            raise LeaseExpired(lease_id)
+        return float(row[0])
+
+    def lease_revoke(self, lease_id: int) -> None:
+        with self._write() as tx:
+            tx.end_leases("id = ?", (lease_id,))
+
+    def compact(self, revision: int) -> None:
+        """Drop the event history up to ``revision``: watches from it or older
+        raise Compacted. Compacting further back than already done is a no-op."""
+        with self._write() as tx:
+            if revision > tx.revision:
+                raise ValueError(
+                    f"cannot compact revision {revision}: the store is at {tx.revision}"
+                )
+            self._compact(tx, revision)
+
+    # -- transactions -----------------------------------------------------------
+
+    def _read(self, body: Callable[[_Tx], T]) -> tuple[T, int]:
+        """Run ``body`` in a snapshot; or, if a lease is due, in a write that reaps it first."""
+        with self._errors(), self._transaction("BEGIN"):
+            revision, soonest = self._conn.execute(
+                "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"
+            ).fetchone()
+            # The clock is read after the snapshot began (at that first SELECT):
+            # every lease in it not due now was alive when it was taken.
+            now = self._monotonic()
+            if soonest is None or soonest > now:
+                return body(_Tx(self._conn, now, revision, 0)), revision
+        with self._write() as tx:
+            return body(tx), tx.revision
+
+    @contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        """A write transaction that has reaped due leases; commits when the block ends."""
+        with self._errors(), self._transaction("BEGIN IMMEDIATE"):
+            revision, compacted, boot_id = self._conn.execute(
+                "SELECT revision, compacted, boot_id FROM state"
+            ).fetchone()
+            # The clock is read once the write lock is ours, not before the wait for it.
+            tx = _Tx(self._conn, self._monotonic(), revision, compacted)
+            if boot_id != self._boot_id:
+                ended = tx.end_leases("1", ())
+                self._conn.execute("UPDATE state SET boot_id = ?", (self._boot_id,))
+                if ended:
+                    log.warning(
+                        "sqlite store %s: the machine rebooted; "
+                        "ended %d lease(s) of the previous boot",
+                        self.path,
+                        len(ended),
+                    )
+            else:
+                ended = tx.end_leases("deadline <= ?", (tx.now,))
+                if ended:
+                    log.info(
+                        "sqlite store %s: lease(s) %s expired; their keys are deleted",
+                        self.path,
+                        ", ".join(f"{lease_id:#x}" for lease_id in ended),
+                    )
+            yield tx
+            tx.seal()
+            if tx.revision != revision:
+                self._conn.execute("UPDATE state SET revision = ?", (tx.revision,))
+                if tx.revision - tx.compacted >= self._history + self._compact_step:
+                    self._compact(tx, tx.revision - self._history)
+
+    def _compact(self, tx: _Tx, revision: int) -> None:
+        if revision > tx.compacted:
+            self._conn.execute("DELETE FROM event WHERE revision <= ?", (revision,))
+            self._conn.execute("UPDATE state SET compacted = ?", (revision,))
+            tx.compacted = revision
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[None]:
+        """Commit when the block ends, roll back when it raises."""
+        self._conn.execute(begin)
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            # SQLite has already rolled back after some I/O errors, and then
+            # the first error is the one worth reporting.
+            with suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate SQLite's errors into StoreUnavailable naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            detail = str(exc)
+            if "locked" in detail or "busy" in detail:
+                detail += " (another process held the write lock past the busy timeout)"
+            raise StoreUnavailable(f"sqlite store {self.path}: {detail}") from exc

@@ -1,0 +1,70 @@
+"""Every call that changes something, or reads output, needs the token."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from distcron.api.testing import ServedApi
+
+READ_ONLY = {"get", "head", "options"}
+
+
+def _mutating_routes(api: ServedApi) -> list[tuple[str, str]]:
+    """Every (method, path) in the OpenAPI document that is not a read, path params filled in."""
+    paths = httpx.get(f"{api.url}/openapi.json").json()["paths"]
+    return [(method.upper(), re.sub(r"\{[^}]+\}", "backup", path))
+            for path, operations in paths.items() for method in operations
+            if method not in READ_ONLY]
+
+
+def test_the_api_has_the_mutating_routes_this_test_expects_to_find(api: ServedApi) -> None:
+    assert set(_mutating_routes(api)) >= {
+        ("PUT", "/jobs/backup"), ("DELETE", "/jobs/backup"), ("POST", "/jobs/apply"),
+        ("POST", "/jobs/backup/pause"), ("POST", "/jobs/backup/resume"),
+        ("POST", "/jobs/backup/trigger"),
+    }
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": "Basic dXNlcjpwYXNz"}],
+                         ids=["no token", "wrong token", "not bearer"])
+def test_every_mutating_route_refuses_a_missing_or_wrong_token_with_401(
+    api: ServedApi, headers: dict[str, str]
+) -> None:
+    with httpx.Client(base_url=api.url, headers=headers) as client:
+        for method, path in _mutating_routes(api):
+            answer = client.request(method, path, json={})
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_every_mutating_route_declares_bearer_auth_in_openapi(api: ServedApi) -> None:
+    document = httpx.get(f"{api.url}/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method not in READ_ONLY:
+                assert operation.get("security"), (method, path)
+
+
+def test_a_server_without_a_token_refuses_changes_saying_how_to_set_one(
+    make_api: Callable[..., ServedApi]
+) -> None:
+    api = make_api(token=None)
+    with httpx.Client(base_url=api.url, headers={"Authorization": "Bearer anything"}) as client:
+        for method, path in _mutating_routes(api):
+            answer = client.request(method, path, json={})
+            assert answer.status_code == 403, (method, path)
+            assert "DISTCRON_TOKEN" in answer.json()["detail"]
+        assert client.get("/runs/backup@2026-11-24T06:00:00Z",
+                          params={"output": "true"}).status_code == 403
+        assert client.get("/jobs").status_code == 200
+
+
+def test_reads_need_no_token(api: ServedApi) -> None:
+    with httpx.Client(base_url=api.url) as client:
+        for path in ("/jobs", "/runs", "/status", "/healthz", "/metrics"):
+            assert client.get(path).status_code == 200, path

@@ -1,0 +1,115 @@
+"""Real processes in a fresh run directory per test, and ways to wait for them.
+
+Nothing here sleeps to make a test pass: tests wait for a condition, with a
+deadline, and jobs that must run for a while wait for a gate file that the test
+creates when it wants them to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from distcron.executors import LaunchRequest, LocalExecutor
+from distcron.executors.base import utc_iso
+from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
+
+SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+GRACE = 0.3  # short, so that tests of escalation are quick
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "runs"
+    yield path
+    _kill_leftovers(path)
+
+
+@pytest.fixture
+async def executor(run_dir: Path) -> AsyncIterator[LocalExecutor]:
+    executor = new_executor(run_dir)
+    yield executor
+    await executor.close()
+
+
+def new_executor(run_dir: Path) -> LocalExecutor:
+    return LocalExecutor(run_dir, grace=GRACE, poll_interval=0.02)
+
+
+def launch(command: str | None = None, *, argv: tuple[str, ...] | None = None,
+           job: str = "backup", slot: datetime | None = SLOT, launch_id: str | None = None,
+           env: Mapping[str, str] | None = None, workdir: str | None = None,
+           timeout: float | None = None, output_limit: int = 65536) -> LaunchRequest:
+    if launch_id is None:
+        launch_id = f"{job}@{utc_iso(slot) if slot else 'manual-1'}"
+    return LaunchRequest(launch_id=launch_id, job=job, slot=slot, fence=42, command=command,
+                         argv=argv, env=dict(env or {}), workdir=workdir, timeout=timeout,
+                         output_limit=output_limit)
+
+
+def gated(gate: Path, then: str = "exit 0") -> str:
+    """A shell command that waits for ``gate`` to exist, then runs ``then``."""
+    return f"while [ ! -e '{gate}' ]; do sleep 0.02; done; {then}"
+
+
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str,
+                     within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await _holds(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {within}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def _holds(predicate: Callable[[], bool | Awaitable[bool]]) -> bool:
+    result = predicate()
+    return await result if inspect.isawaitable(result) else result
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2:].split()[0] == b"Z"
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def _kill_leftovers(run_dir: Path) -> None:
+    """Kill what a failed test may have left running: each job's group, then its
+    supervisor (only while it holds its run's lock, so the pid is still its)."""
+    if not run_dir.exists():
+        return
+    for path in run_dir.iterdir():
+        run = RunDir(path)
+        with contextlib.suppress(OSError), run.unowned() as free:
+            if free:
+                continue
+            for name, kill in ((JOB, os.killpg), (SUPERVISOR, os.kill)):
+                data = run.read_json(name)
+                if data is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        kill(data["pid"], signal.SIGKILL)

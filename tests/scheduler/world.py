@@ -1,0 +1,88 @@
+"""A simulated world for the scheduler core: a store that enforces the guards
+the real one does, and an executor that runs nothing but remembers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from distcron.scheduler.core import SchedulerCore
+from distcron.scheduler.plan import Cursor, Plan
+from distcron.scheduler.records import LaunchRecord, LaunchState
+
+T0 = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the core sees it (the JobPolicy protocol), described in a line."""
+
+    name: str = "backup"
+    schedule: str = "* * * * *"
+    timezone: str = "UTC"
+    concurrency: str = "forbid"
+    catchup: str = "last"
+    starting_deadline: float | None = 3600.0
+    retries: int = 0
+    retry_backoff: float = 10.0
+    paused: bool = False
+    idempotent: bool = False
+    executor: str = "local"
+
+    def but(self, **changes: object) -> Job:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class DoubleLaunch(AssertionError):
+    pass
+
+
+@dataclass
+class World:
+    """The store's view of launches, kept as the runtime would commit plans."""
+
+    records: dict[str, LaunchRecord] = field(default_factory=dict)
+    cursors: dict[str, Cursor] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)  # run ids handed to the executor
+    stopped: list[str] = field(default_factory=list)
+    fence: int = 1
+
+    def commit(self, plan: Plan) -> Plan:
+        for launch_id, record in plan.records.items():
+            if launch_id in plan.created and launch_id in self.records:
+                raise DoubleLaunch(f"{launch_id} created twice")
+            assert launch_id in plan.created or launch_id in self.records, launch_id
+            self.records[launch_id] = record
+        self.cursors.update(plan.cursors)
+        for record in plan.starts:
+            assert record.run_id is not None
+            if record.run_id in self.started:
+                raise DoubleLaunch(f"run {record.run_id} started twice")
+            self.started.append(record.run_id)
+        self.stopped += [r.launch_id for r in plan.stops]
+        return plan
+
+    def of(self, job: str, state: LaunchState | None = None) -> list[LaunchRecord]:
+        found = [r for r in self.records.values() if r.job == job]
+        found.sort(key=lambda r: (r.slot or T0, r.launch_id))
+        return [r for r in found if state is None or r.state is state]
+
+    def takeover(self, jobs: list[Job], now: datetime) -> SchedulerCore:
+        """A new leader: a new core built only from what the store holds."""
+        self.fence += 1
+        core = SchedulerCore(self.fence, f"replica-{self.fence}", "here")
+        for job in jobs:
+            self.commit(core.set_job(job, self.cursors.get(job.name), now))
+        wanted = {c.gap for c in self.cursors.values() if c.gap}
+        for record in self.records.values():
+            if record.state.live or record.launch_id in wanted:
+                core.restore(record, now)
+        return core
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
