@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from distcron.errors import ExecutorError
 from distcron.executors import LocalExecutor, RunState
 from distcron.executors.rundir import RunSpec, claim, request_stop
 
-from .conftest import gated, launch, lines, new_executor
+from .conftest import eventually, gated, launch, lines, new_executor
 
 pytestmark = pytest.mark.anyio
 
@@ -90,3 +91,28 @@ async def test_odd_launch_ids_get_their_own_runs(executor: LocalExecutor) -> Non
     for launch_id in ids:
         assert (await executor.wait(launch_id)).state is RunState.SUCCEEDED
         assert await executor.output(launch_id) == f"{launch_id}\n".encode()
+
+
+async def test_a_start_cancelled_midway_still_hands_the_run_to_a_supervisor(
+        executor: LocalExecutor) -> None:
+    request = launch("exit 0")
+    start = asyncio.create_task(executor.start(request))
+    await asyncio.sleep(0)  # let it claim the launch
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    await eventually(lambda: _known(executor, request.launch_id), "the launch was claimed")
+    async with asyncio.timeout(10):
+        assert (await executor.wait(request.launch_id)).state is RunState.SUCCEEDED
+
+
+async def _known(executor: LocalExecutor, launch_id: str) -> bool:
+    return (await executor.query(launch_id)).state is not RunState.NOT_FOUND
+
+
+async def test_a_start_that_cannot_make_its_run_directory_raises_and_starts_nothing(
+        tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    executor = new_executor(tmp_path / "file" / "runs")
+    with pytest.raises(ExecutorError, match="cannot start launch 'backup@"):
+        await executor.start(launch("exit 0"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -157,6 +160,18 @@ async def test_stdout_and_stderr_are_interleaved_as_written(executor: LocalExecu
     await executor.start(request)
     await executor.wait(request.launch_id)
     assert await executor.output(request.launch_id) == b"out1\nerr1\nout2\nerr2\n"
+
+
+async def test_a_run_ends_when_the_job_exits_even_if_its_children_hold_its_output(
+        executor: LocalExecutor) -> None:
+    request = launch("sleep 30 & echo $!; echo done")
+    await executor.start(request)
+    async with asyncio.timeout(5):
+        status = await executor.wait(request.launch_id)
+    output = await executor.output(request.launch_id)
+    os.kill(int(output.split()[0]), signal.SIGKILL)
+    assert status.state is RunState.SUCCEEDED
+    assert output.endswith(b"\ndone\n")
 
 
 async def test_an_unknown_launch_is_not_found_and_has_no_output(

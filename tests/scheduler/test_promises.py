@@ -6,6 +6,7 @@ core from nothing but what the simulated store holds, as a new leader would.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -115,8 +116,8 @@ def check_every_slot_has_exactly_one_record(sim: Simulation) -> None:
             if record.slot is None:
                 continue
             until = record.until or record.slot
-            slots = [s for s in schedule.iter(record.slot - timedelta(microseconds=1))
-                     if s <= until] if until != record.slot else [record.slot]
+            start = record.slot - timedelta(microseconds=1)
+            slots = list(itertools.takewhile(lambda s, u=until: s <= u, schedule.iter(start)))
             assert len(slots) == record.count, record
             for slot in slots:
                 covered[slot] = covered.get(slot, 0) + 1

@@ -309,8 +309,8 @@ async def test_keepalives_keep_leased_keys_past_their_ttl(store: Store) -> None:
 
 
 async def test_an_expired_lease_deletes_its_keys_with_delete_events(store: Store) -> None:
-    lease = await store.lease_grant(SHORT_TTL)
     granted = time.monotonic()
+    lease = await store.lease_grant(SHORT_TTL)
     await store.put("members/a", b"1", lease=lease)
     await store.put("members/b", b"2", lease=lease)
     last = await store.put("members/c", b"3")
@@ -327,8 +327,8 @@ async def test_an_expired_lease_deletes_its_keys_with_delete_events(store: Store
 
 async def test_a_follower_sees_a_leased_key_vanish_after_the_ttl(backend: Harness) -> None:
     leader, follower = backend.connect(), backend.connect()
-    lease = await leader.lease_grant(SHORT_TTL)
     granted = time.monotonic()
+    lease = await leader.lease_grant(SHORT_TTL)
     await leader.put("election/leader", b"r1", lease=lease)
 
     async def gone() -> bool:
@@ -590,26 +590,31 @@ async def test_the_store_agrees_with_a_model_of_etcd(
         kind = Get if drawn[0] == "get" else Delete
         return kind(prefix + drawn[1], drawn[2])
 
-    for step in steps:
-        if step[0] == "grant":
-            leases.append(await store.lease_grant(LONG_TTL))
-            model.grant(leases[-1])
-        elif step[0] == "revoke":
-            await store.lease_revoke(lease(step[1]))
-            model.revoke(lease(step[1]))
-        else:
-            compare = [Compare(prefix + k, t, o, operand(t, n, v)) for k, t, o, n, v in step[1]]
-            success, failure = [op(d) for d in step[2]], [op(d) for d in step[3]]
-            try:
-                expected = model.txn(compare, success, failure)
-            except (ValueError, LeaseExpired) as refused:
-                with pytest.raises(type(refused)):
-                    await store.txn(compare, success, failure)
+    try:
+        for step in steps:
+            if step[0] == "grant":
+                leases.append(await store.lease_grant(LONG_TTL))
+                model.grant(leases[-1])
+            elif step[0] == "revoke":
+                await store.lease_revoke(lease(step[1]))
+                model.revoke(lease(step[1]))
             else:
-                assert await store.txn(compare, success, failure) == expected
-        found, revision = await store.range(prefix)
-        assert (found, revision) == ([model.kvs[k] for k in sorted(model.kvs)], model.revision)
+                compare = [Compare(prefix + k, t, o, operand(t, n, v)) for k, t, o, n, v in step[1]]
+                success, failure = [op(d) for d in step[2]], [op(d) for d in step[3]]
+                try:
+                    expected = model.txn(compare, success, failure)
+                except (ValueError, LeaseExpired) as refused:
+                    with pytest.raises(type(refused)):
+                        await store.txn(compare, success, failure)
+                else:
+                    assert await store.txn(compare, success, failure) == expected
+            found, revision = await store.range(prefix)
+            assert (found, revision) == ([model.kvs[k] for k in sorted(model.kvs)], model.revision)
 
-    if model.events:
-        async with aclosing(store.watch(prefix, start)) as watch:
-            assert await collect(watch, len(model.events)) == model.events
+        if model.events:
+            async with aclosing(store.watch(prefix, start)) as watch:
+                assert await collect(watch, len(model.events)) == model.events
+    finally:
+        # Examples share the store: leave no lease to expire in a later one.
+        for granted in leases:
+            await store.lease_revoke(granted)

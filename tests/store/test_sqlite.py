@@ -281,6 +281,22 @@ async def test_history_is_compacted_to_the_configured_bound(
         assert len(await collect(watch, 20)) == 20
 
 
+async def test_a_watch_that_falls_behind_the_history_raises_compacted(
+    open_at: Callable[..., SqliteStore],
+) -> None:
+    store = open_at(history=5)
+    start = await store.revision() + 1
+    for i in range(3):
+        await store.put("k", str(i).encode())
+    async with aclosing(store.watch("", start)) as watch:
+        assert len(await collect(watch, 3)) == 3
+        for i in range(30):
+            await store.put("k", str(i).encode())
+        with pytest.raises(Compacted) as raised:
+            await anext(watch)
+    assert raised.value.requested == start + 3
+
+
 async def test_a_long_replay_comes_in_pages_without_gaps(
     open_at: Callable[..., SqliteStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:

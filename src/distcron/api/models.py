@@ -63,7 +63,7 @@ class RunSummary(BaseModel):
 class JobView(JobSpec):
     """A job as the API shows it: the spec, its next slot and its latest launch."""
 
-    next: datetime | None = Field(description="the next slot, in UTC (also while paused)")
+    next: datetime = Field(description="the next slot, in UTC (also while paused)")
     last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
 
 

@@ -11,6 +11,10 @@ import click
 
 from distcron.cli.client import ApiClient, client_options, print_json, wants_json
 from distcron.cli.render import fields, relative, table, text
+from distcron.durations import format_duration
+
+# Spec keys that hold seconds, shown as people write them ("1h", "90s").
+_DURATIONS = frozenset({"timeout", "starting_deadline", "retry_backoff"})
 
 
 @click.group("jobs")
@@ -60,7 +64,8 @@ def show_job(ctx: click.Context, name: str) -> None:
         print_json(job)
         return
     now = datetime.now(UTC)
-    pairs = [(key, text(value)) for key, value in job.items()
+    pairs = [(key, format_duration(value) if key in _DURATIONS else text(value))
+             for key, value in job.items()
              if key not in ("next", "last_run") and value not in (None, {}, [])]
     pairs.append(("next", f"{job['next']} ({relative(job['next'], now)})"))
     pairs.append(("last run", _last(job, now)))

@@ -53,7 +53,7 @@ def show_run(ctx: click.Context, launch_id: str) -> None:
         print_json(run)
         return
     output = run.pop("output")
-    click.echo(fields((key, text(value)) for key, value in run.items() if value is not None))
+    click.echo(fields((key, text(value)) for key, value in run.items() if value not in (None, "")))
     if not with_output:
         click.echo("(output not shown: set DISTCRON_TOKEN to read it)")
     elif output:

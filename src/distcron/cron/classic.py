@@ -8,6 +8,7 @@ arithmetic. A query touching a day with a DST change goes through ``dst``.
 from __future__ import annotations
 
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from distcron.cron import describe as describing
 from distcron.cron import dst
@@ -19,6 +20,12 @@ from distcron.cron.zone import ZoneRules, load_zone, zone_rules
 
 class CronSchedule(Schedule):
     __slots__ = ("_fixed", "_has_seconds", "_pattern", "_rules", "_zone")
+
+    _zone: ZoneInfo
+    _rules: ZoneRules | None  # None for UTC: every day is ordinary
+    _pattern: WallPattern
+    _fixed: bool  # fixed-time: runs once per wall time across DST changes
+    _has_seconds: bool
 
     def __init__(
         self,
@@ -34,37 +41,46 @@ class CronSchedule(Schedule):
         setattr_(self, "_zone", load_zone(tz))
         setattr_(self, "_rules", zone_rules(tz))
         setattr_(self, "_pattern", pattern)
-        setattr_(self, "_fixed", fixed)  # fixed-time: runs once per wall time across DST
+        setattr_(self, "_fixed", fixed)
         setattr_(self, "_has_seconds", has_seconds)
 
     def next(self, after: datetime) -> datetime:
         zone = self._zone
         if after.tzinfo is not zone:
             after = in_zone(after, zone)
+        y, mo, d = after.year, after.month, after.day
         rules = self._rules
         if rules is not None and not _ordinary(rules, after.toordinal() - EPOCH_ORDINAL):
             return self._slow_next(after)
-        y, mo, d, sod = self._pattern.next_wall(
-            after.year, after.month, after.day, after.hour * 3600 + after.minute * 60 + after.second + 1
-        )
-        if rules is not None and not _ordinary(rules, month_info(y, mo)[0] + d - 1):
+        sod = after.hour * 3600 + after.minute * 60 + after.second + 1
+        ny, nmo, nd, sod = self._pattern.next_wall(y, mo, d, sod)
+        if (
+            rules is not None
+            and (nd != d or nmo != mo or ny != y)
+            and not _ordinary(rules, month_info(ny, nmo)[0] + nd - 1)
+        ):
             return self._slow_next(after)
-        return datetime(y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, tzinfo=zone)
+        return datetime(ny, nmo, nd, sod // 3600, sod // 60 % 60, sod % 60, tzinfo=zone)
 
     def prev(self, before: datetime) -> datetime:
         zone = self._zone
         if before.tzinfo is not zone:
             before = in_zone(before, zone)
+        y, mo, d = before.year, before.month, before.day
         rules = self._rules
         if rules is not None and not _ordinary(rules, before.toordinal() - EPOCH_ORDINAL):
             return self._slow_prev(before)
         sod = before.hour * 3600 + before.minute * 60 + before.second
         if not before.microsecond:
             sod -= 1  # strictly before
-        y, mo, d, sod = self._pattern.prev_wall(before.year, before.month, before.day, sod)
-        if rules is not None and not _ordinary(rules, month_info(y, mo)[0] + d - 1):
+        py, pmo, pd, sod = self._pattern.prev_wall(y, mo, d, sod)
+        if (
+            rules is not None
+            and (pd != d or pmo != mo or py != y)
+            and not _ordinary(rules, month_info(py, pmo)[0] + pd - 1)
+        ):
             return self._slow_prev(before)
-        return datetime(y, mo, d, sod // 3600, sod // 60 % 60, sod % 60, tzinfo=zone)
+        return datetime(py, pmo, pd, sod // 3600, sod // 60 % 60, sod % 60, tzinfo=zone)
 
     def next_with_note(self, after: datetime) -> tuple[datetime, str | None]:
         rules = self._rules
@@ -91,9 +107,7 @@ class CronSchedule(Schedule):
 def _ordinary(rules: ZoneRules, epoch_day: int) -> bool:
     """Whether every wall time of the day exists exactly once."""
     info = rules.days.get(epoch_day)
-    if info is None:
-        info = rules.day(epoch_day)
-    return info.__class__ is int
+    return (info if info is not None else rules.day(epoch_day)).__class__ is int
 
 
 def _note_text(found: dst.Found, rules: ZoneRules) -> str | None:
@@ -111,4 +125,3 @@ def _note_text(found: dst.Found, rules: ZoneRules) -> str | None:
     sign = "+" if offset >= 0 else "-"
     utc = f"UTC{sign}{abs(offset) // 60:02}:{abs(offset) % 60:02}"
     return f"repeated hour: the {note.kind} {hhmm} ({utc})"
-

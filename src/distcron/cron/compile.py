@@ -8,11 +8,12 @@ day rules) are interned by value, so 100k jobs on a handful of patterns cost lit
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import islice
 from typing import TypeVar
 
 from distcron.cron.classic import CronSchedule
 from distcron.cron.days import AND, EVERY_DAY, OR, DayRule
-from distcron.cron.describe import SPREAD
+from distcron.cron.describe import MONTH_NAMES, SPREAD
 from distcron.cron.errors import CronSyntaxError
 from distcron.cron.every import IntervalSchedule
 from distcron.cron.fields import (
@@ -35,6 +36,8 @@ from distcron.cron.wall import WallPattern
 from distcron.cron.zone import load_zone
 
 _CACHE_SIZE = 1 << 17
+# (expression, zone, job when it seeds ?/H) -> schedule, oldest first
+_schedules: dict[tuple[str, str, str | None], Schedule] = {}
 
 _interned: dict[object, object] = {}
 T = TypeVar("T")
@@ -47,11 +50,26 @@ def parse(expr: str, tz: str = "UTC", job: str | None = None) -> Schedule:
     an unknown zone and for a schedule that can never fire.
     """
     uses_job = job is not None and not expr.lstrip().startswith("@") and SPREAD.search(expr)
-    return _compile(expr, tz, job if uses_job else None)
+    key = (expr, tz, job if uses_job else None)
+    found = _schedules.get(key)
+    if found is None:
+        found = compile_schedule(*key)
+        if len(_schedules) >= _CACHE_SIZE:
+            _evict_oldest_half()
+        _schedules[key] = found
+    return found
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def _compile(expr: str, tz: str, job: str | None) -> Schedule:
+def _evict_oldest_half() -> None:
+    """Keep the newer half: dicts keep insertion order, and a batch keeps it O(1)
+    per insertion on average (an lru_cache costs about twice the memory per entry)."""
+    newer = list(islice(_schedules.items(), _CACHE_SIZE // 2, None))
+    _schedules.clear()
+    _schedules.update(newer)
+
+
+def compile_schedule(expr: str, tz: str, job: str | None) -> Schedule:
+    """Compile without the cache (``parse`` is the cached entry point)."""
     load_zone(tz)  # an unknown zone fails here, before any work
     syntax = _syntax(expr)
     if not isinstance(syntax, CronSyntax):
@@ -65,12 +83,18 @@ def _compile(expr: str, tz: str, job: str | None) -> Schedule:
     for hour in values[HOUR][0]:
         for minute in values[MINUTE][0]:
             tod |= 1 << (hour * 60 + minute)
-    pattern = _intern(WallPattern(seconds, _intern(tod, ("tod", tod)), rule), (seconds, tod, rule.key()))
+    tod = _intern(tod, ("tod", tod))
+    pattern = _intern(WallPattern(seconds, tod, rule), (seconds, tod, rule.key()))
     fields = syntax.fields
     fixed = not (fields[MINUTE].interval or fields[HOUR].interval)
     if syntax.has_seconds:
         fixed = fixed and not fields[SECOND].interval
-    return CronSchedule(expr, tz, job, pattern, fixed, syntax.has_seconds)
+    return CronSchedule(
+        expr, tz, job if syntax.spread else None, pattern, fixed, syntax.has_seconds
+    )
+
+
+Values = tuple[frozenset[int], tuple[Special, ...]]
 
 
 @lru_cache(maxsize=4096)
@@ -79,7 +103,7 @@ def _syntax(expr: str) -> CronSyntax | EverySyntax:
     return parse_syntax(expr)
 
 
-def _values(field: FieldSyntax, seed: str) -> tuple[frozenset[int], tuple[Special, ...]]:
+def _values(field: FieldSyntax, seed: str) -> Values:
     """A field's plain values (day-of-week folded to 0–6) and its Quartz specials."""
     fdef = FIELDS[field.index]
     values: set[int] = set()
@@ -103,7 +127,7 @@ def _values(field: FieldSyntax, seed: str) -> tuple[frozenset[int], tuple[Specia
     return frozenset(values), tuple(sorted(set(specials), key=repr))
 
 
-def _day_rule(syntax: CronSyntax, values: list[tuple[frozenset[int], tuple[Special, ...]]]) -> DayRule:
+def _day_rule(syntax: CronSyntax, values: list[Values]) -> DayRule:
     fields = syntax.fields
     months = sum(1 << m for m in values[MONTH][0])
     dom_values, dom_specials = values[DAY_OF_MONTH]
@@ -113,7 +137,7 @@ def _day_rule(syntax: CronSyntax, values: list[tuple[frozenset[int], tuple[Speci
     every_dom = len(dom_values) == 31
     every_dow = len(dow_values) == 7
     if every_dom and every_dow:
-        mode = EVERY_DAY  # (a list holding "*" also covers everything: no specials matter)
+        mode = EVERY_DAY  # every day matches, whatever the rule and any specials
     elif fields[DAY_OF_MONTH].star or fields[DAY_OF_WEEK].star:
         mode = AND
     else:
@@ -128,7 +152,7 @@ def _day_rule(syntax: CronSyntax, values: list[tuple[frozenset[int], tuple[Speci
 def _never_fires(syntax: CronSyntax, rule: DayRule) -> CronSyntaxError:
     dom = syntax.fields[DAY_OF_MONTH]
     months = [m for m in range(1, 13) if rule.months >> m & 1]
-    month_names = [_MONTH_NAMES[m] for m in months]
+    month_names = [MONTH_NAMES[m] for m in months]
     shown = ", ".join(month_names[:-1]) + (" or " if len(months) > 1 else "") + month_names[-1]
     if rule.mode == AND and rule.dow == 0x7F and not rule.dow_specials:
         # The day-of-month alone is at fault.
@@ -144,23 +168,6 @@ def _never_fires(syntax: CronSyntax, rule: DayRule) -> CronSyntaxError:
             f"{syntax.fields[DAY_OF_WEEK].text!r}, so the schedule would never fire"
         )
     return CronSyntaxError(syntax.expr, reason, FIELDS[DAY_OF_MONTH].name, dom.position)
-
-
-_MONTH_NAMES = (
-    "",
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 
 def _intern(value: T, key: object) -> T:

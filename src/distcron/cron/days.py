@@ -137,7 +137,7 @@ class DayRule:
 
     def month_lengths(self) -> list[tuple[int, int]]:
         """(month, possible length) pairs of the selected months."""
-        pairs = []
+        pairs: list[tuple[int, int]] = []
         for month in range(1, 13):
             if self.months >> month & 1:
                 pairs.extend((month, n) for n in ((28, 29) if month == 2 else (_LENGTH[month],)))
@@ -150,8 +150,14 @@ class DayRule:
         if self._fires is None:
             # Any day-of-week item matches in some month of every kind (even 5#5 in a
             # leap February), so only an AND with a day-of-month needs the full check.
-            fires = self.mode != AND or self.dom == _EVERY_DOM or any(
-                self.mask(ndays, first) for _, ndays in self.month_lengths() for first in range(7)
+            fires = (
+                self.mode != AND
+                or self.dom == _EVERY_DOM
+                or any(
+                    self.mask(ndays, first)
+                    for _, ndays in self.month_lengths()
+                    for first in range(7)
+                )
             )
             self._fires = fires
         return self._fires

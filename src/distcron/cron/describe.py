@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 from distcron.cron.days import AND, EVERY_DAY, DayRule
 from distcron.cron.fields import (
@@ -21,7 +22,7 @@ from distcron.cron.fields import (
 from distcron.cron.wall import WallPattern
 
 _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
-_MONTHS = (
+MONTH_NAMES = (
     "",
     "January",
     "February",
@@ -36,9 +37,10 @@ _MONTHS = (
     "November",
     "December",
 )
-_LIST_LIMIT = 6
+_LIST_LIMIT = 6  # more values than this are shown as ranges and steps
+_CLOCK_TIMES = re.compile(r"at \d\d:\d\d")
 # A "?" or an "H" standing alone as a word of letters (not the H of "thu").
-SPREAD = re.compile(r"\?|(?<![A-Za-z])[Hh](?![A-Za-z])")  # more values than this are shown as ranges and steps
+SPREAD = re.compile(r"\?|(?<![A-Za-z])[Hh](?![A-Za-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +51,7 @@ class _Times:
     has_seconds: bool
 
 
-def describe(
-    pattern: WallPattern, has_seconds: bool, tz: str, job: str | None, expr: str
-) -> str:
+def describe(pattern: WallPattern, has_seconds: bool, tz: str, job: str | None, expr: str) -> str:
     """``job`` is the name that seeded ?/H fields, None when the expression did."""
     tod = pattern.tod
     times = _Times(
@@ -63,7 +63,10 @@ def describe(
     when = _time_phrase(times)
     days = _day_phrase(pattern.days)
     months = _month_phrase(pattern.days)
-    if days == "" and months == "" and when.startswith("at "):
+    single_date = _single_date(pattern.days)
+    if single_date:
+        days, months = single_date, ""
+    if days == "" and months == "" and _CLOCK_TIMES.match(when):
         when += " every day"
     text = when
     for part in (days, months):
@@ -98,16 +101,22 @@ def _minutes_and_hours(mins: tuple[int, ...], hours: tuple[int, ...], at: str) -
         return every_min if all_hours else f"{every_min}, {_hour_spans(hours)}"
     if len(mins) * len(hours) <= _LIST_LIMIT:
         return f"{at} " + _join([f"{h:02}:{m:02}" for h in hours for m in mins])
-    past = _join([f":{m:02}" for m in mins]) if len(mins) <= _LIST_LIMIT else (
-        f"minutes {_numbers(mins)}"
-    )
+    if len(mins) <= _LIST_LIMIT:
+        past = _join([f":{m:02}" for m in mins])
+    else:
+        past = f"minutes {_numbers(mins)}"
     if all_hours:
-        return f"{at} {past} past every hour"
+        return f"every hour {at} {past}"
     every_hour = _every(hours, 24, "hour")
     if every_hour:
-        return f"{at} {past} past the hour, {every_hour}"
-    runs = _runs(hours)
-    if len(runs) <= 2:
+        return f"{every_hour} {at} {past}"
+    step = _step(hours)
+    if step:
+        return (
+            f"{at} {past} past every {_ordinal(step)} hour "
+            f"from {hours[0]:02}:00 to {hours[-1]:02}:59"
+        )
+    if len(_runs(hours)) <= 2:
         return f"{at} {past} past the hour, {_hour_spans(hours)}"
     return f"{at} {past} past hours {_numbers(hours)}"
 
@@ -116,8 +125,18 @@ def _hour_spans(hours: tuple[int, ...]) -> str:
     return _join([f"{lo:02}:00–{hi:02}:59" for lo, hi in _runs(hours)])
 
 
+def _step(values: tuple[int, ...]) -> int | None:
+    """The common difference of at least three evenly spaced values (above 1)."""
+    if len(values) < 3:
+        return None
+    step = values[1] - values[0]
+    if step < 2 or any(b - a != step for a, b in pairwise(values)):
+        return None
+    return step
+
+
 def _every(values: tuple[int, ...], size: int, unit: str) -> str | None:
-    """"every 15 minutes" when ``values`` are 0, n, 2n, ... and n divides ``size``."""
+    """Say "every 15 minutes" when ``values`` are 0, n, 2n, ... and n divides ``size``."""
     if len(values) < 2 or values[0] != 0:
         return None
     step = values[1]
@@ -151,12 +170,12 @@ def _dom_phrase(rule: DayRule) -> str | None:
     if len(days) == 31:
         return None
     parts = []
-    if days:
-        many = len(days) > 1
-        parts.append(f"day{'s' if many else ''} {_numbers(days)}")
+    step = _step(days)
+    if step and len(days) > 3:
+        parts.append(f"every {_ordinal(step)} day from the {_ordinal(days[0])}")
+    elif days:
+        parts.append(f"day{'s' if len(days) > 1 else ''} {_numbers(days)}")
     parts.extend(_dom_special(special) for special in rule.dom_specials)
-    if len(parts) == 1 and parts[0].startswith("the "):
-        return f"on {parts[0]}"
     return f"on {_join(parts)} of the month"
 
 
@@ -164,9 +183,7 @@ def _dom_special(special: Special) -> str:
     if isinstance(special, LastDay):
         if special.before == 0:
             return "the last day"
-        if special.before == 1:
-            return "the day before the last day"
-        return f"{special.before} days before the last day"
+        return f"the {_ordinal(special.before + 1)}-to-last day"
     if isinstance(special, NearestWorkday):
         return f"the weekday nearest the {_ordinal(special.day)}"
     assert isinstance(special, LastWorkday)
@@ -185,11 +202,24 @@ def _dow_phrase(rule: DayRule) -> str | None:
         parts.append("on " + _join([_WEEKDAYS[d] for d in weekdays]))
     for special in rule.dow_specials:
         if isinstance(special, NthWeekday):
-            parts.append(f"on the {_ordinal(special.nth)} {_WEEKDAYS[special.weekday]} of the month")
+            nth = _ordinal(special.nth)
+            parts.append(f"on the {nth} {_WEEKDAYS[special.weekday]} of the month")
         else:
             assert isinstance(special, LastWeekday)
             parts.append(f"on the last {_WEEKDAYS[special.weekday]} of the month")
     return _join(parts, "or")
+
+
+def _single_date(rule: DayRule) -> str | None:
+    """Say "on 29 February" for one plain day in one month, any weekday."""
+    months = [m for m in range(1, 13) if rule.months >> m & 1]
+    days = [d for d in range(1, 32) if rule.dom >> d & 1]
+    if len(months) != 1 or len(days) != 1 or rule.dom_specials or rule.mode != AND:
+        return None
+    if rule.dow != 0x7F or rule.dow_specials:
+        return None
+    leap = " (in leap years)" if (days[0], months[0]) == (29, 2) else ""
+    return f"on {days[0]} {MONTH_NAMES[months[0]]}{leap}"
 
 
 def _month_phrase(rule: DayRule) -> str:
@@ -197,8 +227,8 @@ def _month_phrase(rule: DayRule) -> str:
     if len(months) == 12:
         return ""
     if len(months) >= 3 and _consecutive(months):
-        return f"in {_MONTHS[months[0]]} to {_MONTHS[months[-1]]}"
-    return "in " + _join([_MONTHS[m] for m in months])
+        return f"in {MONTH_NAMES[months[0]]} to {MONTH_NAMES[months[-1]]}"
+    return "in " + _join([MONTH_NAMES[m] for m in months])
 
 
 # -- words --------------------------------------------------------------------------------
@@ -226,7 +256,7 @@ def _runs(values: tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def _consecutive(values: list[int]) -> bool:
-    return all(b == a + 1 for a, b in zip(values, values[1:], strict=False))
+    return all(b == a + 1 for a, b in pairwise(values))
 
 
 def _join(items: list[str], word: str = "and") -> str:

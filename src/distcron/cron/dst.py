@@ -45,6 +45,11 @@ def next_slot(rules: ZoneRules, pattern: WallPattern, fixed: bool, start: int) -
     wall = start + offset
     pending = None  # a repeat whose second pass is still to come
     in_second_pass = False
+    if repeat is not None and repeat.gap:
+        # ``start`` is the first instant after a gap, where skipped fixed times run.
+        if fixed:
+            wall = repeat.lo
+        repeat = None
     if repeat is not None:
         if start < repeat.at:
             pending = None if fixed else repeat
@@ -79,7 +84,7 @@ def prev_slot(rules: ZoneRules, pattern: WallPattern, fixed: bool, start: int) -
     offset, repeat = rules.locate(start)
     wall = start + offset
     pending = None  # a repeat whose first pass is still to come (going backwards)
-    if repeat is not None and start >= repeat.at:
+    if repeat is not None and not repeat.gap and start >= repeat.at:
         if fixed:
             wall = repeat.hi - 1  # every first occurrence in the repeat is before start
         else:

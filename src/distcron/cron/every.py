@@ -8,6 +8,7 @@ never moves them; they are merely shown in the schedule's zone.
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from distcron.cron.errors import NoSlotError
 from distcron.cron.schedule import Schedule, check_aware, floor_seconds
@@ -20,6 +21,9 @@ _LAST = floor_seconds(datetime.max.replace(tzinfo=load_zone("UTC"))) - 86400
 
 class IntervalSchedule(Schedule):
     __slots__ = ("_zone", "seconds")
+
+    seconds: int
+    _zone: ZoneInfo
 
     def __init__(self, expr: str, tz: str, seconds: int) -> None:
         super().__init__(expr, tz, None)

@@ -84,12 +84,14 @@ def parse_syntax(expr: str) -> CronSyntax | EverySyntax:
         return _parse_macro(expr)
     words = [(m.group(), m.start()) for m in _WORD.finditer(expr)]
     if len(words) not in (5, 6):
-        extra = words[6][1] if len(words) > 6 else None
+        # Point at the first field too many, or just past the end when some are missing.
+        at = words[6][1] if len(words) > 6 else len(expr.rstrip())
+        year = " (a year field, as in Quartz, is not supported)" if len(words) == 7 else ""
         raise CronSyntaxError(
             expr,
             f"expected 5 fields (minute hour day-of-month month day-of-week) or 6 "
-            f"(with seconds first), got {len(words)}",
-            position=extra,
+            f"(with seconds first), got {len(words)}{year}",
+            position=at,
         )
     has_seconds = len(words) == 6
     first = SECOND if has_seconds else SECOND + 1
@@ -217,7 +219,7 @@ class _FieldParser:
             hi = self._value()
             if hi < lo:
                 raise self._error(
-                    f"range {self.text[start:self.i]} runs backwards (wrap-around ranges "
+                    f"range {self.text[start : self.i]} runs backwards (wrap-around ranges "
                     f"are not supported; write e.g. {lo}-{self.fdef.hi},{self.fdef.lo}-{hi})",
                     hi_at,
                 )
@@ -314,17 +316,18 @@ class _FieldParser:
             value = self._number(start)
             self._check_range(value, start)
             return value
-        raise self._unexpected(f"a number {self.fdef.expected}")
+        raise self._unexpected(self.fdef.expected)
 
     def _name(self, word: str, start: int) -> int:
         if word in self.fdef.names:
             return self.fdef.names[word]
-        raise self._error(f'unknown name "{self.raw[start:self.i]}" (expected {self.fdef.expected})', start)
+        name = self.raw[start : self.i]
+        raise self._error(f'unknown name "{name}" (expected {self.fdef.expected})', start)
 
     def _number(self, start: int) -> int:
         while self._at(_DIGITS):
             self.i += 1
-        digits = self.text[start:self.i]
+        digits = self.text[start : self.i]
         if not digits:
             raise self._unexpected()
         if len(digits) > _MAX_DIGITS:
@@ -335,7 +338,7 @@ class _FieldParser:
         start = self.i
         while self._at(_LETTERS):
             self.i += 1
-        return self.text[start:self.i]
+        return self.text[start : self.i]
 
     def _check_range(self, value: int, start: int) -> None:
         if not self.fdef.lo <= value <= self.fdef.hi:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from distcron.cron.days import EPOCH_ORDINAL
 from distcron.cron.errors import NoSlotError
+from distcron.cron.zone import load_zone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -32,6 +33,11 @@ class Schedule(ABC):
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "tz", tz)
         object.__setattr__(self, "job", job)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The schedule's zone as a tzinfo."""
+        return load_zone(self.tz)
 
     @abstractmethod
     def next(self, after: datetime) -> datetime:
@@ -78,11 +84,6 @@ class Schedule(ABC):
         job = f", job={self.job!r}" if self.job is not None else ""
         return f"parse({self.expr!r}, tz={self.tz!r}{job})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        from distcron.cron.compile import parse
-
-        return (parse, (self.expr, self.tz, self.job))
-
 
 def check_aware(value: datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
@@ -95,7 +96,10 @@ def check_aware(value: datetime) -> None:
 def in_zone(value: datetime, zone: ZoneInfo) -> datetime:
     """``value`` converted to ``zone``; ValueError when it is naive."""
     check_aware(value)
-    return value.astimezone(zone)
+    try:
+        return value.astimezone(zone)
+    except OverflowError:
+        raise NoSlotError(f"{value.isoformat()} is outside the years 1 to 9999 in {zone}") from None
 
 
 def floor_seconds(value: datetime) -> int:

@@ -76,11 +76,10 @@ class WallPattern:
             if months >> mo & 1:
                 _, ndays, first_weekday = month_info(y, mo)
                 if d <= ndays:
-                    mask = (
-                        (1 << (ndays + 1)) - 2
-                        if self.every_day
-                        else self.days.mask(ndays, first_weekday)
-                    )
+                    if self.every_day:
+                        mask = (1 << (ndays + 1)) - 2
+                    else:
+                        mask = self.days.mask(ndays, first_weekday)
                     rest = mask >> d
                     if rest:
                         return y, mo, d + (rest & -rest).bit_length() - 1
@@ -123,9 +122,10 @@ class WallPattern:
         while True:
             if d >= 1 and months >> mo & 1:
                 _, ndays, first_weekday = month_info(y, mo)
-                mask = (
-                    (1 << (ndays + 1)) - 2 if self.every_day else self.days.mask(ndays, first_weekday)
-                )
+                if self.every_day:
+                    mask = (1 << (ndays + 1)) - 2
+                else:
+                    mask = self.days.mask(ndays, first_weekday)
                 mask &= (2 << d) - 1
                 if mask:
                     return y, mo, mask.bit_length() - 1

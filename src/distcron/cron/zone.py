@@ -73,14 +73,16 @@ class ZoneRules:
         return offset
 
     def locate(self, t: int) -> tuple[int, Transition | None]:
-        """(offset at ``t``, the fall-back transition whose repeated walls contain
-        ``t``'s wall time, or None)."""
+        """(offset at ``t``, the transition ``t`` stands in: a repeat whose walls
+        contain ``t``'s wall time, or a gap that ends exactly at ``t``; else None)."""
         offset = self.offset_at(t)
         wall = t + offset
         info = self.day(wall // DAY)
         if isinstance(info, SpecialDay):
             for tr in info.transitions:
-                if tr.lo <= wall < tr.hi and not tr.gap:
+                if tr.gap and t == tr.at:
+                    return offset, tr
+                if not tr.gap and tr.lo <= wall < tr.hi:
                     return offset, tr
         return offset, None
 
@@ -131,6 +133,10 @@ class ZoneRules:
         return found
 
     # -- probing ----------------------------------------------------------------------
+
+    def transitions_in(self, year: int) -> tuple[Transition, ...]:
+        """The offset changes in ``year`` (UTC), in order."""
+        return self._year(year)[1]
 
     def _year(self, year: int) -> tuple[int, tuple[Transition, ...]]:
         """(offset at the start of ``year``, UTC, and the year's transitions)."""

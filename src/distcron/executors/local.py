@@ -41,6 +41,7 @@ import logging
 import os
 import pwd
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -79,6 +80,47 @@ def _supervisor_env() -> dict[str, str]:
     return {"PYTHONPATH": str(Path(distcron.__file__).resolve().parents[1])}
 
 
+def _claim_and_spawn(root: Path, spec: rundir.RunSpec) -> subprocess.Popen[bytes] | None:
+    """Claim the launch and start its supervisor, handing it the lock; None when
+    the launch is someone else's. The supervisor's stdout is a pipe to us: it
+    writes "ready" there once the job is started, then lets go of it."""
+    lock_fd = rundir.claim(root, spec)
+    if lock_fd is None:
+        return None
+    run = rundir.run_of(root, spec.request.launch_id)
+    try:
+        with open(run.path / rundir.LOG, "ab") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", "distcron.executors.supervisor", str(run.path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
+                cwd=run.path, env=_supervisor_env(), pass_fds=(lock_fd,),
+                start_new_session=True)
+    finally:
+        # The supervisor holds the lock now (or, if it failed to start, nobody
+        # does, and the run reads as never started).
+        os.close(lock_fd)
+
+
+async def _read_to_eof(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    eof = loop.create_future()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if not data and not eof.done():
+            eof.set_result(None)
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
+    try:
+        await eof
+    finally:
+        loop.remove_reader(fd)
+
+
 class LocalExecutor(Executor):
     """Runs launches as processes on this machine; see the module docstring.
 
@@ -101,23 +143,22 @@ class LocalExecutor(Executor):
         self._start_timeout = start_timeout
 
     async def start(self, request: LaunchRequest) -> RunStatus:
-        # Once the launch is claimed, its lock must reach a supervisor (or be
-        # released): a cancelled caller must not leave it held by this process.
-        return await asyncio.shield(self._start(request))
-
-    async def _start(self, request: LaunchRequest) -> RunStatus:
         launch_id = request.launch_id
         spec = rundir.RunSpec(request, self._base_env, self._grace)
-        lock_fd = await self._io(launch_id, "claim", rundir.claim, self.run_dir, spec)
-        if lock_fd is None:
+        # One thread does both, so that the claimed lock reaches a supervisor
+        # (or is released) even if this call is cancelled meanwhile.
+        supervisor = await self._io(f"start launch {launch_id!r}", _claim_and_spawn,
+                                    self.run_dir, spec)
+        if supervisor is None:
             status = await self.query(launch_id)
-            if status.state is RunState.NOT_FOUND:  # its directory went away meanwhile
-                raise ExecutorError(f"launch {launch_id!r}: its run directory changed "
-                                    "while starting; nothing was started")
+            if status.state is RunState.NOT_FOUND:
+                raise ExecutorError(
+                    f"launch {launch_id!r}: another start of it failed, or its run was "
+                    "pruned, meanwhile; nothing was started, and starting again is safe")
             log.info("event=start_skipped launch_id=%s state=%s", launch_id,
                      status.state.value)
             return status
-        await self._spawn_supervisor(launch_id, lock_fd)
+        await self._until_ready(launch_id, supervisor)
         status = await self.query(launch_id)
         if status.state is RunState.NOT_FOUND:
             raise ExecutorError(
@@ -127,40 +168,23 @@ class LocalExecutor(Executor):
                  status.state.value, status.pid)
         return status
 
-    async def _spawn_supervisor(self, launch_id: str, lock_fd: int) -> None:
-        """Start the supervisor, hand it the lock, and wait until the job is started."""
-        run = rundir.run_of(self.run_dir, launch_id)
-        try:
-            log_fd = await asyncio.to_thread(
-                os.open, run.path / rundir.LOG,
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "distcron.executors.supervisor", str(run.path),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=log_fd, cwd=run.path, env=_supervisor_env(),
-                    pass_fds=(lock_fd,), start_new_session=True)
-            finally:
-                os.close(log_fd)
-        except OSError as exc:
-            raise ExecutorError(f"launch {launch_id!r}: cannot start its supervisor: "
-                                f"{exc}") from exc
-        finally:
-            # The supervisor holds the lock now (or, if it failed, nobody does,
-            # and the run reads as never started).
-            os.close(lock_fd)
-        assert proc.stdout is not None
+    async def _until_ready(self, launch_id: str, supervisor: subprocess.Popen[bytes]) -> None:
+        """Wait until the supervisor has started the job (or found it cannot)."""
+        assert supervisor.stdout is not None
         try:
             async with asyncio.timeout(self._start_timeout):
-                await proc.stdout.read()  # "ready", then EOF when it lets go
-                await proc.wait()  # the parent that forked the supervisor
+                await _read_to_eof(supervisor.stdout.fileno())
         except TimeoutError:
             log.warning("event=start_slow launch_id=%s timeout=%s", launch_id,
                         self._start_timeout)
+        finally:
+            supervisor.stdout.close()
+        # Reap the parent that forked the supervisor: it exits right after.
+        await asyncio.to_thread(supervisor.wait)
 
     async def query(self, launch_id: str) -> RunStatus:
-        return await self._io(launch_id, "read the status", rundir.read_status,
-                              self.run_dir, launch_id)
+        return await self._io(f"read the status of launch {launch_id!r}",
+                              rundir.read_status, self.run_dir, launch_id)
 
     async def wait(self, launch_id: str) -> RunStatus:
         # Supervisors are nobody's children, so there is no exit to wait on:
@@ -177,11 +201,13 @@ class LocalExecutor(Executor):
             return status
         grace = self._grace if grace is None else grace
         log.info("event=stop_requested launch_id=%s grace=%s", launch_id, grace)
-        await self._io(launch_id, "stop", rundir.request_stop, self.run_dir, launch_id, grace)
+        await self._io(f"stop launch {launch_id!r}", rundir.request_stop, self.run_dir,
+                       launch_id, grace)
         return await self.wait(launch_id)
 
     async def output(self, launch_id: str) -> bytes:
-        return await self._io(launch_id, "read the output", self._read_output, launch_id)
+        return await self._io(f"read the output of launch {launch_id!r}",
+                              self._read_output, launch_id)
 
     def _read_output(self, launch_id: str) -> bytes:
         run = rundir.run_of(self.run_dir, launch_id)
@@ -193,7 +219,8 @@ class LocalExecutor(Executor):
         end) is older than ``before``; returns their launch ids. A pruned launch
         is unknown to the executor: prune only what the store has recorded as
         ended, or a later ``start`` with its id would run it again."""
-        removed = await self._io("*", "prune", rundir.prune, self.run_dir, before)
+        removed = await self._io(f"prune {self.run_dir}", rundir.prune, self.run_dir,
+                                 before)
         for launch_id in removed:
             log.info("event=run_pruned launch_id=%s", launch_id)
         return removed
@@ -202,10 +229,10 @@ class LocalExecutor(Executor):
         """Nothing to release: the executor holds no process, file or task between
         calls, and the runs go on."""
 
-    async def _io(self, launch_id: str, what: str, func: Callable[_P, _T],
-                  *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def _io(self, what: str, func: Callable[_P, _T], *args: _P.args,
+                  **kwargs: _P.kwargs) -> _T:
         """Run blocking file work off the event loop; OSError becomes ExecutorError."""
         try:
             return await asyncio.to_thread(func, *args, **kwargs)
         except OSError as exc:
-            raise ExecutorError(f"launch {launch_id!r}: cannot {what}: {exc}") from exc
+            raise ExecutorError(f"cannot {what}: {exc}") from exc

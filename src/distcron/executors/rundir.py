@@ -2,18 +2,16 @@
 
 ``<run_dir>/<dir_name(launch_id)>/`` holds:
 
-=================  ==============================================================
-``lock``           flock'ed exclusively by the run's owner for as long as it lives
-``request.json``   the :class:`RunSpec`: the request, base environment and grace
-``supervisor.json````{"pid": …}``, written (and fsync'ed) before the job is started
-``job.json``       the ``RUNNING`` status (``pid``, which is also the job's process
-                   group, and ``started_at``), once the job is started
-``stop.json``      ``{"grace": …}``, written by ``stop`` before it signals
-``output``,        the job's output, the current segment and the one before it
-``output.1``       (see :mod:`distcron.executors.output`)
-``status.json``    the final status
-``supervisor.log`` the supervisor's own log
-=================  ==============================================================
+- ``lock``: flock'ed exclusively by the run's owner for as long as it lives;
+- ``request.json``: the :class:`RunSpec` (request, base environment, grace);
+- ``supervisor.json``: ``{"pid": …}``, written and fsync'ed by the supervisor
+  before it starts the job;
+- ``job.json``: the ``RUNNING`` status (``pid``, which is also the job's
+  process group, and ``started_at``) once the job is started;
+- ``stop.json``: ``{"grace": …}``, written by ``stop`` before it signals;
+- ``output`` and ``output.1``: the job's output (:mod:`distcron.executors.output`);
+- ``status.json``: the final status;
+- ``supervisor.log``: the supervisor's own log.
 
 Who owns a launch: the starter builds the directory under a temporary name
 with ``lock`` held, then renames it into place; rename fails if the name
@@ -303,32 +301,34 @@ def prune(root: Path, before: datetime) -> list[str]:
         if entry.name.startswith(_TRASH):  # a prune that died halfway
             shutil.rmtree(entry.path, ignore_errors=True)
             continue
-        launch_id = _prune_one(root, RunDir(Path(entry.path)), before.timestamp())
-        if launch_id is not None and not entry.name.startswith(_TMP):
-            removed.append(launch_id)
+        run = RunDir(Path(entry.path))
+        # Read first: once removed, it is gone. (A take-over rewrites the
+        # request, never its launch id.)
+        spec = run.read_json(REQUEST)
+        if _remove_if_old(root, run, before.timestamp()) and not entry.name.startswith(_TMP):
+            removed.append(str(spec["request"]["launch_id"]) if spec else entry.name)
     return removed
 
 
-def _prune_one(root: Path, run: RunDir, cutoff: float) -> str | None:
+def _remove_if_old(root: Path, run: RunDir, cutoff: float) -> bool:
     try:
         fd = run.open_lock()  # creates it in a temporary directory cut short
     except FileNotFoundError:
-        return None
+        return False
     try:
         try:
             # Exclusive: no owner alive, no reader, no take-over while we look.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return None
+            return False
         if _last_change(run.path) >= cutoff:
-            return None
-        spec = run.read_json(REQUEST)
+            return False
         trash = root / f"{_TRASH}{secrets.token_hex(8)}"
         os.rename(run.path, trash)  # gone at once for readers, then deleted
     finally:
         os.close(fd)
     shutil.rmtree(trash, ignore_errors=True)
-    return "" if spec is None else str(spec["request"]["launch_id"])
+    return True
 
 
 def _last_change(path: Path) -> float:

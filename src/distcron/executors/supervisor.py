@@ -4,10 +4,9 @@ Started by :class:`~distcron.executors.local.LocalExecutor` with the run's lock
 descriptor inherited (see :mod:`distcron.executors.rundir`), it forks once and
 lets its parent exit, so that it is no replica's child: a replica that dies,
 even by SIGKILL, leaves it running, and no replica ever has to reap it. It
-then starts the job in a new session (the job leads its own process group),
-copies the job's stdout and stderr (one pipe, so they interleave as written)
-into the bounded output files, enforces the timeout, obeys ``stop``, and writes
-``status.json`` when the job has ended.
+then starts the job (:mod:`distcron.executors.job`), copies its output into the
+bounded output files, enforces the timeout, obeys ``stop``, and writes
+``status.json`` when the job's process has exited.
 
 Handshake: the starter reads our stdout, a pipe, until EOF. We write ``ready``
 once the job is started (or known not to start), then point stdout at our log,
@@ -21,11 +20,11 @@ On failure:
 - The job cannot be executed (no such command, no workdir): the run ends
   ``FAILED`` without running, with exit code 127 (not found) or 126 (not
   executable) as a shell would say, or no exit code when the workdir is at fault.
-- The supervisor itself fails (a bug, a full disk when writing ``status.json``):
-  it kills the job's process group rather than leave it unsupervised, logs the
-  traceback to ``supervisor.log`` and exits without a status: the run reads
-  ``LOST``. SIGKILL of the supervisor leaves the job running, orphaned; the run
-  reads ``LOST`` too.
+- The supervisor itself fails while the job runs (a bug, a full disk): it
+  kills the job's process group rather than leave it unsupervised, logs the
+  traceback to ``supervisor.log`` and exits without a status, so the run reads
+  ``LOST``; so does a run whose ``status.json`` could not be written. SIGKILL
+  of the supervisor leaves the job running, orphaned; the run reads ``LOST``.
 """
 
 from __future__ import annotations
@@ -42,12 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from distcron.executors.base import LaunchRequest, RunState, RunStatus
+from distcron.executors.job import Job
 from distcron.executors.output import OutputRing
 from distcron.executors.rundir import JOB, STATUS, STOP, SUPERVISOR, RunDir, RunSpec
+from distcron.logs import setup_logging
 
 log = logging.getLogger("distcron.supervisor")
 
-CHUNK = 64 * 1024
 # After the job has exited, how long to keep reading output that background
 # processes it left behind may still be writing to the shared pipe.
 DRAIN_SECONDS = 1.0
@@ -88,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(0)  # the starter reaps this parent at once; the child is nobody's
     early = EarlyStop()
     signal.signal(signal.SIGTERM, early.handle)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()  # stderr is the run's supervisor.log
     run = RunDir(Path(args[0]))
     spec = run.spec()
     if spec is None:
@@ -99,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Written before the job can start: a run without it was never started.
     run.write_json(SUPERVISOR, {"pid": os.getpid()})
     status = asyncio.run(supervise(run, spec, handshake, early))
+    # Closing the loop restored SIGTERM's default action; a stop arriving now,
+    # after the end, must not kill us before the status is written.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     run.write_json(STATUS, status.to_dict())
     handshake.release()
     log.info("event=run_ended launch_id=%s state=%s exit_code=%s signal=%s",
@@ -114,34 +116,35 @@ async def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
     if early.requested or (run.path / STOP).exists():
         return RunStatus(request.launch_id, RunState.STOPPED,
                          reason="stopped before the job started")
+    ring = OutputRing(run, request.output_limit, request.launch_id)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *_argv(request), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd=spec.workdir(), env=spec.job_env(), start_new_session=True)
+        job = Job.spawn(_argv(request), spec.job_env(), spec.workdir(), ring)
     except OSError as exc:
+        ring.close()
         return _not_executed(request, spec.workdir(), exc)
-    running = RunStatus(request.launch_id, RunState.RUNNING, pid=proc.pid,
+    running = RunStatus(request.launch_id, RunState.RUNNING, pid=job.pid,
                         started_at=datetime.now(UTC))
     try:
         run.write_json(JOB, running.to_dict())
         handshake.release()
-        log.info("event=job_started launch_id=%s pid=%d", request.launch_id, proc.pid)
-        assert proc.stdout is not None
-        pump = asyncio.create_task(
-            _pump(proc.stdout, OutputRing(run, request.output_limit, request.launch_id)))
-        cause = await _until_end(proc, stop, request.timeout)
+        log.info("event=job_started launch_id=%s pid=%d", request.launch_id, job.pid)
+        cause = await _until_end(job, stop, request.timeout)
         if cause is not None:
             grace = _stop_grace(run, spec) if cause is RunState.STOPPED else spec.grace
             log.info("event=job_terminating launch_id=%s cause=%s grace=%s",
                      request.launch_id, cause.value, grace)
-            await _end_group(proc, grace)
-        await _drain(pump)
+            await _end_group(job, grace)
+        # Background processes the job left behind may hold its pipe open for
+        # hours: take what is there, don't wait for them.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(job.drained.wait(), DRAIN_SECONDS)
     except BaseException:
-        _signal_group(proc.pid, signal.SIGKILL)
+        job.signal_group(signal.SIGKILL)  # never leave a job unsupervised
         raise
-    assert proc.returncode is not None
-    return _ended(running, proc.returncode, cause, request.timeout)
+    finally:
+        job.close()
+    assert job.returncode is not None
+    return _ended(running, job.returncode, cause, request.timeout)
 
 
 def _argv(request: LaunchRequest) -> tuple[str, ...]:
@@ -162,16 +165,10 @@ def _not_executed(request: LaunchRequest, workdir: str, exc: OSError) -> RunStat
                      reason=f"cannot execute {program!r}: {exc.strerror}")
 
 
-async def _pump(stream: asyncio.StreamReader, ring: OutputRing) -> None:
-    with ring:
-        while chunk := await stream.read(CHUNK):
-            ring.write(chunk)
-
-
-async def _until_end(proc: asyncio.subprocess.Process, stop: asyncio.Event,
+async def _until_end(job: Job, stop: asyncio.Event,
                      time_limit: float | None) -> RunState | None:
     """None when the job exits by itself; otherwise why it must be ended."""
-    exited = asyncio.ensure_future(proc.wait())
+    exited = asyncio.ensure_future(job.exited.wait())
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({exited, stopping}, timeout=time_limit,
@@ -179,7 +176,7 @@ async def _until_end(proc: asyncio.subprocess.Process, stop: asyncio.Event,
     finally:
         exited.cancel()
         stopping.cancel()
-    if proc.returncode is not None:
+    if job.exited.is_set():
         return None
     return RunState.STOPPED if stop.is_set() else RunState.TIMED_OUT
 
@@ -189,51 +186,19 @@ def _stop_grace(run: RunDir, spec: RunSpec) -> float:
     return spec.grace if request is None else float(request["grace"])
 
 
-async def _end_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def _end_group(job: Job, grace: float) -> None:
     """SIGTERM to the job's whole group; SIGKILL to whatever is left after ``grace``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
-    _signal_group(proc.pid, signal.SIGTERM)
+    job.signal_group(signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), grace)
+        await asyncio.wait_for(job.exited.wait(), grace)
     # The job is gone; its children get what is left of the grace period. No
     # event says "the group is empty" (they are not our children): poll.
-    while _group_alive(proc.pid) and loop.time() < deadline:  # noqa: ASYNC110
+    while job.group_alive() and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(GROUP_POLL_SECONDS)
-    _signal_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signum)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group is alive. Zombies don't count: they are
-    dead and wait only for their parent to reap them, and an init that reaps
-    orphans slowly (some container inits take seconds) must not stretch the
-    grace period. Reads /proc, so Linux only, like the rest of this executor."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as file:
-                stat = file.read()
-        except OSError:  # it ended while we looked
-            continue
-        # After "pid (comm) ": state, ppid, pgrp, ... (comm may hold spaces and ")").
-        state, _ppid, pgrp = stat[stat.rindex(b")") + 2:].split()[:3]
-        if int(pgrp) == pgid and state != b"Z":
-            return True
-    return False
-
-
-async def _drain(pump: asyncio.Task[None]) -> None:
-    # Background processes the job left behind may hold its pipe open for
-    # hours: take what is there, don't wait for them.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(pump, DRAIN_SECONDS)
+    job.signal_group(signal.SIGKILL)
+    await job.exited.wait()
 
 
 def _ended(running: RunStatus, returncode: int, cause: RunState | None,

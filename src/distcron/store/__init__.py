@@ -32,7 +32,7 @@ BACKENDS: dict[str, str] = {
 
 
 def open_store(url: str) -> Store:
-    """The store a URL names, e.g. ``sqlite:///var/lib/distcron/state.db``."""
+    """The store a URL names, e.g. ``sqlite:////var/lib/distcron/state.db``."""
     scheme = urlsplit(url).scheme
     target = BACKENDS.get(scheme)
     if target is None:

@@ -13,8 +13,8 @@ key                        value                                           writt
                            that a new leader reads instead of every record)
 ``output/<launch id>``     the run's last output bytes                     leader
 ``triggers/<trigger id>``  a request to run a job now (JSON)               API
-``election/leader``        the leader's replica id; leased; its            leader
-                           ``create_revision`` is the fence
+``election/leader``        the leader's registration (JSON, with ``id``);  leader
+                           leased; its ``create_revision`` is the fence
 ``replicas/<id>``          a replica's registration (JSON); leased         each replica
 =========================  ==============================================  ==========
 """

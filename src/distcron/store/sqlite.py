@@ -19,17 +19,21 @@ Failure behaviour:
 - **Lock timeout.** A write waits up to ``busy_timeout`` for another process
   that holds the write lock; after that, and on any disk or file error, the call
   raises :class:`~distcron.errors.StoreUnavailable` naming the file and the
-  transaction is rolled back. Reads never wait (WAL).
+  transaction is rolled back. Reads do not wait for writers (WAL), except a
+  read that finds a lease past its deadline: it reaps it first, as a write.
 - **Lease loss.** Lease deadlines are readings of ``CLOCK_MONOTONIC``
   (``time.monotonic``), which every process on one Linux machine shares and
-  which wall-clock changes do not move. That is why this backend is for one
+  which wall-clock changes do not move (it pauses while the machine is
+  suspended, for every process alike). That is why this backend is for one
   machine only: the file must not be shared over a network file system (WAL
-  refuses to work there anyway). A lease whose deadline has passed is ended by
-  the next process to touch the store — a write, a read, a keepalive, or a
-  watch's poll — which deletes its keys as one revision, with delete events.
-  A process that only watches therefore sees a dead holder's keys vanish within
-  one poll after the TTL. ``lease_keepalive`` after that raises
-  :class:`~distcron.errors.LeaseExpired`.
+  needs shared memory, which those do not provide either). A lease whose
+  deadline has passed is ended by the next process to touch the store — a
+  write, a read, a keepalive, or a watch's poll — which deletes its keys as one
+  revision, with delete events. A process that only watches therefore sees a
+  dead holder's keys vanish within one poll after the TTL. The holder learns it
+  lost the lease when ``lease_keepalive`` or a ``Put`` with the lease raises
+  :class:`~distcron.errors.LeaseExpired`, or when a transaction guarded by its
+  key (``Compare.created_at``) returns ``succeeded=False``.
 - **Reboot.** ``CLOCK_MONOTONIC`` restarts at each boot, so deadlines from a
   previous boot mean nothing: opening the file after a reboot ends every lease
   (see :func:`~distcron.store.sqlite_schema.current_boot_id`).
@@ -60,6 +64,7 @@ from distcron.durations import parse_duration
 from distcron.errors import ConfigError, StoreError, StoreUnavailable
 from distcron.store.base import Compare, KeyValue, Op, Store, TxnResult, WatchBatch
 from distcron.store.sqlite_engine import SqliteEngine
+from distcron.store.sqlite_poll import ChangePoller
 from distcron.store.sqlite_schema import current_boot_id
 
 log = logging.getLogger(__name__)
@@ -103,6 +108,7 @@ class SqliteStore(Store):
             )
         self.path = Path(path).absolute()
         self._poll_interval = poll_interval
+        self._monotonic = monotonic
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -126,11 +132,12 @@ class SqliteStore(Store):
             raise
         self._closed = False
         # Watches wait on ``_changed``; it is set (and replaced) whenever the
-        # revision is seen to move, by a local write or by the poller.
+        # revision is seen to move, by a local call or by the poller.
         self._changed = asyncio.Event()
         self._seen_revision = 0
-        self._watches = 0
-        self._poller: asyncio.Task[None] | None = None
+        # Started by the first watch that waits; runs until close().
+        self._poller: ChangePoller | None = None
+        self._reaping: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -179,8 +186,9 @@ class SqliteStore(Store):
 
     def watch(self, prefix: str, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         """See :meth:`Store.watch`. Changes made through this instance are seen at
-        once, others' within one poll interval. Close it (``aclose``) from the
-        task that iterates it, or cancel that task."""
+        once, others' within one poll interval (the first watch starts a polling
+        thread, which runs until the store is closed). Close it (``aclose``)
+        from the task that iterates it, or cancel that task."""
         if start_revision < 1:
             raise ValueError(f"watch start revision must be at least 1, got {start_revision}")
         return self._watch(prefix, start_revision)
@@ -191,56 +199,64 @@ class SqliteStore(Store):
         self._closed = True
         self._wake_watches()
         if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.wait([self._poller])
+            self._poller.stop()
+            await asyncio.to_thread(self._poller.join)
+        if self._reaping is not None:
+            await asyncio.wait([self._reaping])
         # Queued behind any transaction still running, so none is cut short.
         await asyncio.get_running_loop().run_in_executor(self._executor, self._engine.close)
         self._executor.shutdown(wait=False)
 
     async def _watch(self, prefix: str, start_revision: int) -> AsyncGenerator[WatchBatch, None]:
         next_revision = start_revision
-        self._watches += 1
-        try:
-            while not self._closed:
-                # Taken before reading, so a change made meanwhile is not missed.
-                changed = self._changed
-                page = await self._call(
-                    functools.partial(
-                        self._engine.events, prefix, next_revision, WATCH_PAGE_REVISIONS
-                    )
-                )
-                self._saw_revision(page.revision)
-                if page.covered >= next_revision:
-                    next_revision = page.covered + 1
-                    if page.events:
-                        yield WatchBatch(page.covered, page.events)
-                        continue
-                if page.covered < page.revision or self._closed:
+        while not self._closed:
+            # Taken before reading, so a change made meanwhile is not missed.
+            changed = self._changed
+            page = await self._call(
+                functools.partial(self._engine.events, prefix, next_revision, WATCH_PAGE_REVISIONS)
+            )
+            self._saw_revision(page.revision)
+            if page.covered >= next_revision:
+                next_revision = page.covered + 1
+                if page.events:
+                    yield WatchBatch(page.covered, page.events)
                     continue
-                self._ensure_poller()
-                await changed.wait()
-        finally:
-            self._watches -= 1
+            if page.covered < page.revision or self._closed:
+                continue
+            self._ensure_poller()
+            await changed.wait()
 
     def _ensure_poller(self) -> None:
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(
-                self._poll(), name=f"poll {self.path}"
+        if self._poller is None:
+            self._poller = ChangePoller(
+                self.path,
+                self._poll_interval,
+                self._monotonic,
+                asyncio.get_running_loop(),
+                self._polled,
             )
+            self._poller.start()
 
-    async def _poll(self) -> None:
-        """While watches are open, look for changes by other processes and reap
-        leases that are due (one cheap query per interval when idle)."""
-        while self._watches and not self._closed:
-            try:
-                revision = await self._call(self._engine.poll)
-            except StoreError as exc:
-                log.warning("watch poll failed, retrying: %s", exc)
-                # Watches re-read; if the file is gone, each of them raises.
-                self._wake_watches()
-            else:
-                self._saw_revision(revision)
-            await asyncio.sleep(self._poll_interval)
+    def _polled(self, revision: int | None, lease_due: bool) -> None:
+        """The poller's report: ``revision`` (``None``: its query failed), and
+        whether a lease is past its deadline."""
+        if self._closed:
+            return
+        if revision is None:
+            self._wake_watches()  # they re-read, and raise if the file is unusable
+            return
+        self._saw_revision(revision)
+        if lease_due and (self._reaping is None or self._reaping.done()):
+            self._reaping = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        """End the leases that are due, on the worker thread like every write."""
+        if self._closed:
+            return
+        try:
+            self._saw_revision(await self._call(self._engine.reap_due))
+        except StoreError as exc:
+            log.warning("sqlite store %s: ending expired leases: %s", self.path, exc)
 
     def _saw_revision(self, revision: int) -> None:
         if revision > self._seen_revision:

@@ -4,7 +4,7 @@
 transaction. Every write takes the file's write lock first (``BEGIN
 IMMEDIATE``), so a transaction never reads under a shared lock and then fails
 to upgrade it: two processes racing on one key queue up, and the second sees
-the first's write. Reads run in a WAL snapshot and never wait.
+the first's write. Reads run in a WAL snapshot and do not wait for writers.
 
 Expired leases are reaped by whichever transaction comes first after their
 deadline: a write reaps before it compares anything, and a read that finds a
@@ -272,9 +272,9 @@ class SqliteEngine:
     def revision(self) -> int:
         return self._read(lambda tx: None)[1]
 
-    def poll(self) -> int:
-        """The store's revision, after reaping leases that are due: what a
-        watch's poll costs when nothing happens (one indexed query)."""
+    def reap_due(self) -> int:
+        """End the leases that are past their deadline, if any (checking costs
+        one indexed query); returns the store's revision."""
         with self._errors():
             revision, soonest = self._conn.execute(
                 "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"

@@ -1,0 +1,90 @@
+"""Noticing, cheaply, what other processes did to the store file.
+
+SQLite cannot notify one process of another's commit, so watches poll. An idle
+replica polls forever, so each poll must cost next to nothing: a
+:class:`ChangePoller` thread, with a connection of its own that it only reads
+through, runs one indexed query per interval and calls into the event loop only
+when the revision moved or a lease is due. Waking the event loop and the store's worker
+thread on every poll instead would cost three times the CPU.
+
+It never writes: reaping a due lease is left to the store's worker thread (the
+``on_change`` callback asks for it), so that every write still happens there.
+
+On failure: a failing query is logged (once per run of failures) and reported
+through ``on_change`` with ``revision`` ``None``, so that watches re-read and
+raise if the file is really gone; the poller keeps trying each interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+POLL_QUERY = "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"
+
+
+class ChangePoller(threading.Thread):
+    """Every ``interval`` seconds, reads the store's revision and its soonest
+    lease deadline; calls ``on_change(revision, lease_due)`` in ``loop`` when
+    the revision differs from the last one seen or a lease is due."""
+
+    def __init__(
+        self,
+        path: Path,
+        interval: float,
+        monotonic: Callable[[], float],
+        loop: asyncio.AbstractEventLoop,
+        on_change: Callable[[int | None, bool], None],
+    ) -> None:
+        super().__init__(name=f"distcron-sqlite-poll {path.name}", daemon=True)
+        self._path = path
+        self._interval = interval
+        self._monotonic = monotonic
+        self._loop = loop
+        self._on_change = on_change
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the thread to end; it does within one query."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        try:
+            # A short busy timeout rides over the rare moments a WAL reader waits.
+            conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.warning("sqlite store %s: cannot poll for changes: %s", self._path, exc)
+            self._report(None, False)
+            return
+        last: int | None = None
+        failing = False
+        try:
+            while not self._stopping.wait(self._interval):
+                try:
+                    revision, soonest = conn.execute(POLL_QUERY).fetchone()
+                except sqlite3.Error as exc:
+                    if not failing:
+                        log.warning("sqlite store %s: polling for changes: %s", self._path, exc)
+                    failing = True
+                    self._report(None, False)
+                    continue
+                failing = False
+                due = soonest is not None and soonest <= self._monotonic()
+                if revision != last or due:
+                    last = revision
+                    self._report(revision, due)
+        finally:
+            conn.close()
+
+    def _report(self, revision: int | None, due: bool) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._on_change, revision, due)
+        except RuntimeError:
+            # The loop is closed: the store was dropped without close(); end quietly.
+            self._stopping.set()

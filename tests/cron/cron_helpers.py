@@ -1,0 +1,31 @@
+"""Helpers shared by the cron engine's tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import islice
+from zoneinfo import ZoneInfo
+
+from distcron.cron import parse
+
+
+def at(
+    zone: str,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    fold: int = 0,
+) -> datetime:
+    """An aware datetime in ``zone``: at("UTC", 2026, 1, 2, 3, 4)."""
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(zone), fold=fold)
+
+
+def slots(
+    expr: str, after: datetime, count: int, tz: str = "UTC", job: str | None = None
+) -> list[str]:
+    """The next ``count`` slots as ISO strings with offsets."""
+    schedule = parse(expr, tz, job)
+    return [s.isoformat() for s in islice(schedule.iter(after), count)]
