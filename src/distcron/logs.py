@@ -12,10 +12,9 @@ import time
 
 
 class KeyValueFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        stamp += f".{int(record.msecs):03d}Z"
         line = (f"ts={stamp} level={record.levelname.lower()} logger={record.name} "
                 f"{record.getMessage()}")
         if record.exc_info:

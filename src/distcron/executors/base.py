@@ -44,14 +44,35 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class HttpCall:
+    """The HTTP request an ``http`` job makes (the job's ``url``, ``method``,
+    ``headers`` and ``body``)."""
+
+    url: str
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "method": self.method, "headers": dict(self.headers),
+                "body": self.body}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HttpCall:
+        return cls(url=data["url"], method=data["method"], headers=dict(data["headers"]),
+                   body=data["body"])
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """What to run for one launch.
 
-    Exactly one of ``command`` (run by ``/bin/sh -c``) and ``argv`` (executed
-    directly, ``argv[0]`` looked up in the job's ``PATH``) is set. ``slot`` is the
-    scheduled instant (aware), ``None`` for a run started by hand. ``timeout`` is in
-    seconds from the job's start; ``output_limit`` is how many trailing bytes of
-    output are kept.
+    Exactly one of ``command`` (run by ``/bin/sh -c``), ``argv`` (executed
+    directly, ``argv[0]`` looked up in the job's ``PATH``) and ``http`` (the
+    request an HTTP executor makes) is set. ``slot`` is the scheduled instant
+    (aware), ``None`` for a run started by hand. ``timeout`` is in seconds from
+    the job's start; ``output_limit`` is how many trailing bytes of output are
+    kept (for an HTTP launch: how many leading bytes of the response body).
     """
 
     launch_id: str
@@ -64,11 +85,16 @@ class LaunchRequest:
     workdir: str | None = None
     timeout: float | None = None
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    http: HttpCall | None = None
 
     def __post_init__(self) -> None:
         if not self.launch_id:
             raise ValueError("a launch request needs a launch id")
-        if (self.command is None) == (self.argv is None):
+        if self.http is not None:
+            if self.command is not None or self.argv is not None:
+                raise ValueError(
+                    f"launch {self.launch_id!r}: an http launch has no command or argv")
+        elif (self.command is None) == (self.argv is None):
             raise ValueError(f"launch {self.launch_id!r}: set exactly one of command and argv")
         if self.argv is not None and not self.argv:
             raise ValueError(f"launch {self.launch_id!r}: argv is empty")
@@ -96,17 +122,21 @@ class LaunchRequest:
             "argv": None if self.argv is None else list(self.argv),
             "env": dict(self.env), "workdir": self.workdir, "timeout": self.timeout,
             "output_limit": self.output_limit,
+            "http": None if self.http is None else self.http.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LaunchRequest:
         argv = data["argv"]
+        # Requests written before "http" existed (run directories) have no key.
+        http = data.get("http")
         return cls(
             launch_id=data["launch_id"], job=data["job"], slot=_parse_time(data["slot"]),
             fence=data["fence"], command=data["command"],
             argv=None if argv is None else tuple(argv), env=dict(data["env"]),
             workdir=data["workdir"], timeout=data["timeout"],
             output_limit=data["output_limit"],
+            http=None if http is None else HttpCall.from_dict(http),
         )
 
 

@@ -127,9 +127,11 @@ class LeaderTerm:
             if self._failure is not None:
                 raise self._failure
             now = self.clock.now()
-            plans = [self.core.tick(now)]
+            # Events first: a run that ended must not make a due slot look overlapped.
+            plans = []
             while self._events:
                 plans.append(await self._events.popleft()(now))
+            plans.append(self.core.tick(now))
             outputs, self._outputs = self._outputs, {}
             await self._commit(merge(plans), outputs)
             await self._wait_for_work()

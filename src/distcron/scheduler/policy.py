@@ -59,4 +59,5 @@ def retry_delay(job: JobPolicy, failed_attempt: int) -> timedelta:
     """``retry_backoff · 2^(attempt-1)``, capped at an hour (or at the backoff
     itself when that is longer)."""
     base = timedelta(seconds=job.retry_backoff)
-    return min(base * (2 ** (failed_attempt - 1)), max(base, MAX_RETRY_BACKOFF))
+    delay: timedelta = base * (2 ** (failed_attempt - 1))
+    return min(delay, max(base, MAX_RETRY_BACKOFF))
