@@ -4,6 +4,7 @@ ledger file; the tests count what really ran."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_a_seconds_schedule_runs_every_slot_on_time(tmp_path: Path) -> None:
         launched = read_ledger(ledger)
         slots = [slot_of(i) for i in launched]
         assert slots == sorted(slots) and len(set(slots)) == len(slots)
-        assert all(b - a == timedelta(seconds=1) for a, b in zip(slots, slots[1:], strict=False))
+        assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(slots))
         wait_until(lambda: r1.run(launched[0])["state"] == "succeeded", 10, "the first run")
         first = r1.run(launched[0])
         started = datetime.fromisoformat(first["started_at"])
@@ -138,7 +139,7 @@ def test_two_replicas_on_one_file_hand_over_without_a_doubled_or_lost_slot(
         launched = read_ledger(ledger)
         assert len(launched) == len(set(launched)), "a slot was launched twice"
         slots = sorted(slot_of(i) for i in launched)
-        gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(slots)]
         assert gaps == [timedelta(seconds=1)] * len(gaps), "a slot was lost in the takeover"
 
 
@@ -170,7 +171,7 @@ def test_a_bad_jobs_file_is_rejected_whole_and_changes_nothing(tmp_path: Path) -
                        + ledger_job("typo", "* * * * *", ledger, timzone="UTC"))
         env = {"DISTCRON_SERVER": r1.url, "DISTCRON_TOKEN": TOKEN, "PATH": "/usr/bin:/bin"}
         result = subprocess.run([sys.executable, "-m", "distcron", "jobs", "apply", str(bad)],
-                                capture_output=True, text=True, env=env, timeout=30)
+                                capture_output=True, text=True, check=False, env=env, timeout=30)
         assert result.returncode == 2
         assert "broken" in result.stderr and "schedule" in result.stderr
         assert "typo" in result.stderr and "timezone" in result.stderr
@@ -181,7 +182,8 @@ def test_a_replica_refuses_a_bad_config_file_and_starts_nothing(tmp_path: Path) 
     config = tmp_path / "jobs.toml"
     config.write_text(ledger_job("broken", "61 * * * *", tmp_path / "ledger"))
     member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
-    result = subprocess.run(member.args, capture_output=True, text=True, env=member.env,
+    result = subprocess.run(member.args, capture_output=True, text=True, check=False,
+                            env=member.env,
                             cwd=tmp_path, timeout=30)
     assert result.returncode != 0
     assert "broken" in result.stderr and "minute" in result.stderr
@@ -199,7 +201,8 @@ def test_the_api_refuses_changes_without_the_token(tmp_path: Path) -> None:
 def test_a_replica_will_not_listen_beyond_loopback_without_a_token(tmp_path: Path) -> None:
     member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", token=None,
                      extra=("--listen", f"0.0.0.0:{free_port()}"))
-    result = subprocess.run(member.args, capture_output=True, text=True, env=member.env,
+    result = subprocess.run(member.args, capture_output=True, text=True, check=False,
+                            env=member.env,
                             cwd=tmp_path, timeout=30)
     assert result.returncode == 2
     assert "without an API token" in result.stderr

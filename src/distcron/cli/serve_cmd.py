@@ -78,7 +78,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     replica = Replica(
         store, executor,
         ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
-                      config.lease_ttl),
+                      config.lease_ttl, config.history),
         clock, metrics)
     token = config.token.get_secret_value() if config.token else None
     app = create_app(store, replica, token, registry)

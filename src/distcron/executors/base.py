@@ -239,6 +239,11 @@ class Executor(abc.ABC):
         """The last ``output_limit`` bytes of the run's stdout and stderr, interleaved
         in the order they were written; ``b""`` for a run this executor does not know."""
 
+    async def prune(self, before: datetime) -> list[str]:
+        """Forget ended runs whose end is older than ``before``; returns their ids.
+        Executors that keep nothing about ended runs have nothing to prune."""
+        return []
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release what the executor holds. Runs are not stopped: they go on, and a

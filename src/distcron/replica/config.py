@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from distcron.errors import ConfigError
+from distcron.replica.retention import DEFAULT_HISTORY
 
 DEFAULT_LISTEN = "127.0.0.1:8500"
 DEFAULT_DATA_DIR = "distcron-data"
@@ -28,6 +29,7 @@ _ENVIRONMENT = {
     "data_dir": "DISTCRON_DATA_DIR",
     "lease_ttl": "DISTCRON_LEASE_TTL",
     "token_file": "DISTCRON_TOKEN_FILE",
+    "history": "DISTCRON_HISTORY",
 }
 
 
@@ -39,6 +41,7 @@ class ServeConfig(BaseModel):
     id: str | None = None
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     lease_ttl: float = Field(default=3.0, gt=0.5, le=300)
+    history: int = Field(default=DEFAULT_HISTORY, ge=1)  # launch records kept per job
     token_file: Path | None = None
     token: SecretStr | None = None
 

@@ -37,6 +37,12 @@ from distcron.jobs import JobSpec
 from distcron.metrics import Metrics
 from distcron.replica.commit import CommitRejected, commit
 from distcron.replica.reconcile import reconcile
+from distcron.replica.retention import (
+    DEFAULT_HISTORY,
+    PRUNE_EVERY,
+    RUN_DIR_RETENTION,
+    prune_job_history,
+)
 from distcron.replica.snapshot import load_snapshot, parse_cursor
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Plan
@@ -65,7 +71,8 @@ _Event = Callable[[datetime], Awaitable[Plan]]
 
 class LeaderTerm:
     def __init__(self, store: Store, executor: Executor, fence: int, replica_id: str,
-                 clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool]) -> None:
+                 clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
+                 history: int = DEFAULT_HISTORY) -> None:
         self.store = store
         self.executor = executor
         self.fence = fence
@@ -82,6 +89,9 @@ class LeaderTerm:
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(START_CONCURRENCY)
         self._gap_counts: dict[str, tuple[str, int]] = {}
+        self.history = history
+        self._written: dict[str, int] = {}  # records created per job since its last prune
+        self._pruned_runs_at = clock.monotonic()
 
     async def run(self) -> None:
         """Lead until leadership is lost (raises NotLeader) or the task is cancelled."""
@@ -190,10 +200,29 @@ class LeaderTerm:
                 if record.started_at and record.ended_at:
                     self.metrics.run_duration.labels(job=record.job).observe(
                         (record.ended_at - record.started_at).total_seconds())
+        committed_at = self.clock.now()
         for record in plan.starts:
-            if record.slot is not None and record.attempt == 1 and record.intent_at:
-                self.metrics.launch_lag.observe(
-                    (record.intent_at - record.slot).total_seconds())
+            if record.slot is not None and record.attempt == 1:
+                self.metrics.launch_lag.observe((committed_at - record.slot).total_seconds())
+        self._schedule_pruning(plan)
+
+    def _schedule_pruning(self, plan: Plan) -> None:
+        for launch_id in plan.created:
+            job = launch_id.partition("@")[0]
+            self._written[job] = self._written.get(job, 0) + 1
+            if self._written[job] >= PRUNE_EVERY:
+                self._written[job] = 0
+                self._spawn(self._prune(job), f"prune {job}")
+        if self.clock.monotonic() - self._pruned_runs_at > RUN_DIR_RETENTION.total_seconds() / 6:
+            self._pruned_runs_at = self.clock.monotonic()
+            self._spawn(self._prune_run_dirs(), "prune run directories")
+
+    async def _prune(self, job: str) -> None:
+        await prune_job_history(self.store, self.fence, job, self.history)
+
+    async def _prune_run_dirs(self) -> None:
+        with contextlib.suppress(ExecutorError):
+            await self.executor.prune(self.clock.now() - RUN_DIR_RETENTION)
 
     def _log_record(self, record: LaunchRecord, created: bool) -> None:
         log.info("event=%s launch_id=%s state=%s attempt=%d%s%s",

@@ -28,6 +28,7 @@ from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
+from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.store import Store
 
 log = logging.getLogger("distcron.replica")
@@ -40,6 +41,7 @@ class ReplicaConfig:
     replica_id: str
     listen: str
     lease_ttl: float = 3.0
+    history: int = DEFAULT_HISTORY
 
 
 def default_replica_id(listen: str) -> str:
@@ -113,7 +115,7 @@ class Replica:
         self.metrics.leader_changes.inc()
         log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
         term = LeaderTerm(self.store, self.executor, fence, self.replica_id, self.clock,
-                          self.metrics, self.membership.lease_valid)
+                          self.metrics, self.membership.lease_valid, self.config.history)
         try:
             await self._until_any(stop, self.membership.lost, term.run())
         except NotLeader as exc:
