@@ -68,3 +68,17 @@ def test_reads_need_no_token(api: ServedApi) -> None:
     with httpx.Client(base_url=api.url) as client:
         for path in ("/jobs", "/runs", "/status", "/healthz", "/metrics"):
             assert client.get(path).status_code == 200, path
+
+
+def test_job_env_values_and_headers_are_hidden_from_readers_without_the_token(
+        api: ServedApi, client: httpx.Client) -> None:
+    hook = {"name": "hook", "schedule": "* * * * *", "executor": "http",
+            "url": "https://example.test/run", "headers": {"Authorization": "Bearer s3cr3t"}}
+    env_job = {"name": "env", "schedule": "* * * * *", "command": "true",
+               "env": {"DB_PASSWORD": "hunter2"}}
+    for body in (hook, env_job):
+        assert client.put(f"/jobs/{body['name']}", json=body).status_code == 201
+    anonymous = httpx.get(f"{api.url}/jobs").text
+    assert "s3cr3t" not in anonymous and "hunter2" not in anonymous
+    assert "DB_PASSWORD" in anonymous
+    assert client.get("/jobs/env").json()["env"] == {"DB_PASSWORD": "hunter2"}

@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.server.gate.wait(GATE_LIMIT)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the tests read what the server received instead."""
 
 

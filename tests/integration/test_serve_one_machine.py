@@ -8,8 +8,10 @@ import itertools
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -230,3 +232,38 @@ def test_sigterm_stops_a_replica_cleanly(tmp_path: Path) -> None:
         member.signal(signal.SIGTERM)
         assert member.proc is not None
         assert member.proc.wait(15) == 0
+
+
+def test_an_http_job_sends_each_launch_once_with_its_idempotency_key(tmp_path: Path) -> None:
+    received: list[dict[str, str]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(dict(self.headers))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = write_config(tmp_path / "jobs.toml", "\n".join([
+            "[[job]]", 'name = "hook"', 'schedule = "* * * * * *"', 'executor = "http"',
+            f'url = "http://127.0.0.1:{server.server_address[1]}/run"',
+            'headers = { Authorization = "Bearer hook-secret" }', 'body = "{}"']))
+        member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+        with replicas(member):
+            wait_until(lambda: len(received) >= 3, 20, "three requests")
+            keys = [h["Idempotency-Key"] for h in received]
+            assert len(set(keys)) == len(keys)
+            assert all(h["Authorization"] == "Bearer hook-secret" for h in received)
+            record = wait_until(lambda: (r := member.run(keys[0]))["state"] == "succeeded"
+                                and r, 10, "the first request's record")
+            assert record["executor"] == "http"
+            assert keys[0] == received[0]["Distcron-Launch-Id"]
+        assert "hook-secret" not in member.log()
+    finally:
+        server.shutdown()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import HTTPException, Security, status
+from fastapi import Depends, HTTPException, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from distcron.api.context import ApiContext, Context
@@ -39,6 +39,18 @@ def check_token(context: ApiContext, credentials: HTTPAuthorizationCredentials |
             "(the CLI reads it from DISTCRON_TOKEN)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def token_given(context: Context, credentials: Credentials) -> bool:
+    """Whether the request carries the right token (for reads that show more with it)."""
+    try:
+        check_token(context, credentials)
+    except HTTPException:
+        return False
+    return True
+
+
+Authorized = Annotated[bool, Depends(token_given)]
 
 
 async def require_token(context: Context, credentials: Credentials) -> None:

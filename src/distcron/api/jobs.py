@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Response, status
 
-from distcron.api.auth import require_token
+from distcron.api.auth import Authorized, require_token
 from distcron.api.context import ApiContext, Context
 from distcron.api.models import JobView, Removed, RunSummary, TriggerResult
 from distcron.api.runs import read_launches
@@ -65,15 +65,24 @@ async def _read_job(store: Store, name: str) -> tuple[KeyValue, JobSpec]:
     return kv, JobSpec.from_json(kv.value, source=job_key(name))
 
 
-def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime) -> JobView:
+REDACTED = "<redacted: send the API token to see it>"
+
+
+def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime,
+          authorized: bool) -> JobView:
     schedule = parse(spec.schedule, tz=spec.timezone, job=spec.name)
     summary = None if last is None else RunSummary.model_validate(last.model_dump())
-    return JobView(**spec.model_dump(), next=schedule.next(now).astimezone(UTC),
-                   last_run=summary)
+    shown = spec.model_dump()
+    if not authorized:
+        # Environment values and HTTP headers often hold credentials.
+        shown["env"] = dict.fromkeys(spec.env, REDACTED)
+        if spec.headers is not None:
+            shown["headers"] = dict.fromkeys(spec.headers, REDACTED)
+    return JobView(**shown, next=schedule.next(now).astimezone(UTC), last_run=summary)
 
 
 @router.get("/jobs", response_model=list[JobView])
-async def list_jobs(context: Context) -> list[JobView]:
+async def list_jobs(context: Context, authorized: Authorized) -> list[JobView]:
     """Every job, by name, with its next slot and latest launch."""
     kvs, _ = await context.store.range(JOBS)
     latest: dict[str, LaunchRecord] = {}
@@ -81,14 +90,14 @@ async def list_jobs(context: Context) -> list[JobView]:
         latest.setdefault(record.job, record)
     now = context.clock.now()
     specs = [JobSpec.from_json(kv.value, source=kv.key) for kv in kvs]
-    return [_view(spec, latest.get(spec.name), now) for spec in specs]
+    return [_view(spec, latest.get(spec.name), now, authorized) for spec in specs]
 
 
 @router.get("/jobs/{name}", response_model=JobView)
-async def show_job(name: str, context: Context) -> JobView:
+async def show_job(name: str, context: Context, authorized: Authorized) -> JobView:
     _, spec = await _read_job(context.store, name)
     launches = await read_launches(context.store, name)
-    return _view(spec, launches[0] if launches else None, context.clock.now())
+    return _view(spec, launches[0] if launches else None, context.clock.now(), authorized)
 
 
 @router.put("/jobs/{name}", response_model=JobSpec, dependencies=_authorized,

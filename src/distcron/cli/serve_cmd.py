@@ -63,7 +63,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
 
     from distcron.api.app import create_app
     from distcron.clock import SystemClock
-    from distcron.executors.local import LocalExecutor
+    from distcron.executors import HttpExecutor, LocalExecutor
     from distcron.metrics import Metrics
     from distcron.replica.jobsync import apply_config_jobs
     from distcron.replica.runtime import Replica, ReplicaConfig, default_replica_id
@@ -74,9 +74,10 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     clock = SystemClock()
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    executor = LocalExecutor(config.data_dir.resolve() / "runs")
+    executors = {"local": LocalExecutor(config.data_dir.resolve() / "runs"),
+                 "http": HttpExecutor()}
     replica = Replica(
-        store, executor,
+        store, executors,
         ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
                       config.lease_ttl, config.history),
         clock, metrics)
@@ -116,5 +117,6 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
     finally:
-        await executor.close()
+        for executor in executors.values():
+            await executor.close()
         await store.close()

@@ -86,6 +86,10 @@ class LaunchRequest:
     timeout: float | None = None
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     http: HttpCall | None = None
+    # What a receiver deduplicates on (an HTTP launch's Idempotency-Key): the
+    # launch id, except that a relaunch of a run whose fate was unknown reuses
+    # the key of the attempt it repeats.
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.launch_id:
@@ -123,6 +127,7 @@ class LaunchRequest:
             "env": dict(self.env), "workdir": self.workdir, "timeout": self.timeout,
             "output_limit": self.output_limit,
             "http": None if self.http is None else self.http.to_dict(),
+            "idempotency_key": self.idempotency_key,
         }
 
     @classmethod
@@ -137,6 +142,7 @@ class LaunchRequest:
             workdir=data["workdir"], timeout=data["timeout"],
             output_limit=data["output_limit"],
             http=None if http is None else HttpCall.from_dict(http),
+            idempotency_key=data.get("idempotency_key"),
         )
 
 

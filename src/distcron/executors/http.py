@@ -259,7 +259,7 @@ def _call_of(request: LaunchRequest) -> HttpCall:
 def _headers(request: LaunchRequest, call: HttpCall) -> list[tuple[str, str]]:
     """The job's headers, then distcron's, which replace any of the same name."""
     ours = {
-        "Idempotency-Key": request.launch_id,
+        "Idempotency-Key": request.idempotency_key or request.launch_id,
         "Distcron-Job": request.job,
         "Distcron-Launch-Id": request.launch_id,
         "Distcron-Slot": "" if request.slot is None else utc_iso(request.slot),

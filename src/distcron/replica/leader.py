@@ -26,13 +26,13 @@ import functools
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
 from distcron.clock import Clock
 from distcron.errors import ExecutorError, NotLeader
-from distcron.executors.base import Executor, LaunchRequest, RunState, RunStatus
+from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
 from distcron.jobs import JobSpec
 from distcron.metrics import Metrics
 from distcron.replica.commit import CommitRejected, commit
@@ -70,18 +70,20 @@ _Event = Callable[[datetime], Awaitable[Plan]]
 
 
 class LeaderTerm:
-    def __init__(self, store: Store, executor: Executor, fence: int, replica_id: str,
+    def __init__(self, store: Store, executors: Mapping[str, Executor], fence: int,
+                 replica_id: str,
                  clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
                  history: int = DEFAULT_HISTORY) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = executors
         self.fence = fence
         self.replica_id = replica_id
         self.clock = clock
         self.metrics = metrics
         self.lease_valid = lease_valid
         self.specs: dict[str, JobSpec] = {}
-        self.core = SchedulerCore(fence, replica_id, executor.location)
+        local = executors.get("local")
+        self.core = SchedulerCore(fence, replica_id, local.location if local else None)
         self._events: deque[_Event] = deque()
         self._wakeup = asyncio.Event()
         self._outputs: dict[str, bytes] = {}  # of runs that ended, committed with them
@@ -124,7 +126,7 @@ class LeaderTerm:
         for record in state.records:
             self.core.restore(record, now)
         self.metrics.jobs_loaded.set(len(self.specs))
-        plans.append(await reconcile(self.core, self.executor, self._follow_run, now))
+        plans.append(await reconcile(self.core, self.executors, self._follow_run, now))
         await self._commit(merge(plans))
         log.info("event=term_started fence=%d jobs=%d live=%d revision=%d", self.fence,
                  len(self.specs), len(state.records), state.revision)
@@ -221,8 +223,9 @@ class LeaderTerm:
         await prune_job_history(self.store, self.fence, job, self.history)
 
     async def _prune_run_dirs(self) -> None:
-        with contextlib.suppress(ExecutorError):
-            await self.executor.prune(self.clock.now() - RUN_DIR_RETENTION)
+        for executor in self.executors.values():
+            with contextlib.suppress(ExecutorError):
+                await executor.prune(self.clock.now() - RUN_DIR_RETENTION)
 
     def _log_record(self, record: LaunchRecord, created: bool) -> None:
         log.info("event=%s launch_id=%s state=%s attempt=%d%s%s",
@@ -233,15 +236,28 @@ class LeaderTerm:
 
     # -- runs ------------------------------------------------------------------
 
+    def executor_for(self, record: LaunchRecord) -> Executor:
+        executor = self.executors.get(record.executor or "local")
+        if executor is None:
+            raise ExecutorError(f"launch {record.launch_id}: no {record.executor!r} executor "
+                                "on this replica")
+        return executor
+
     def request_for(self, record: LaunchRecord) -> LaunchRequest:
         spec = self.specs.get(record.job)
         if spec is None:
             raise ExecutorError(f"job {record.job!r} is no longer defined")
         assert record.run_id is not None
+        http = None
+        if spec.executor == "http":  # the spec has no command, argv, env or workdir then
+            assert spec.url is not None
+            http = HttpCall(spec.url, spec.method or "POST", dict(spec.headers or {}),
+                            spec.body)
         return LaunchRequest(
             launch_id=record.run_id, job=record.job, slot=record.slot, fence=self.fence,
+            timeout=spec.timeout, idempotency_key=record.idempotency_key,
             command=spec.command, argv=spec.argv, env=dict(spec.env), workdir=spec.workdir,
-            timeout=spec.timeout)
+            http=http)
 
     async def _start(self, record: LaunchRecord) -> None:
         assert record.run_id is not None
@@ -251,37 +267,41 @@ class LeaderTerm:
                 # the intent and starts it (idempotently) itself.
                 return
             try:
-                status = await self.executor.start(self.request_for(record))
+                executor = self.executor_for(record)
+                status = await executor.start(self.request_for(record))
             except ExecutorError as exc:
                 log.warning("event=start_failed launch_id=%s error=%r", record.launch_id,
                             str(exc))
                 self._post_end(record.launch_id, RunStatus.failed(record.run_id, str(exc)))
                 return
-        await self._follow_run(record.launch_id, status)
+        await self._follow_run(executor, record.launch_id, status)
 
-    async def _follow_run(self, launch_id: str, status: RunStatus) -> None:
+    async def _follow_run(self, executor: Executor, launch_id: str, status: RunStatus) -> None:
         """Record that a run started, then wait for its end and record that."""
         if status.state is RunState.RUNNING:
-            self._post(functools.partial(self._run_started, launch_id, status))
-            self._spawn(self._wait(launch_id, status.launch_id), f"wait {status.launch_id}")
+            self._post(functools.partial(self._run_started, executor, launch_id, status))
+            self._spawn(self._wait(executor, launch_id, status.launch_id),
+                        f"wait {status.launch_id}")
         else:
-            self._post_end(launch_id, status)
+            self._post_end(launch_id, status, executor)
 
-    async def _run_started(self, launch_id: str, status: RunStatus, now: datetime) -> Plan:
+    async def _run_started(self, executor: Executor, launch_id: str, status: RunStatus,
+                           now: datetime) -> Plan:
         log.info("event=run_started launch_id=%s pid=%s", launch_id, status.pid)
-        return self.core.run_started(launch_id, status.started_at or self.clock.now(),
-                                     pid=status.pid, worker=self.executor.worker_name)
+        return self.core.run_started(launch_id, status.started_at or now,
+                                     pid=status.pid, worker=executor.worker_name)
 
-    async def _wait(self, launch_id: str, run_id: str) -> None:
-        status = await self.executor.wait(run_id)
-        self._post_end(launch_id, status)
+    async def _wait(self, executor: Executor, launch_id: str, run_id: str) -> None:
+        status = await executor.wait(run_id)
+        self._post_end(launch_id, status, executor)
 
-    def _post_end(self, launch_id: str, status: RunStatus) -> None:
+    def _post_end(self, launch_id: str, status: RunStatus,
+                  executor: Executor | None = None) -> None:
         async def apply(now: datetime) -> Plan:
             outcome = _OUTCOMES.get(status.state, LaunchState.UNKNOWN)
             log.info("event=run_ended launch_id=%s state=%s exit_code=%s", launch_id,
                      outcome.value, status.exit_code)
-            output = await self._output(status.launch_id)
+            output = await self._output(executor, status.launch_id) if executor else b""
             if output:
                 self._outputs[launch_id] = output
             return self.core.run_ended(
@@ -289,9 +309,9 @@ class LeaderTerm:
                 started_at=status.started_at, ended_at=status.ended_at, reason=status.reason)
         self._post(apply)
 
-    async def _output(self, run_id: str) -> bytes:
+    async def _output(self, executor: Executor, run_id: str) -> bytes:
         try:
-            return await self.executor.output(run_id)
+            return await executor.output(run_id)
         except ExecutorError:
             return b""
 
@@ -299,7 +319,7 @@ class LeaderTerm:
         assert record.run_id is not None
         log.info("event=run_stopping launch_id=%s", record.launch_id)
         with contextlib.suppress(ExecutorError):
-            await self.executor.stop(record.run_id)
+            await self.executor_for(record).stop(record.run_id)
 
     # -- watched changes -----------------------------------------------------------
 

@@ -13,7 +13,7 @@ again as its next attempt under the same launch id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from distcron.errors import ExecutorError
@@ -24,23 +24,25 @@ from distcron.scheduler.records import LaunchRecord, LaunchState
 
 log = logging.getLogger("distcron.leader")
 
-Follow = Callable[[str, RunStatus], Awaitable[None]]
+Follow = Callable[[Executor, str, RunStatus], Awaitable[None]]
 
 
-async def reconcile(core: SchedulerCore, executor: Executor, follow: Follow,
+async def reconcile(core: SchedulerCore, executors: Mapping[str, Executor], follow: Follow,
                     now: datetime) -> Plan:
     plans = []
     for record in list(core.live_records()):
         if record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING):
+            executor = executors.get(record.executor or "local")
             plans.append(await _settle(core, executor, follow, record, now))
     return merge(plans)
 
 
-async def _settle(core: SchedulerCore, executor: Executor, follow: Follow,
+async def _settle(core: SchedulerCore, executor: Executor | None, follow: Follow,
                   record: LaunchRecord, now: datetime) -> Plan:
     assert record.run_id is not None
     status = None
-    if record.location is not None and record.location == executor.location:
+    if (executor is not None and record.location is not None
+            and record.location == executor.location):
         try:
             status = await executor.query(record.run_id)
         except ExecutorError as exc:
@@ -56,7 +58,8 @@ async def _settle(core: SchedulerCore, executor: Executor, follow: Follow,
     if status is not None and status.state is not RunState.LOST:
         log.info("event=reconcile_adopt launch_id=%s state=%s", record.launch_id,
                  status.state.value)
-        await follow(record.launch_id, status)
+        assert executor is not None
+        await follow(executor, record.launch_id, status)
         return Plan()
     spec = core.jobs.get(record.job)
     reason = "takeover could not learn the run's fate"

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +51,10 @@ def default_replica_id(listen: str) -> str:
 class Replica:
     """One scheduler replica. Also the ``ReplicaView`` the API reads."""
 
-    def __init__(self, store: Store, executor: Executor, config: ReplicaConfig,
+    def __init__(self, store: Store, executors: Mapping[str, Executor], config: ReplicaConfig,
                  clock: Clock, metrics: Metrics) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = executors
         self.config = config
         self.clock = clock
         self.metrics = metrics
@@ -114,7 +114,7 @@ class Replica:
         self.metrics.is_leader.set(1)
         self.metrics.leader_changes.inc()
         log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
-        term = LeaderTerm(self.store, self.executor, fence, self.replica_id, self.clock,
+        term = LeaderTerm(self.store, self.executors, fence, self.replica_id, self.clock,
                           self.metrics, self.membership.lease_valid, self.config.history)
         try:
             await self._until_any(stop, self.membership.lost, term.run())

@@ -234,7 +234,8 @@ class SchedulerCore:
         plan = Plan()
         record = self._find_live(launch_id)
         if record is not None:
-            self._start_attempt(record, record.attempt + 1, now, plan, reason)
+            self._start_attempt(record, record.attempt + 1, now, plan, reason,
+                                idempotency_key=record.idempotency_key or record.run_id)
         return plan
 
     # -- decisions -------------------------------------------------------------
@@ -314,14 +315,14 @@ class SchedulerCore:
         plan.starts.append(record)
 
     def _start_attempt(self, record: LaunchRecord, attempt: int, now: datetime, plan: Plan,
-                       reason: str = "") -> None:
+                       reason: str = "", idempotency_key: str | None = None) -> None:
         job = self._jobs.get(record.job)
         started = record.model_copy(update={
             "state": LaunchState.LAUNCHING, "attempt": attempt,
             "run_id": run_id_for(record.launch_id, attempt), "intent_at": now,
             "fence": self.fence, "replica": self.replica, "retry_at": None,
             "started_at": None, "ended_at": None, "exit_code": None, "signal": None,
-            "pid": None, "reason": reason,
+            "pid": None, "reason": reason, "idempotency_key": idempotency_key,
             "executor": job.spec.executor if job else record.executor,
             "location": self._location(job.spec.executor if job else record.executor)})
         self._replace_live(started)

@@ -75,6 +75,9 @@ class LaunchRecord(BaseModel):
     location: str | None = None
     attempt: int = 1
     run_id: str | None = None  # the executor's id for the current attempt
+    # Set when an attempt repeats one whose fate was unknown: the receiver's
+    # deduplication key of that attempt, so it can recognise the repeat.
+    idempotency_key: str | None = None
     intent_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
