@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from distcron.executors import LaunchRequest, LocalExecutor
+from distcron.executors.base import LaunchRequest
+from distcron.executors.local import LocalExecutor
 from distcron.executors.base import utc_iso
 from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
 

@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from distcron.executors import LaunchRequest, LocalExecutor
+from distcron.executors.base import LaunchRequest
+from distcron.executors.local import LocalExecutor
 
 
 async def main(run_dir: Path, requests: list[LaunchRequest]) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from distcron.errors import ExecutorError
-from distcron.executors import LaunchRequest, RunState
+from distcron.executors.base import LaunchRequest, RunState
 from distcron.executors.base import HttpCall
 from distcron.executors.http import HttpExecutor
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from distcron.executors import LaunchRequest, RunState, RunStatus
+from distcron.executors.base import LaunchRequest, RunState, RunStatus
 from distcron.executors.rundir import dir_name
 
 from .conftest import SLOT, launch

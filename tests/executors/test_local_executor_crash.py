@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from distcron.executors import LaunchRequest, LocalExecutor, RunState, RunStatus
+from distcron.executors.base import LaunchRequest, RunState, RunStatus
+from distcron.executors.local import LocalExecutor
 
 from .conftest import gated, gone, launch, lines, parent_of
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distcron.executors import LocalExecutor, RunState
+from distcron.executors.base import RunState
+from distcron.executors.local import LocalExecutor
 
 from .conftest import GRACE, eventually, gone, launch
 

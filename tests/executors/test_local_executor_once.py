@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from distcron.errors import ExecutorError
-from distcron.executors import LocalExecutor, RunState
+from distcron.executors.base import RunState
+from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import RunSpec, claim, request_stop
 
 from .conftest import eventually, gated, launch, lines, new_executor

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distcron.executors import LocalExecutor, RunState
+from distcron.executors.base import RunState
+from distcron.executors.local import LocalExecutor
 from distcron.executors.local import DEFAULT_PATH
 from distcron.executors.output import OUTPUT, OUTPUT_OLD
 from distcron.executors.rundir import run_of

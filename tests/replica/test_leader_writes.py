@@ -90,7 +90,8 @@ async def test_an_ended_run_leaves_the_live_index_and_keeps_its_output(store: St
     await commit(store, fence, intent(record))
     ended = Plan()
     ended.write(record.model_copy(update={"state": LaunchState.SUCCEEDED, "exit_code": 0}))
-    await commit(store, fence, ended, {record.launch_id: b"hello\n"})
+    await commit(store, fence, ended,
+                 {record.launch_id: [Put(output_key(record.launch_id), b"hello\n")]})
     assert await store.get(active_key(record.launch_id)) is None
     output = await store.get(output_key(record.launch_id))
     assert output is not None and output.value == b"hello\n"
@@ -104,7 +105,8 @@ async def test_history_keeps_the_newest_records_and_every_live_one(store: Store)
         plan = intent(record)
         if slot != slots[3]:  # one old run is still going
             plan.write(record.model_copy(update={"state": LaunchState.SUCCEEDED}))
-        await commit(store, fence, plan, {record.launch_id: b"out"})
+        await commit(store, fence, plan,
+                     {record.launch_id: [Put(output_key(record.launch_id), b"out")]})
     deleted = await prune_job_history(store, fence, "backup", keep=10)
     assert deleted == 20
     kept = [launch_id_for("backup", s) for s in slots[21:]] + [launch_id_for("backup", slots[3])]

@@ -28,6 +28,7 @@ class Job:
     paused: bool = False
     idempotent: bool = False
     executor: str = "local"
+    tags: tuple[str, ...] = ()
 
     def but(self, **changes: object) -> Job:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -8,9 +8,16 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from distcron.api.context import Context
-from distcron.api.models import ClusterStatus, Health, ReplicaRegistration, ReplicaStatus
+from distcron.api.models import (
+    ClusterStatus,
+    Health,
+    ReplicaRegistration,
+    ReplicaStatus,
+    WorkerStatus,
+)
 from distcron.store import Get, KeyValue
-from distcron.store.layout import LEADER, REPLICAS
+from distcron.store.layout import LEADER, REPLICAS, WORKERS
+from distcron.worker.protocol import WorkerInfo
 
 router = APIRouter(tags=["cluster"])
 
@@ -31,9 +38,11 @@ async def metrics(context: Context) -> Response:
 @router.get("/status", response_model=ClusterStatus)
 async def cluster_status(context: Context) -> ClusterStatus:
     """The leader, its fence and every registered replica, read in one snapshot."""
-    result = await context.store.txn((), (Get(LEADER), Get(REPLICAS, prefix=True)))
-    leader_kvs, replica_kvs = result.results
+    result = await context.store.txn(
+        (), (Get(LEADER), Get(REPLICAS, prefix=True), Get(WORKERS, prefix=True)))
+    leader_kvs, replica_kvs, worker_kvs = result.results
     assert isinstance(leader_kvs, tuple) and isinstance(replica_kvs, tuple)
+    assert isinstance(worker_kvs, tuple)
     leader = leader_kvs[0] if leader_kvs else None
     leader_id = _leader_id(leader.value) if leader is not None else None
     return ClusterStatus(
@@ -43,7 +52,7 @@ async def cluster_status(context: Context) -> ClusterStatus:
         revision=result.revision,
         leader_changes=context.replica.leader_changes,
         replicas=[_replica_status(kv, leader_id) for kv in replica_kvs],
-        workers=[],  # worker agents do not exist yet
+        workers=[_worker_status(kv) for kv in worker_kvs],
     )
 
 
@@ -55,6 +64,12 @@ def _leader_id(value: bytes) -> str:
     except ValueError:
         return value.decode(errors="replace")
     return str(body["id"]) if isinstance(body, dict) and "id" in body else value.decode()
+
+
+def _worker_status(kv: KeyValue) -> WorkerStatus:
+    info = WorkerInfo.from_json(kv.value)
+    return WorkerStatus(id=info.id, slots=info.slots, running=info.running, load=info.load,
+                        host=info.host, tags=info.tags)
 
 
 def _replica_status(kv: KeyValue, leader_id: str | None) -> ReplicaStatus:

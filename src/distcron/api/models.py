@@ -37,6 +37,9 @@ class WorkerStatus(BaseModel):
     slots: int
     running: int
     load: float
+    host: str = ""
+    tags: tuple[str, ...] = ()
+    healthy: bool = True  # registrations are leased: a worker that stopped renewing is gone
 
 
 class ClusterStatus(BaseModel):

@@ -63,7 +63,8 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
 
     from distcron.api.app import create_app
     from distcron.clock import SystemClock
-    from distcron.executors import HttpExecutor, LocalExecutor
+    from distcron.executors.http import HttpExecutor
+    from distcron.executors.local import LocalExecutor
     from distcron.metrics import Metrics
     from distcron.replica.jobsync import apply_config_jobs
     from distcron.replica.runtime import Replica, ReplicaConfig, default_replica_id

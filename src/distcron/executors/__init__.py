@@ -1,12 +1,7 @@
 """Executors: how a launch is started, queried and stopped (see :mod:`.base`).
 
-``local`` runs launches on this machine (:class:`LocalExecutor`), ``http``
-sends them to an outside system (:class:`HttpExecutor`).
+``local`` runs launches on this machine (:mod:`.local`), ``http`` sends them to
+an outside system (:mod:`.http`). Nothing is imported here: the supervisor of
+every local run starts from this package, and a launch should not pay for an
+HTTP client it does not use.
 """
-
-from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
-from distcron.executors.http import HttpExecutor
-from distcron.executors.local import LocalExecutor
-
-__all__ = ["Executor", "HttpCall", "HttpExecutor", "LaunchRequest", "LocalExecutor",
-           "RunState", "RunStatus"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 from distcron.errors import DistcronError
 from distcron.scheduler.plan import Cursor, Plan
@@ -26,7 +27,6 @@ from distcron.store.layout import (
     active_key,
     cursor_key,
     launch_key,
-    output_key,
     trigger_key,
 )
 
@@ -49,7 +49,7 @@ def cursor_value(cursor: Cursor) -> bytes:
 
 
 def _job_ops(plan: Plan, job: str, records: list[LaunchRecord],
-             outputs: dict[str, bytes]) -> tuple[list[Compare], list[Op]]:
+             extra: Mapping[str, Sequence[Op]]) -> tuple[list[Compare], list[Op]]:
     compares: list[Compare] = []
     ops: list[Op] = []
     for record in records:
@@ -62,18 +62,19 @@ def _job_ops(plan: Plan, job: str, records: list[LaunchRecord],
             ops.append(Put(active_key(launch_id), b""))
         elif launch_id not in plan.created:
             ops.append(Delete(active_key(launch_id)))
-        if launch_id in outputs:
-            ops.append(Put(output_key(launch_id), outputs[launch_id]))
+        ops.extend(extra.get(launch_id, ()))
     if job in plan.cursors:
         ops.append(Put(cursor_key(job), cursor_value(plan.cursors[job])))
     return compares, ops
 
 
-def transactions(plan: Plan, outputs: dict[str, bytes] | None = None
+def transactions(plan: Plan, extra: Mapping[str, Sequence[Op]] | None = None
                  ) -> list[tuple[list[Compare], list[Op]]]:
     """The plan as guarded transactions (without the fence), each within the
-    operation limit except where one job alone exceeds it."""
-    outputs = outputs or {}
+    operation limit except where one job alone exceeds it. ``extra`` holds more
+    operations by launch id (its output, its assignment to a worker), written
+    with the launch's record."""
+    extra = extra or {}
     by_job: dict[str, list[LaunchRecord]] = defaultdict(list)
     for record in plan.records.values():
         by_job[record.job].append(record)
@@ -81,7 +82,7 @@ def transactions(plan: Plan, outputs: dict[str, bytes] | None = None
     compares: list[Compare] = []
     ops: list[Op] = [Delete(trigger_key(t)) for t in plan.consumed_triggers]
     for job in sorted(plan.jobs()):
-        job_compares, job_ops = _job_ops(plan, job, by_job[job], outputs)
+        job_compares, job_ops = _job_ops(plan, job, by_job[job], extra)
         if ops and len(ops) + len(job_ops) > MAX_TXN_OPS:
             batches.append((compares, ops))
             compares, ops = [], []
@@ -93,10 +94,10 @@ def transactions(plan: Plan, outputs: dict[str, bytes] | None = None
 
 
 async def commit(store: Store, fence: int, plan: Plan,
-                 outputs: dict[str, bytes] | None = None) -> int:
+                 extra: Mapping[str, Sequence[Op]] | None = None) -> int:
     """Write the plan, guarded by ``fence``; returns the last revision written."""
     revision = 0
-    for compares, ops in transactions(plan, outputs):
+    for compares, ops in transactions(plan, extra):
         result = await store.txn([fence_guard(fence), *compares], ops)
         if not result.succeeded:
             raise CommitRejected(f"guarded write of {len(ops)} operations rejected "

@@ -35,7 +35,16 @@ from distcron.errors import ExecutorError, NotLeader
 from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
 from distcron.jobs import JobSpec
 from distcron.metrics import Metrics
+from distcron.replica.agents import (
+    apply_report,
+    assignment_op,
+    lost_cleanup,
+    parse_worker,
+    read_reports,
+    read_workers,
+)
 from distcron.replica.commit import CommitRejected, commit
+from distcron.replica.outcomes import OUTCOMES
 from distcron.replica.reconcile import reconcile
 from distcron.replica.retention import (
     DEFAULT_HISTORY,
@@ -47,22 +56,24 @@ from distcron.replica.snapshot import load_snapshot, parse_cursor
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import Store, WatchBatch
-from distcron.store.layout import JOBS, TRIGGERS, cursor_key, name_of
+from distcron.store import Op, Put, Store, WatchBatch
+from distcron.store.layout import (
+    JOBS,
+    REPORTS,
+    TRIGGERS,
+    WORKERS,
+    cursor_key,
+    name_of,
+    output_key,
+    report_key,
+)
+from distcron.worker.protocol import Report, WorkerInfo
 
 log = logging.getLogger("distcron.leader")
 
 # Process starts at once: a thousand jobs due together must not fork a thousand
 # supervisors in the same instant.
 START_CONCURRENCY = 32
-
-_OUTCOMES = {
-    RunState.SUCCEEDED: LaunchState.SUCCEEDED,
-    RunState.FAILED: LaunchState.FAILED,
-    RunState.TIMED_OUT: LaunchState.TIMED_OUT,
-    RunState.STOPPED: LaunchState.STOPPED,
-    RunState.LOST: LaunchState.LOST,
-}
 
 
 # Something that changes the core, applied in the loop at ``now``; returns its plan.
@@ -86,7 +97,10 @@ class LeaderTerm:
         self.core = SchedulerCore(fence, replica_id, local.location if local else None)
         self._events: deque[_Event] = deque()
         self._wakeup = asyncio.Event()
-        self._outputs: dict[str, bytes] = {}  # of runs that ended, committed with them
+        # More writes by launch id, committed with the launch's record: a run's
+        # output, a worker's assignment, the clean-up of a worker's keys.
+        self._extra: dict[str, list[Op]] = {}
+        self._workers: dict[str, WorkerInfo] = {}
         self._failure: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts = asyncio.Semaphore(START_CONCURRENCY)
@@ -103,6 +117,10 @@ class LeaderTerm:
                         critical=True)
             self._spawn(self._watch(TRIGGERS, revision + 1, self._on_triggers),
                         "watch-triggers", critical=True)
+            self._spawn(self._watch(WORKERS, revision + 1, self._on_workers),
+                        "watch-workers", critical=True)
+            self._spawn(self._watch(REPORTS, revision + 1, self._on_reports),
+                        "watch-reports", critical=True)
             await self._loop()
         finally:
             for task in self._tasks:
@@ -127,7 +145,11 @@ class LeaderTerm:
             self.core.restore(record, now)
         self.metrics.jobs_loaded.set(len(self.specs))
         plans.append(await reconcile(self.core, self.executors, self._follow_run, now))
-        await self._commit(merge(plans))
+        for launch_id, report in (await read_reports(self.store)).items():
+            plans.append(apply_report(self.core, launch_id, report, now, self._extra))
+        self._workers = await read_workers(self.store)
+        plans.append(self._set_workers(now))
+        await self._commit(merge(plans), self._take_extra())
         log.info("event=term_started fence=%d jobs=%d live=%d revision=%d", self.fence,
                  len(self.specs), len(state.records), state.revision)
         return state.revision
@@ -144,9 +166,12 @@ class LeaderTerm:
             while self._events:
                 plans.append(await self._events.popleft()(now))
             plans.append(self.core.tick(now))
-            outputs, self._outputs = self._outputs, {}
-            await self._commit(merge(plans), outputs)
+            await self._commit(merge(plans), self._take_extra())
             await self._wait_for_work()
+
+    def _take_extra(self) -> dict[str, list[Op]]:
+        extra, self._extra = self._extra, {}
+        return extra
 
     async def _wait_for_work(self) -> None:
         self._wakeup.clear()
@@ -160,14 +185,19 @@ class LeaderTerm:
             async with asyncio.timeout(timeout):
                 await self._wakeup.wait()
 
-    async def _commit(self, plan: Plan, outputs: dict[str, bytes] | None = None) -> None:
+    async def _commit(self, plan: Plan, extra: dict[str, list[Op]] | None = None) -> None:
         if not plan:
             return
         if not self.lease_valid():
             raise NotLeader(self.replica_id, self.fence)
+        extra = extra or {}
+        for record in plan.starts:
+            if record.executor == "agent":
+                extra.setdefault(record.launch_id, []).append(
+                    assignment_op(record, self.request_for(record)))
         started = self.clock.monotonic()
         try:
-            revision = await commit(self.store, self.fence, plan, outputs)
+            revision = await commit(self.store, self.fence, plan, extra)
         except CommitRejected as exc:
             self.metrics.guarded_write_failures.labels(reason="rejected").inc()
             log.warning("event=guarded_write_rejected fence=%d error=%r", self.fence, str(exc))
@@ -176,7 +206,8 @@ class LeaderTerm:
         self.metrics.store_revision.set(revision)
         self._observe(plan)
         for record in plan.starts:
-            self._spawn(self._start(record), f"start {record.run_id}")
+            if record.executor != "agent":  # a worker starts what is assigned to it
+                self._spawn(self._start(record), f"start {record.run_id}")
         for record in plan.stops:
             self._spawn(self._stop(record), f"stop {record.run_id}")
 
@@ -298,12 +329,12 @@ class LeaderTerm:
     def _post_end(self, launch_id: str, status: RunStatus,
                   executor: Executor | None = None) -> None:
         async def apply(now: datetime) -> Plan:
-            outcome = _OUTCOMES.get(status.state, LaunchState.UNKNOWN)
+            outcome = OUTCOMES.get(status.state, LaunchState.UNKNOWN)
             log.info("event=run_ended launch_id=%s state=%s exit_code=%s", launch_id,
                      outcome.value, status.exit_code)
             output = await self._output(executor, status.launch_id) if executor else b""
             if output:
-                self._outputs[launch_id] = output
+                self._extra.setdefault(launch_id, []).append(Put(output_key(launch_id), output))
             return self.core.run_ended(
                 launch_id, outcome, now, exit_code=status.exit_code, signal=status.signal,
                 started_at=status.started_at, ended_at=status.ended_at, reason=status.reason)
@@ -317,6 +348,10 @@ class LeaderTerm:
 
     async def _stop(self, record: LaunchRecord) -> None:
         assert record.run_id is not None
+        if record.executor == "agent":
+            log.warning("event=stop_unsupported launch_id=%s worker=%s reason=%r",
+                        record.launch_id, record.worker, "runs on workers cannot be stopped yet")
+            return
         log.info("event=run_stopping launch_id=%s", record.launch_id)
         with contextlib.suppress(ExecutorError):
             await self.executor_for(record).stop(record.run_id)
@@ -361,6 +396,51 @@ class LeaderTerm:
         self.metrics.jobs_loaded.set(len(self.specs))
         log.info("event=job_removed job=%s", name)
         return self.core.remove_job(name, now)
+
+    async def _on_workers(self, batch: WatchBatch) -> None:
+        for event in batch.events:
+            name = name_of(event.kv.key, WORKERS)
+            info = parse_worker(event.kv) if event.type == "put" else None
+            if info is None:
+                self._workers.pop(name, None)
+            else:
+                self._workers[name] = info
+        self._post(self._workers_changed)
+
+    async def _workers_changed(self, now: datetime) -> Plan:
+        plans = []
+        gone = [r for r in self.core.live_records() if r.executor == "agent"
+                and r.worker is not None and r.worker not in self._workers]
+        for record in gone:
+            # A worker may report an end and die before the leader sees the report.
+            kv = await self.store.get(report_key(record.launch_id))
+            if kv is not None:
+                report = Report.from_json(kv.value)
+                plans.append(apply_report(self.core, record.launch_id, report, now,
+                                          self._extra))
+        plans.append(self._set_workers(now))
+        return merge(plans)
+
+    def _set_workers(self, now: datetime) -> Plan:
+        plan = self.core.set_workers(self._workers, now)
+        lost_cleanup(plan, self._extra)
+        self.metrics.workers.set(len(self._workers))
+        return plan
+
+    async def _on_reports(self, batch: WatchBatch) -> None:
+        for event in batch.events:
+            if event.type != "put":
+                continue
+            launch_id = name_of(event.kv.key, REPORTS)
+            try:
+                report = Report.from_json(event.kv.value)
+            except ValueError:
+                log.error("event=report_rejected launch_id=%s", launch_id)
+                continue
+            self._post(functools.partial(self._reported, launch_id, report))
+
+    async def _reported(self, launch_id: str, report: Report, now: datetime) -> Plan:
+        return apply_report(self.core, launch_id, report, now, self._extra)
 
     async def _on_triggers(self, batch: WatchBatch) -> None:
         for event in batch.events:

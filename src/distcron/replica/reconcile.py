@@ -31,7 +31,10 @@ async def reconcile(core: SchedulerCore, executors: Mapping[str, Executor], foll
                     now: datetime) -> Plan:
     plans = []
     for record in list(core.live_records()):
-        if record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING):
+        # Launches on worker agents are settled by the workers' reports and
+        # registrations instead (see distcron.replica.agents).
+        if (record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)
+                and record.executor != "agent"):
             executor = executors.get(record.executor or "local")
             plans.append(await _settle(core, executor, follow, record, now))
     return merge(plans)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -30,7 +31,9 @@ from distcron.scheduler.policy import (
     MAX_BACKLOG_SLOTS,
     ON_TIME_TOLERANCE,
     PAUSED_ACCOUNTING_INTERVAL,
+    PLACEMENT_RETRY,
     JobPolicy,
+    WorkerView,
     retry_delay,
     starting_deadline,
 )
@@ -49,6 +52,8 @@ _REASON_PAUSED = "the job is paused"
 _REASON_DEADLINE = "past its starting deadline"
 _REASON_NO_CATCHUP = "fell due while no leader ran (catch-up none)"
 _REASON_SUPERSEDED = "a later slot runs instead (catch-up last)"
+_REASON_NO_WORKER = "waiting for a worker"
+_REASON_NO_WORKER_IN_TIME = "no worker could take it before its starting deadline"
 
 
 @dataclass(slots=True)
@@ -82,6 +87,7 @@ class SchedulerCore:
         self._orphans: dict[str, LaunchRecord] = {}
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._seq = itertools.count()
+        self._workers: dict[str, WorkerView] = {}
 
     # -- the job set -------------------------------------------------------
 
@@ -145,6 +151,74 @@ class SchedulerCore:
             yield from job.live.values()
         yield from self._orphans.values()
 
+    # -- workers ---------------------------------------------------------------
+
+    def set_workers(self, workers: Mapping[str, WorkerView], now: datetime) -> Plan:
+        """The registered worker agents changed. Runs on a worker that vanished
+        are lost; launches waiting for a worker look for one again."""
+        self._workers = dict(workers)
+        plans = []
+        for record in list(self.live_records()):
+            if (record.executor == "agent" and record.worker is not None
+                    and record.worker not in self._workers
+                    and record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)):
+                plans.append(self.run_ended(record.launch_id, LaunchState.LOST, now,
+                                            reason=f"worker {record.worker} vanished"))
+        plan = merge(plans)
+        for record in list(self.live_records()):
+            if _waiting_for_worker(record):
+                self._place_again(record.launch_id, now, plan)
+        return plan
+
+    def _choose_worker(self, spec: JobPolicy) -> str | None:
+        """The eligible worker (its tags include the job's, a slot free) that is
+        least busy: the share of its slots in use plus its machine's load."""
+        busy = Counter(r.worker for r in self.live_records()
+                       if r.executor == "agent" and r.worker is not None
+                       and r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING))
+        needed = set(spec.tags)
+        best: tuple[float, str] | None = None
+        for worker in self._workers.values():
+            used = busy[worker.id]
+            if used >= worker.slots or not needed <= set(worker.tags):
+                continue
+            score = (used / worker.slots + worker.load, worker.id)
+            if best is None or score < best:
+                best = score
+        return None if best is None else best[1]
+
+    def _place_again(self, launch_id: str, now: datetime, plan: Plan) -> None:
+        record = self._find_live(launch_id)
+        job = self._jobs.get(record.job) if record is not None else None
+        if record is None or job is None or not _waiting_for_worker(record):
+            return
+        deadline = starting_deadline(job.spec)
+        since = record.slot or record.intent_at or now
+        if deadline is not None and now - since > deadline:
+            self._end(record, LaunchState.MISSED, _REASON_NO_WORKER_IN_TIME, now, plan)
+        else:
+            launching = record.model_copy(update={"state": LaunchState.LAUNCHING,
+                                                  "reason": ""})
+            self._dispatch(launching, now, plan)
+
+    def _dispatch(self, record: LaunchRecord, now: datetime, plan: Plan) -> None:
+        """Hand a launching record over: a launch on a worker agent first needs a
+        worker, and waits (queued) while none can take it."""
+        job = self._jobs.get(record.job)
+        if record.executor == "agent" and job is not None:
+            worker = self._choose_worker(job.spec)
+            if worker is None:
+                tags = f" with tags {', '.join(job.spec.tags)}" if job.spec.tags else ""
+                record = record.model_copy(update={
+                    "state": LaunchState.QUEUED, "reason": _REASON_NO_WORKER + tags})
+                self._push(now + PLACEMENT_RETRY, "place", record.launch_id, 0)
+            else:
+                record = record.model_copy(update={"worker": worker})
+        self._replace_live(record)
+        plan.write(record)
+        if record.state is LaunchState.LAUNCHING:
+            plan.starts.append(record)
+
     # -- time ----------------------------------------------------------------
 
     def next_wakeup(self) -> datetime | None:
@@ -169,6 +243,8 @@ class SchedulerCore:
                 job = self._jobs[key]
                 self._account(job, now, plan, until=now)
                 self._wake(job, now)
+            elif kind == "place":
+                self._place_again(key, now, plan)
             else:
                 self._retry(key, now, plan)
         return plan
@@ -311,8 +387,8 @@ class SchedulerCore:
         record = self._new_record(job, slot, launch_id, LaunchState.LAUNCHING, now)
         job.live[launch_id] = record
         job.gap = None
-        plan.write(record, create=True)
-        plan.starts.append(record)
+        plan.created.add(launch_id)
+        self._dispatch(record, now, plan)
 
     def _start_attempt(self, record: LaunchRecord, attempt: int, now: datetime, plan: Plan,
                        reason: str = "", idempotency_key: str | None = None) -> None:
@@ -325,9 +401,7 @@ class SchedulerCore:
             "pid": None, "reason": reason, "idempotency_key": idempotency_key,
             "executor": job.spec.executor if job else record.executor,
             "location": self._location(job.spec.executor if job else record.executor)})
-        self._replace_live(started)
-        plan.write(started)
-        plan.starts.append(started)
+        self._dispatch(started, now, plan)
 
     def _retry(self, launch_id: str, now: datetime, plan: Plan) -> None:
         record = self._find_live(launch_id)
@@ -441,10 +515,14 @@ class SchedulerCore:
 
     def _stale(self, entry: tuple[float, int, str, str, int]) -> bool:
         _, _, kind, key, version = entry
-        if kind == "retry":
+        if kind != "job":
             return self._find_live(key) is None
         job = self._jobs.get(key)
         return job is None or job.version != version
+
+
+def _waiting_for_worker(record: LaunchRecord) -> bool:
+    return record.state is LaunchState.QUEUED and record.reason.startswith(_REASON_NO_WORKER)
 
 
 def merge(plans: Iterable[Plan]) -> Plan:

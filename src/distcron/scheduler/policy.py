@@ -21,6 +21,10 @@ MAX_RETRY_BACKOFF = timedelta(hours=1)
 # record) instead of waking the leader at every slot.
 PAUSED_ACCOUNTING_INTERVAL = timedelta(seconds=60)
 
+# How often a launch that no worker can take yet looks for one again (it also
+# looks whenever the set of workers changes).
+PLACEMENT_RETRY = timedelta(seconds=1)
+
 # Past this many overdue slots of one job (e.g. a per-second job after a long
 # outage) the rest are counted as one missed span without visiting each.
 MAX_BACKLOG_SLOTS = 10_000
@@ -49,6 +53,21 @@ class JobPolicy(Protocol):
     def idempotent(self) -> bool: ...
     @property
     def executor(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+class WorkerView(Protocol):
+    """What the core needs to know of a registered worker agent."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def load(self) -> float: ...
 
 
 def starting_deadline(job: JobPolicy) -> timedelta | None:

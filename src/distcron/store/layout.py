@@ -16,6 +16,11 @@ key                        value                                           writt
 ``election/leader``        the leader's registration (JSON, with ``id``);  leader
                            leased; its ``create_revision`` is the fence
 ``replicas/<id>``          a replica's registration (JSON); leased         each replica
+``workers/<id>``           a worker's registration and load (JSON);        each worker
+                           leased: it vanishes when the worker dies
+``assign/<worker>/<id>``   a launch given to a worker: what to run (JSON)  leader
+``claims/<launch id>``     the worker that took the launch (JSON)          worker
+``reports/<launch id>``    what became of an assigned run (JSON)           worker
 =========================  ==============================================  ==========
 """
 
@@ -28,6 +33,10 @@ OUTPUT = "output/"
 ACTIVE = "active/"
 TRIGGERS = "triggers/"
 REPLICAS = "replicas/"
+WORKERS = "workers/"
+ASSIGN = "assign/"
+CLAIMS = "claims/"
+REPORTS = "reports/"
 LEADER = "election/leader"
 
 
@@ -67,3 +76,23 @@ def replica_key(replica_id: str) -> str:
 def name_of(key: str, prefix: str) -> str:
     """The last part of a key under ``prefix``: ``name_of("jobs/backup", JOBS) == "backup"``."""
     return key[len(prefix) :]
+
+
+def worker_key(worker_id: str) -> str:
+    return WORKERS + worker_id
+
+
+def assignment_prefix(worker_id: str) -> str:
+    return f"{ASSIGN}{worker_id}/"
+
+
+def assignment_key(worker_id: str, launch_id: str) -> str:
+    return f"{ASSIGN}{worker_id}/{launch_id}"
+
+
+def claim_key(launch_id: str) -> str:
+    return CLAIMS + launch_id
+
+
+def report_key(launch_id: str) -> str:
+    return REPORTS + launch_id

@@ -1,0 +1,1 @@
+"""Worker agents: register under a lease, claim assigned launches, run them, report."""

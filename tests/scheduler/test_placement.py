@@ -1,0 +1,80 @@
+"""Launches on worker agents: the least busy eligible worker, waiting while none
+can take a launch, and runs lost with their worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from distcron.scheduler.core import SchedulerCore
+from distcron.scheduler.plan import Cursor
+from distcron.scheduler.records import LaunchState
+from tests.scheduler.world import T0, Job, World, minutes, seconds
+
+
+@dataclass(frozen=True)
+class Worker:
+    id: str
+    slots: int = 2
+    tags: tuple[str, ...] = ()
+    load: float = 0.0
+
+
+def leader(world: World, *jobs: Job, workers: tuple[Worker, ...] = ()) -> SchedulerCore:
+    core = SchedulerCore(world.fence, "r1", "here")
+    world.commit(core.set_workers({w.id: w for w in workers}, T0))
+    for job in jobs:
+        world.commit(core.set_job(job, Cursor(T0), T0))
+    return core
+
+
+def test_a_launch_goes_to_the_least_busy_worker_whose_tags_fit() -> None:
+    world = World()
+    job = Job(executor="agent", concurrency="allow", tags=("gpu",))
+    core = leader(world, job, workers=(Worker("plain"), Worker("busy", tags=("gpu",), load=0.9),
+                                       Worker("idle", tags=("gpu", "ssd"), load=0.1)))
+    plan = world.commit(core.tick(T0 + minutes(1)))
+    assert [(r.worker, r.location) for r in plan.starts] == [("idle", None)]
+    # "idle" now has one of its two slots in use (0.5 + 0.1 < 0.9): still the choice.
+    plan = world.commit(core.tick(T0 + minutes(2)))
+    assert [r.worker for r in plan.starts] == ["idle"]
+    plan = world.commit(core.tick(T0 + minutes(3)))
+    assert [r.worker for r in plan.starts] == ["busy"]
+
+
+def test_a_launch_waits_for_a_worker_and_goes_to_the_first_that_registers() -> None:
+    world = World()
+    core = leader(world, Job(executor="agent"))
+    plan = world.commit(core.tick(T0 + minutes(1)))
+    assert not plan.starts
+    waiting = world.records["backup@2026-11-24T06:01:00Z"]
+    assert waiting.state is LaunchState.QUEUED and waiting.reason == "waiting for a worker"
+    plan = world.commit(core.set_workers({"w1": Worker("w1")}, T0 + minutes(1) + seconds(5)))
+    assert [(r.launch_id, r.worker) for r in plan.starts] == [
+        ("backup@2026-11-24T06:01:00Z", "w1")]
+    assert world.records["backup@2026-11-24T06:01:00Z"].state is LaunchState.LAUNCHING
+
+
+def test_a_launch_no_worker_takes_is_missed_at_its_starting_deadline() -> None:
+    world = World()
+    core = leader(world, Job(executor="agent", starting_deadline=30, tags=("x",)),
+                  workers=(Worker("untagged"),))
+    world.commit(core.tick(T0 + minutes(1)))
+    while (wake := core.next_wakeup()) is not None and wake <= T0 + minutes(1) + seconds(31):
+        world.commit(core.tick(wake))
+    record = world.records["backup@2026-11-24T06:01:00Z"]
+    assert record.state is LaunchState.MISSED
+    assert record.reason == "no worker could take it before its starting deadline"
+
+
+def test_runs_on_a_vanished_worker_are_lost_and_the_next_slot_goes_elsewhere() -> None:
+    world = World()
+    a, b = Worker("a", load=0.0), Worker("b", load=0.5)
+    core = leader(world, Job(executor="agent"), workers=(a, b))
+    world.commit(core.tick(T0 + minutes(1)))
+    launch_id = "backup@2026-11-24T06:01:00Z"
+    world.commit(core.run_started(launch_id, T0 + minutes(1), worker="a"))
+    world.commit(core.set_workers({"b": b}, T0 + minutes(1.5)))
+    lost = world.records[launch_id]
+    assert lost.state is LaunchState.LOST and lost.reason == "worker a vanished"
+    plan = world.commit(core.tick(T0 + minutes(2)))
+    assert [r.worker for r in plan.starts] == ["b"]
