@@ -55,6 +55,7 @@ from distcron.replica.retention import (
 from distcron.replica.snapshot import load_snapshot, parse_cursor
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Plan
+from distcron.scheduler.policy import Policy
 from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import Op, Put, Store, WatchBatch
 from distcron.store.layout import (
@@ -92,7 +93,8 @@ class LeaderTerm:
         self.clock = clock
         self.metrics = metrics
         self.lease_valid = lease_valid
-        self.specs: dict[str, JobSpec] = {}
+        # Each job's spec as stored (JSON), read in full only to launch it.
+        self.specs: dict[str, bytes] = {}
         local = executors.get("local")
         self.core = SchedulerCore(fence, replica_id, local.location if local else None)
         self._events: deque[_Event] = deque()
@@ -135,12 +137,13 @@ class LeaderTerm:
         now = self.clock.now()
         state = await load_snapshot(self.store)
         plans = []
-        for spec in state.jobs.values():
+        for name, raw in state.jobs.items():
             try:
-                plans.append(self.core.set_job(spec, state.cursors.get(spec.name), now))
-                self.specs[spec.name] = spec
+                spec = JobSpec.from_json(raw, source=name)
+                plans.append(self.core.set_job(Policy.of(spec), state.cursors.get(name), now))
+                self.specs[name] = raw
             except ValueError as exc:
-                log.error("event=job_rejected job=%s error=%r", spec.name, str(exc))
+                log.error("event=job_rejected job=%s error=%r", name, str(exc))
         for record in state.records:
             self.core.restore(record, now)
         self.metrics.jobs_loaded.set(len(self.specs))
@@ -275,9 +278,10 @@ class LeaderTerm:
         return executor
 
     def request_for(self, record: LaunchRecord) -> LaunchRequest:
-        spec = self.specs.get(record.job)
-        if spec is None:
+        raw = self.specs.get(record.job)
+        if raw is None:
             raise ExecutorError(f"job {record.job!r} is no longer defined")
+        spec = JobSpec.from_json(raw, source=record.job)
         assert record.run_id is not None
         http = None
         if spec.executor == "http":  # the spec has no command, argv, env or workdir then
@@ -374,19 +378,19 @@ class LeaderTerm:
                 self._post(functools.partial(self._remove_job, name))
             else:
                 try:
-                    spec = JobSpec.from_json(event.kv.value)
+                    spec = JobSpec.from_json(event.kv.value, source=name)
                 except ValueError as exc:
                     log.error("event=job_rejected job=%s error=%r", name, str(exc))
                     continue
-                self._post(functools.partial(self._set_job, spec))
+                self._post(functools.partial(self._set_job, spec, event.kv.value))
 
-    async def _set_job(self, spec: JobSpec, now: datetime) -> Plan:
+    async def _set_job(self, spec: JobSpec, raw: bytes, now: datetime) -> Plan:
         cursor = None
         if spec.name not in self.specs:
             kv = await self.store.get(cursor_key(spec.name))
             cursor = parse_cursor(kv.value) if kv else None
-        plan = self.core.set_job(spec, cursor, now)
-        self.specs[spec.name] = spec
+        plan = self.core.set_job(Policy.of(spec), cursor, now)
+        self.specs[spec.name] = raw
         self.metrics.jobs_loaded.set(len(self.specs))
         log.info("event=job_loaded job=%s paused=%s", spec.name, spec.paused)
         return plan

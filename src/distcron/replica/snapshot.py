@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from distcron.jobs import JobSpec
 from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchRecord
 from distcron.store import Store
@@ -23,7 +22,7 @@ _FETCH_ONE_BY_ONE = 1000
 @dataclass(slots=True)
 class Snapshot:
     revision: int
-    jobs: dict[str, JobSpec] = field(default_factory=dict)
+    jobs: dict[str, bytes] = field(default_factory=dict)  # job specs as stored (JSON)
     cursors: dict[str, Cursor] = field(default_factory=dict)
     # Live launches, and the skipped/missed span each cursor points at.
     records: list[LaunchRecord] = field(default_factory=list)
@@ -39,12 +38,7 @@ async def load_snapshot(store: Store) -> Snapshot:
     read is consistent, and the watches that follow start after the first)."""
     jobs, revision = await store.range(JOBS)
     snapshot = Snapshot(revision)
-    for kv in jobs:
-        name = name_of(kv.key, JOBS)
-        try:
-            snapshot.jobs[name] = JobSpec.from_json(kv.value)
-        except ValueError as exc:
-            log.error("event=job_rejected job=%s error=%r", name, str(exc))
+    snapshot.jobs = {name_of(kv.key, JOBS): kv.value for kv in jobs}
     cursors, _ = await store.range(CURSORS)
     for kv in cursors:
         snapshot.cursors[name_of(kv.key, CURSORS)] = parse_cursor(kv.value)

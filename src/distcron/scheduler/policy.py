@@ -6,6 +6,7 @@ its tests can describe jobs in a line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -55,6 +56,31 @@ class JobPolicy(Protocol):
     def executor(self) -> str: ...
     @property
     def tags(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A job reduced to what the core decides with: a leader holds one per job,
+    so it is kept small (a full job spec is several times larger)."""
+
+    name: str
+    schedule: str
+    timezone: str
+    concurrency: str
+    catchup: str
+    starting_deadline: float | None
+    retries: int
+    retry_backoff: float
+    paused: bool
+    idempotent: bool
+    executor: str
+    tags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, job: JobPolicy) -> Policy:
+        return cls(job.name, job.schedule, job.timezone, job.concurrency, job.catchup,
+                   job.starting_deadline, job.retries, job.retry_backoff, job.paused,
+                   job.idempotent, job.executor, tuple(job.tags))
 
 
 class WorkerView(Protocol):
