@@ -74,7 +74,22 @@ def test_runs_on_a_vanished_worker_are_lost_and_the_next_slot_goes_elsewhere() -
     launch_id = "backup@2026-11-24T06:01:00Z"
     world.commit(core.run_started(launch_id, T0 + minutes(1), worker="a"))
     world.commit(core.set_workers({"b": b}, T0 + minutes(1.5)))
+    assert world.records[launch_id].state is LaunchState.RUNNING  # it may be restarting
+    world.commit(core.tick(T0 + minutes(1.5) + seconds(10)))
     lost = world.records[launch_id]
-    assert lost.state is LaunchState.LOST and lost.reason == "worker a vanished"
+    assert lost.state is LaunchState.LOST
+    assert lost.reason == "worker a vanished at 2026-11-24T06:01:30+00:00"
     plan = world.commit(core.tick(T0 + minutes(2)))
     assert [r.worker for r in plan.starts] == ["b"]
+
+
+def test_a_worker_that_comes_back_within_the_grace_keeps_its_runs() -> None:
+    world = World()
+    a = Worker("a")
+    core = leader(world, Job(executor="agent"), workers=(a,))
+    world.commit(core.tick(T0 + minutes(1)))
+    launch_id = "backup@2026-11-24T06:01:00Z"
+    world.commit(core.set_workers({}, T0 + minutes(1) + seconds(1)))
+    world.commit(core.set_workers({"a": a}, T0 + minutes(1) + seconds(4)))
+    world.commit(core.tick(T0 + minutes(1) + seconds(30)))
+    assert world.records[launch_id].state is LaunchState.LAUNCHING

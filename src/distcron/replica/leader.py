@@ -194,6 +194,7 @@ class LeaderTerm:
         if not self.lease_valid():
             raise NotLeader(self.replica_id, self.fence)
         extra = extra or {}
+        lost_cleanup(plan, extra)
         for record in plan.starts:
             if record.executor == "agent":
                 extra.setdefault(record.launch_id, []).append(
@@ -427,7 +428,6 @@ class LeaderTerm:
 
     def _set_workers(self, now: datetime) -> Plan:
         plan = self.core.set_workers(self._workers, now)
-        lost_cleanup(plan, self._extra)
         self.metrics.workers.set(len(self._workers))
         return plan
 

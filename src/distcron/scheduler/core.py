@@ -32,6 +32,7 @@ from distcron.scheduler.policy import (
     ON_TIME_TOLERANCE,
     PAUSED_ACCOUNTING_INTERVAL,
     PLACEMENT_RETRY,
+    WORKER_GRACE,
     JobPolicy,
     WorkerView,
     retry_delay,
@@ -88,6 +89,7 @@ class SchedulerCore:
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._seq = itertools.count()
         self._workers: dict[str, WorkerView] = {}
+        self._vanished: dict[str, datetime] = {}  # worker -> when its registration went
 
     # -- the job set -------------------------------------------------------
 
@@ -155,20 +157,34 @@ class SchedulerCore:
 
     def set_workers(self, workers: Mapping[str, WorkerView], now: datetime) -> Plan:
         """The registered worker agents changed. Runs on a worker that vanished
-        are lost; launches waiting for a worker look for one again."""
+        are lost unless it comes back within WORKER_GRACE (a restart adopts
+        them); launches waiting for a worker look for one again."""
         self._workers = dict(workers)
-        plans = []
-        for record in list(self.live_records()):
-            if (record.executor == "agent" and record.worker is not None
-                    and record.worker not in self._workers
-                    and record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)):
-                plans.append(self.run_ended(record.launch_id, LaunchState.LOST, now,
-                                            reason=f"worker {record.worker} vanished"))
-        plan = merge(plans)
+        for back in self._vanished.keys() & self._workers.keys():
+            del self._vanished[back]
+        for record in self.live_records():
+            gone = record.worker
+            if (record.executor == "agent" and gone is not None
+                    and gone not in self._workers and gone not in self._vanished):
+                self._vanished[gone] = now
+                self._push(now + WORKER_GRACE, "vanished", gone, 0)
+        plan = Plan()
         for record in list(self.live_records()):
             if _waiting_for_worker(record):
                 self._place_again(record.launch_id, now, plan)
         return plan
+
+    def _lose_runs(self, worker: str, now: datetime, plan: Plan) -> Plan:
+        """The worker did not come back: what it was running is lost."""
+        since = self._vanished.pop(worker, None)
+        if since is None:
+            return plan
+        lost = [r.launch_id for r in self.live_records() if r.executor == "agent"
+                and r.worker == worker
+                and r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)]
+        reason = f"worker {worker} vanished at {since.isoformat(timespec='seconds')}"
+        return merge([plan, *(self.run_ended(launch_id, LaunchState.LOST, now, reason=reason)
+                              for launch_id in lost)])
 
     def _choose_worker(self, spec: JobPolicy) -> str | None:
         """The eligible worker (its tags include the job's, a slot free) that is
@@ -245,6 +261,8 @@ class SchedulerCore:
                 self._wake(job, now)
             elif kind == "place":
                 self._place_again(key, now, plan)
+            elif kind == "vanished":
+                plan = self._lose_runs(key, now, plan)
             else:
                 self._retry(key, now, plan)
         return plan
@@ -515,6 +533,8 @@ class SchedulerCore:
 
     def _stale(self, entry: tuple[float, int, str, str, int]) -> bool:
         _, _, kind, key, version = entry
+        if kind == "vanished":
+            return key not in self._vanished
         if kind != "job":
             return self._find_live(key) is None
         job = self._jobs.get(key)

@@ -26,6 +26,10 @@ PAUSED_ACCOUNTING_INTERVAL = timedelta(seconds=60)
 # looks whenever the set of workers changes).
 PLACEMENT_RETRY = timedelta(seconds=1)
 
+# A worker whose registration vanished has this long to come back (a restart)
+# before its runs are declared lost.
+WORKER_GRACE = timedelta(seconds=10)
+
 # Past this many overdue slots of one job (e.g. a per-second job after a long
 # outage) the rest are counted as one missed span without visiting each.
 MAX_BACKLOG_SLOTS = 10_000

@@ -1,0 +1,275 @@
+"""One assigned launch: claim it, run it with the local executor, report it.
+
+The claim is one transaction: the worker's registration holds its current
+lease, the assignment exists, and no claim exists yet; it writes
+``claims/<launch id>``. When the claim exists already:
+
+- it names another worker: the launch is theirs (two workers were assigned the
+  same launch); this worker leaves it alone;
+- it names this worker (this process restarted, or an earlier claim attempt
+  raised StoreUnavailable after it was applied): the worker *adopts* the
+  launch. The executor knows the run: follow it. The executor does not know it
+  (``NOT_FOUND``) and no report exists: it was never started (the worker died
+  between claim and start), so start it — the executor's start is idempotent by
+  launch id, so this starts it at most once. The executor does not know it but a
+  report exists: it *was* started and its run directory is gone (pruned, or a
+  new data directory); report it ``lost`` rather than run it again (fail
+  closed).
+
+Reports (``reports/<launch id>``, and with the final one ``output/<launch id>``)
+are plain writes, not tied to the lease, guarded only by the assignment still
+existing: once the leader has recorded the outcome and deleted the assignment,
+a late report would be litter that nobody deletes.
+
+On failure:
+
+- **Store unreachable**: every store call is retried with capped backoff until
+  it answers or the worker stops; the run goes on meanwhile. A claim that raised
+  may have been applied: the retry finds it and adopts it.
+- **Registration lost**: the claim guard fails; the launch is left unclaimed
+  (:attr:`Outcome.RETRY`) and the registration is told, so it registers again.
+- **Executor cannot start the run** (``ExecutorError``: nothing was started):
+  retried a few times, then reported ``failed`` with the reason.
+- **Cancelled** (shutdown): the run goes on, detached; a restarted worker adopts
+  it and reports it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal, TypeVar
+
+from pydantic import ValidationError
+
+from distcron.clock import Clock
+from distcron.errors import ExecutorError, StoreUnavailable
+from distcron.executors.base import (
+    DEFAULT_OUTPUT_LIMIT,
+    Executor,
+    LaunchRequest,
+    RunState,
+    RunStatus,
+    utc_iso,
+)
+from distcron.store import Compare, Get, KeyValue, Put, Store, Target
+from distcron.store.layout import (
+    assignment_key,
+    claim_key,
+    output_key,
+    report_key,
+    worker_key,
+)
+from distcron.worker.protocol import Claim, Report
+from distcron.worker.registration import Registration
+
+log = logging.getLogger("distcron.worker")
+
+T = TypeVar("T")
+
+START_ATTEMPTS = 3
+RETRY_FIRST = 0.2  # seconds before the first retry of a store or executor call
+RETRY_MAX = 5.0
+
+
+class Outcome(Enum):
+    DONE = "done"  # finished with the launch: reported, gone, or someone else's
+    RETRY = "retry"  # not claimed because the registration is gone; try again later
+
+
+def parse_request(launch_id: str, value: bytes) -> LaunchRequest | str:
+    """The assignment's request, or why it cannot be read."""
+    try:
+        request = LaunchRequest.from_dict(json.loads(value))
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"unreadable assignment: {exc}"
+    if request.launch_id != launch_id:
+        return f"the assignment holds launch {request.launch_id!r}"
+    return request
+
+
+def _first(result: tuple[KeyValue, ...] | int | None) -> KeyValue | None:
+    assert isinstance(result, tuple)
+    return result[0] if result else None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The launch is claimed by this worker. ``adopted``: the claim existed
+    already; ``report``: the report found then (``None``: none, ``"unreadable"``)."""
+
+    adopted: bool
+    report: Report | Literal["unreadable"] | None = None
+
+
+class LaunchRunner:
+    """Claims, runs and reports launches for one worker; see the module docstring."""
+
+    def __init__(self, store: Store, executor: Executor, registration: Registration,
+                 clock: Clock) -> None:
+        self.store = store
+        self.executor = executor
+        self.registration = registration
+        self.clock = clock
+        self.worker_id = registration.config.worker_id
+
+    async def handle(self, launch_id: str, value: bytes,
+                     run_ended: Callable[[], None]) -> Outcome:
+        """Take the launch assigned as ``value`` through claim, run and report.
+        ``run_ended`` is called once this worker has no live run for it (its slot
+        is free again), before the final report is written; possibly twice."""
+        try:
+            claimed = await self._claim(launch_id)
+            if isinstance(claimed, Outcome):
+                return claimed
+            status = await self._first_status(launch_id, parse_request(launch_id, value),
+                                              claimed)
+            if status is None:
+                return Outcome.DONE
+            if status.state is RunState.RUNNING:
+                await self._report(launch_id, status)
+                status = await self._retrying(f"wait for launch {launch_id!r}",
+                                              lambda: self.executor.wait(launch_id))
+            run_ended()
+            await self._report_final(launch_id, status)
+            return Outcome.DONE
+        finally:
+            run_ended()
+
+    async def _claim(self, launch_id: str) -> Outcome | Claimed:
+        claim, assignment = claim_key(launch_id), assignment_key(self.worker_id, launch_id)
+        registered = worker_key(self.worker_id)
+        delay = RETRY_FIRST
+        while True:
+            # Read at each attempt: a retry after the store came back may find
+            # the worker registered again under a new lease.
+            lease = self.registration.lease
+            if lease == 0:
+                # Not only "not registered": LEASE == 0 also holds for an absent
+                # key, so the guard below would pass without any registration.
+                return Outcome.RETRY
+            mine = Claim(worker=self.worker_id, claimed_at=utc_iso(self.clock.now()))
+            try:
+                result = await self.store.txn(
+                    [Compare(registered, Target.LEASE, "==", lease),
+                     Compare.exists(assignment), Compare.missing(claim)],
+                    [Put(claim, mine.model_dump_json().encode())],
+                    [Get(registered), Get(assignment), Get(claim), Get(report_key(launch_id))])
+            except StoreUnavailable as exc:
+                # It may have been applied: the next attempt finds our claim.
+                log.warning("event=claim_failed launch_id=%s error=%r delay=%s", launch_id,
+                            str(exc), delay)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if result.succeeded:
+                log.info("event=claimed launch_id=%s worker=%s", launch_id, self.worker_id)
+                return Claimed(adopted=False)
+            worker_kv, assignment_kv, claim_kv, report_kv = map(_first, result.results)
+            if assignment_kv is None:
+                log.info("event=assignment_gone launch_id=%s", launch_id)
+                return Outcome.DONE
+            owner = claimant(claim_kv)
+            if claim_kv is not None and owner != self.worker_id:
+                log.warning("event=claimed_elsewhere launch_id=%s owner=%s", launch_id, owner)
+                return Outcome.DONE
+            if worker_kv is None or worker_kv.lease != lease:
+                log.info("event=claim_refused launch_id=%s reason=%r", launch_id,
+                         "this worker's registration is gone")
+                self.registration.mark_lost(lease, "the claim guard found it gone")
+                return Outcome.RETRY
+            if claim_kv is not None:
+                return Claimed(adopted=True, report=_report_of(report_kv))
+            # The claim vanished between the guard and the read: try again.
+
+    async def _first_status(self, launch_id: str, request: LaunchRequest | str,
+                            claimed: Claimed) -> RunStatus | None:
+        """The run's status once started or adopted; None when there is nothing
+        left to do (its final report is written already)."""
+        if not claimed.adopted:
+            return await self._start(launch_id, request)
+        status = await self._retrying(f"query launch {launch_id!r}",
+                                      lambda: self.executor.query(launch_id))
+        log.info("event=adopted launch_id=%s state=%s", launch_id, status.state.value)
+        if status.state is not RunState.NOT_FOUND:
+            return status
+        if claimed.report is None:
+            log.info("event=adopt_start launch_id=%s reason=%r", launch_id,
+                     "claimed, never started")
+            return await self._start(launch_id, request)
+        if claimed.report != "unreadable" and claimed.report.run_status().state.final:
+            return None
+        return RunStatus(launch_id, RunState.LOST,
+                         reason="reported started, but the worker no longer has its run "
+                                "directory (pruned, or a new data directory)")
+
+    async def _start(self, launch_id: str, request: LaunchRequest | str) -> RunStatus:
+        if isinstance(request, str):
+            log.warning("event=bad_assignment launch_id=%s reason=%r", launch_id, request)
+            return RunStatus.failed(launch_id, request)
+        error = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return await self.executor.start(request)
+            except ExecutorError as exc:
+                error = str(exc)
+                log.warning("event=start_failed launch_id=%s attempt=%s error=%r", launch_id,
+                            attempt, error)
+            if attempt < START_ATTEMPTS:
+                await self.clock.sleep(RETRY_FIRST * 2**attempt)
+        # ExecutorError means nothing was started: "failed" is the truth.
+        return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
+
+    async def _report(self, launch_id: str, status: RunStatus,
+                      output: bytes | None = None) -> None:
+        puts = [Put(report_key(launch_id), Report.of(self.worker_id, status).to_json())]
+        if output is not None:
+            puts.append(Put(output_key(launch_id), output))
+        guard = [Compare.exists(assignment_key(self.worker_id, launch_id))]
+        result = await self._retrying(f"report launch {launch_id!r}",
+                                      lambda: self.store.txn(guard, puts))
+        if result.succeeded:
+            log.info("event=reported launch_id=%s state=%s exit_code=%s", launch_id,
+                     status.state.value, status.exit_code)
+        else:
+            log.info("event=report_dropped launch_id=%s state=%s reason=%r", launch_id,
+                     status.state.value, "the assignment is gone")
+
+    async def _report_final(self, launch_id: str, status: RunStatus) -> None:
+        output = await self._retrying(f"read the output of launch {launch_id!r}",
+                                      lambda: self.executor.output(launch_id))
+        await self._report(launch_id, status, output[-DEFAULT_OUTPUT_LIMIT:])
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until it does not raise StoreUnavailable or ExecutorError
+        (both say: not now); with capped exponential backoff."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await call()
+            except (StoreUnavailable, ExecutorError) as exc:
+                log.warning("event=retrying what=%r error=%r delay=%s", what, str(exc), delay)
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+
+def _report_of(kv: KeyValue | None) -> Report | Literal["unreadable"] | None:
+    if kv is None:
+        return None
+    try:
+        return Report.from_json(kv.value)
+    except ValidationError:
+        return "unreadable"
+
+
+def claimant(kv: KeyValue | None) -> str | None:
+    """The worker a ``claims/<launch id>`` key names, if it exists and is readable."""
+    if kv is None:
+        return None
+    try:
+        return Claim.model_validate_json(kv.value).worker
+    except ValidationError:
+        return None  # unreadable: certainly not a claim this worker wrote

@@ -1,0 +1,112 @@
+"""A replica and real worker agents on one store: launches go to the least busy
+worker that fits, and a worker killed mid-run loses its run while later slots go
+elsewhere. Jobs append their launch ids to a ledger file; the tests count it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.serve_harness import Replica, ledger_job, read_ledger, replicas, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class Worker:
+    def __init__(self, tmp_path: Path, worker_id: str, store: str, *, slots: int = 2,
+                 tags: str = "") -> None:
+        self.worker_id = worker_id
+        self.log_path = tmp_path / f"worker-{worker_id}.log"
+        self.args = [sys.executable, "-m", "distcron", "worker", "--store", store,
+                     "--id", worker_id, "--slots", str(slots), "--lease-ttl", "1",
+                     "--data-dir", str(tmp_path / f"worker-{worker_id}")]
+        if tags:
+            self.args += ["--tags", tags]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISTCRON_")}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+
+@contextlib.contextmanager
+def workers(*members: Worker) -> Iterator[tuple[Worker, ...]]:
+    try:
+        yield tuple(member.start() for member in members)
+    except BaseException:
+        for member in members:
+            sys.stderr.write(f"\n----- log of worker {member.worker_id} -----\n"
+                             + member.log_path.read_text(errors="replace"))
+        raise
+    finally:
+        for member in members:
+            member.stop()
+
+
+def registered(replica: Replica, *ids: str) -> bool:
+    return {w["id"] for w in replica.get("/status")["workers"]} >= set(ids)
+
+
+def test_agent_launches_run_on_a_worker_whose_tags_fit(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    config = tmp_path / "jobs.toml"
+    config.write_text(ledger_job("tagged", "* * * * * *", ledger, executor="agent",
+                                 concurrency="allow") + 'tags = ["gpu"]\n')
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+    with replicas(member), workers(Worker(tmp_path, "plain", store),
+                                   Worker(tmp_path, "gpu", store, tags="gpu")):
+        wait_until(lambda: registered(member, "plain", "gpu"), 20, "both workers")
+        wait_until(lambda: len(read_ledger(ledger)) >= 3, 20, "three runs")
+        first = read_ledger(ledger)[0]
+        record = wait_until(lambda: (r := member.run(first))["state"] == "succeeded" and r,
+                            15, "the first run's record")
+        assert record["worker"] == "gpu" and record["exit_code"] == 0
+        assert {member.run(i)["worker"] for i in read_ledger(ledger)[:3]} == {"gpu"}
+
+
+def test_a_worker_killed_mid_run_loses_its_run_and_later_slots_go_elsewhere(
+        tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    config = tmp_path / "jobs.toml"
+    config.write_text(ledger_job("long", "*/2 * * * * *", ledger, then="sleep 30",
+                                 executor="agent", concurrency="allow"))
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+    a, b = Worker(tmp_path, "a", store, slots=1), Worker(tmp_path, "b", store, slots=1)
+    with replicas(member), workers(a, b):
+        wait_until(lambda: registered(member, "a", "b"), 20, "both workers")
+        first = wait_until(lambda: read_ledger(ledger)[:1], 20, "a first run")[0]
+        victim = a if member.run(first)["worker"] == "a" else b
+        survivor = b if victim is a else a
+        wait_until(lambda: member.run(first)["state"] == "running", 10, "the run to start")
+        victim.kill()
+        lost = wait_until(lambda: (r := member.run(first))["state"] == "lost" and r, 30,
+                          "the run to be declared lost")
+        assert f"worker {victim.worker_id} vanished" in lost["reason"]
+        later = wait_until(lambda: [i for i in read_ledger(ledger)
+                                    if member.run(i)["worker"] == survivor.worker_id], 30,
+                           "a later slot on the other worker")
+        assert later
+        assert all(n == 1 for n in Counter(read_ledger(ledger)).values())
