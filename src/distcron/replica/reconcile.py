@@ -64,7 +64,7 @@ async def _settle(core: SchedulerCore, executor: Executor | None, follow: Follow
         assert executor is not None
         await follow(executor, record.launch_id, status)
         return Plan()
-    spec = core.jobs.get(record.job)
+    spec = core.job(record.job)
     reason = "takeover could not learn the run's fate"
     if status is not None and status.reason:
         reason += f" ({status.reason})"

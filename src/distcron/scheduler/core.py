@@ -89,6 +89,8 @@ class SchedulerCore:
         self._heap: list[tuple[float, int, str, str, int]] = []
         self._seq = itertools.count()
         self._workers: dict[str, WorkerView] = {}
+        # Jobs with live records: a leader of many jobs visits only these.
+        self._with_live: set[str] = set()
         self._vanished: dict[str, datetime] = {}  # worker -> when its registration went
 
     # -- the job set -------------------------------------------------------
@@ -117,6 +119,7 @@ class SchedulerCore:
         (queued, retrying) is dropped with a reason."""
         plan = Plan()
         job = self._jobs.pop(name, None)
+        self._with_live.discard(name)
         if job is None:
             return plan
         for record in job.live.values():
@@ -137,20 +140,22 @@ class SchedulerCore:
                 self._orphans[record.launch_id] = record
             return
         if record.state.live:
-            job.live[record.launch_id] = record
+            self._add_live(job, record)
             if record.state is LaunchState.RETRYING and record.retry_at is not None:
                 self._push(record.retry_at, "retry", record.launch_id, 0)
         elif (record.state in (LaunchState.SKIPPED, LaunchState.MISSED)
               and (record.until or record.slot) == job.cursor):
             job.gap = record
 
-    @property
-    def jobs(self) -> dict[str, JobPolicy]:
-        return {name: job.spec for name, job in self._jobs.items()}
+    def job(self, name: str) -> JobPolicy | None:
+        job = self._jobs.get(name)
+        return None if job is None else job.spec
 
     def live_records(self) -> Iterator[LaunchRecord]:
-        for job in self._jobs.values():
-            yield from job.live.values()
+        for name in list(self._with_live):
+            job = self._jobs.get(name)
+            if job is not None:
+                yield from list(job.live.values())
         yield from self._orphans.values()
 
     # -- workers ---------------------------------------------------------------
@@ -392,7 +397,7 @@ class SchedulerCore:
         elif policy == "queue" and not queued:
             record = self._new_record(job, slot, launch_id, LaunchState.QUEUED, now,
                                       reason=f"waiting for {active[0].launch_id}")
-            job.live[launch_id] = record
+            self._add_live(job, record)
             plan.write(record, create=True)
             job.gap = None
         else:
@@ -403,7 +408,7 @@ class SchedulerCore:
     def _launch(self, job: _Job, slot: datetime | None, launch_id: str, now: datetime,
                 plan: Plan) -> None:
         record = self._new_record(job, slot, launch_id, LaunchState.LAUNCHING, now)
-        job.live[launch_id] = record
+        self._add_live(job, record)
         job.gap = None
         plan.created.add(launch_id)
         self._dispatch(record, now, plan)
@@ -486,6 +491,8 @@ class SchedulerCore:
         job = self._jobs.get(record.job)
         if job is not None:
             job.live.pop(record.launch_id, None)
+            if not job.live:
+                self._with_live.discard(job.spec.name)
         self._orphans.pop(record.launch_id, None)
         plan.write(ended)
 
@@ -510,6 +517,10 @@ class SchedulerCore:
         if job is not None and launch_id in job.live:
             return job.live[launch_id]
         return self._orphans.get(launch_id)
+
+    def _add_live(self, job: _Job, record: LaunchRecord) -> None:
+        job.live[record.launch_id] = record
+        self._with_live.add(job.spec.name)
 
     def _replace_live(self, record: LaunchRecord) -> None:
         job = self._jobs.get(record.job)
