@@ -5,6 +5,7 @@ backend's harness opens stores on one test's own data (a fresh file for SQLite;
 for etcd it will be a fresh key prefix on the session's cluster) and knows the
 few things the :class:`Store` interface does not offer, like forcing a
 compaction. To add a backend, write its harness and add it to ``BACKENDS``.
+The etcd harness uses the session's cluster (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Protocol
 import pytest
 
 from distcron.store import Store
+from distcron.store.etcd import EtcdStore
+from distcron.store.etcd_url import parse_etcd_url
 from distcron.store.sqlite import SqliteStore
 
 
@@ -54,8 +57,46 @@ class SqliteHarness:
             await store.close()
 
 
+class EtcdHarness:
+    """A fresh key prefix per test on the session's cluster.
+
+    Tests share the cluster's revision counter, so closing leaves nothing
+    behind that could change it later: the leases still holding keys under
+    the prefix are revoked (an expiring lease would delete them during some
+    later test), then the keys are deleted.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._opened: list[EtcdStore] = []
+
+    def connect(self, url: str | None = None, **options: float) -> EtcdStore:
+        """A client of the test's prefix; ``url`` may name it differently (other
+        members first, options), ``options`` go to :class:`EtcdStore`."""
+        store = EtcdStore(parse_etcd_url(url or self.url), **options)
+        self._opened.append(store)
+        return store
+
+    async def compact(self, store: Store, revision: int) -> None:
+        assert isinstance(store, EtcdStore)
+        await store.compact(revision)
+
+    async def close(self) -> None:
+        for store in self._opened:
+            await store.close()
+        cleaner = EtcdStore(parse_etcd_url(self.url))
+        try:
+            left, _ = await cleaner.range("")
+            for lease in {kv.lease for kv in left if kv.lease}:
+                await cleaner.lease_revoke(lease)
+            await cleaner.delete("", prefix=True)
+        finally:
+            await cleaner.close()
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
     "sqlite": lambda request, tmp_path: SqliteHarness(tmp_path / "store" / "state.db"),
+    "etcd": lambda request, tmp_path: EtcdHarness(request.getfixturevalue("etcd_url")),
 }
 
 

@@ -45,17 +45,21 @@ def _tags(value: str) -> tuple[str, ...]:
               help="Where runs are kept; must persist across restarts.")
 @click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=3.0,
               show_default=True, help="Seconds the registration outlives a dead worker.")
+@click.option("--load-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Report the number in this file as the worker's load (e.g. written by "
+              "a script); default: the 1-minute load average per CPU.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def worker_command(store_url: str, worker_id: str | None, slots: int | None, tags: str,
-                   data_dir: Path, lease_ttl: float, log_level: str) -> None:
+                   data_dir: Path, lease_ttl: float, load_file: Path | None,
+                   log_level: str) -> None:
     """Run a worker agent: register, claim the launches assigned to this worker,
     run them and report their outcome."""
     setup_logging(log_level.upper())
     try:
         config = WorkerConfig(worker_id=worker_id or socket.gethostname(),
                               slots=slots or os.cpu_count() or 1, tags=_tags(tags),
-                              lease_ttl=lease_ttl)
+                              lease_ttl=lease_ttl, load_file=load_file)
     except ConfigError as exc:
         click.echo(f"distcron worker: {exc}", err=True)
         sys.exit(2)

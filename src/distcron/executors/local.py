@@ -7,26 +7,47 @@ executor knows is in those directories, so any ``LocalExecutor`` on the same
 ``run_dir`` — this one, one in a restarted replica, one in another replica on
 the same machine — sees the same runs and starts each launch at most once.
 
+Starting a launch: the executor claims it (creates its run directory, holding
+its lock), sends it with the locked descriptor to its fork server
+(:mod:`distcron.executors.forkserver`, started at the first launch), which forks
+the supervisor, and waits on a handshake pipe until the supervisor has started
+the job. Supervisors are forks of that small process, not new interpreters, so
+a launch costs a millisecond or two of CPU, not tens.
+
 The job's environment is ``base_env`` (by default :func:`default_base_env`),
 then the job's own ``env``, then ``DISTCRON_JOB``, ``DISTCRON_LAUNCH_ID``,
 ``DISTCRON_SLOT`` (empty for a run started by hand) and ``DISTCRON_FENCE``.
 Nothing is inherited from the replica's environment, which may hold
-``DISTCRON_TOKEN``; the supervisor does not get it either. The job runs in its
-``workdir``, by default the ``HOME`` of ``base_env``.
+``DISTCRON_TOKEN``; neither the fork server nor the supervisor gets it either.
+The job runs in its ``workdir``, by default the ``HOME`` of ``base_env``.
 
 On failure:
 
 - The replica dies, even by SIGKILL: supervisors are not its children, not in
   its session and not tied to it by a pipe, so runs go on and their timeouts
-  hold. A new executor on the same ``run_dir`` adopts them: ``query``,
-  ``wait``, ``stop`` and ``output`` work as for its own runs.
+  hold. Its fork server sees its socket close, forks what it was already sent,
+  and exits. A new executor on the same ``run_dir`` adopts the runs:
+  ``query``, ``wait``, ``stop`` and ``output`` work as for its own, and it
+  starts a fork server of its own at its first launch.
+- The fork server dies, or lets a launch go unforked: until the supervisor has
+  started the job, ``start`` keeps its own copy of the run's lock, so nobody
+  else can have started it; it sends the launch to a new fork server, once.
+  If that one fails too, ExecutorError and nothing was started. A start is
+  never lost silently and never made twice.
 - A supervisor dies without recording the end (killed, machine restart): its
   run reads ``LOST``, never ``RUNNING`` forever. The job may still be running,
   orphaned; the executor does not kill it, as its process group id may have
   been reused.
-- ``start`` cannot create the run directory or the supervisor: ExecutorError,
+- ``start`` cannot create the run directory, reach a fork server, fork the
+  supervisor, or the supervisor dies before starting the job: ExecutorError,
   and nothing was started; starting again is safe (a run directory left
   without a supervisor reads ``NOT_FOUND`` and the next ``start`` takes it over).
+- The supervisor takes longer than ``start_timeout`` to start the job (a
+  stopped fork server, an overloaded machine): ``start`` returns the run as
+  ``RUNNING`` (starting); the supervisor may still start it, or the run ends
+  up ``NOT_FOUND`` (never started) or ``LOST``.
+- A ``start`` cancelled by its caller still hands the launch over (or lets go
+  of it) before its work ends; ``close`` waits for such starts.
 - Other file-system errors raise ExecutorError naming the launch.
 
 Runs outlive the replica only if whatever manages the replica lets them: under
@@ -41,17 +62,16 @@ import logging
 import os
 import pwd
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-import distcron
 from distcron.errors import ExecutorError
 from distcron.executors import rundir
 from distcron.executors.base import Executor, LaunchRequest, RunState, RunStatus
+from distcron.executors.forkserver import FORK_FAILED, FORKED, ForkServer, ForkServerProcess
 from distcron.executors.output import read_output
 
 log = logging.getLogger("distcron.executors")
@@ -62,6 +82,9 @@ _T = TypeVar("_T")
 # cron's choice for PATH, with sbin: the same on every replica, whatever
 # environment the replica itself was started with.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# How many fork servers a launch is sent to before start gives up: one dying
+# now and then is survived; a fork server that cannot live is an error.
+SEND_ATTEMPTS = 2
 
 
 def default_base_env() -> dict[str, str]:
@@ -75,41 +98,33 @@ def default_base_env() -> dict[str, str]:
             "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
 
 
-def _supervisor_env() -> dict[str, str]:
-    # Only what Python needs to import distcron, wherever it was loaded from.
-    return {"PYTHONPATH": str(Path(distcron.__file__).resolve().parents[1])}
+@dataclass
+class _Handoff:
+    """A claimed launch, sent to the fork server, its supervisor not yet known to
+    have started the job. We keep a copy of the run's lock meanwhile: should the
+    fork server let the launch go unforked, nobody else can have started it, and
+    it can be sent again without claiming it again."""
+
+    lock_fd: int
+    ready_fd: int  # the read end of the handshake pipe
+    server: ForkServerProcess
+
+    def close(self) -> None:
+        os.close(self.lock_fd)
+        os.close(self.ready_fd)
 
 
-def _claim_and_spawn(root: Path, spec: rundir.RunSpec) -> subprocess.Popen[bytes] | None:
-    """Claim the launch and start its supervisor, handing it the lock; None when
-    the launch is someone else's. The supervisor's stdout is a pipe to us: it
-    writes "ready" there once the job is started, then lets go of it."""
-    lock_fd = rundir.claim(root, spec)
-    if lock_fd is None:
-        return None
-    run = rundir.run_of(root, spec.request.launch_id)
-    try:
-        with open(run.path / rundir.LOG, "ab") as log_file:
-            return subprocess.Popen(
-                [sys.executable, "-m", "distcron.executors.supervisor", str(run.path)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
-                cwd=run.path, env=_supervisor_env(), pass_fds=(lock_fd,),
-                start_new_session=True)
-    finally:
-        # The supervisor holds the lock now (or, if it failed to start, nobody
-        # does, and the run reads as never started).
-        os.close(lock_fd)
-
-
-async def _read_to_eof(fd: int) -> None:
+async def _read_to_eof(fd: int) -> bytes:
     loop = asyncio.get_running_loop()
     eof = loop.create_future()
+    said = bytearray()
 
     def readable() -> None:
         try:
             data = os.read(fd, 4096)
         except BlockingIOError:
             return
+        said.extend(data)
         if not data and not eof.done():
             eof.set_result(None)
 
@@ -119,6 +134,7 @@ async def _read_to_eof(fd: int) -> None:
         await eof
     finally:
         loop.remove_reader(fd)
+    return bytes(said)
 
 
 class LocalExecutor(Executor):
@@ -141,15 +157,28 @@ class LocalExecutor(Executor):
         self._base_env = dict(default_base_env() if base_env is None else base_env)
         self._poll_interval = poll_interval
         self._start_timeout = start_timeout
+        self._fork_server = ForkServer(self.run_dir, send_timeout=start_timeout)
+        self._starting: set[asyncio.Task[RunStatus]] = set()
 
     async def start(self, request: LaunchRequest) -> RunStatus:
+        # Once claimed, a launch must reach a supervisor, or be let go of, even
+        # if this call is cancelled: that happens in a task of its own.
+        task = asyncio.ensure_future(self._start(request))
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+        return await asyncio.shield(task)
+
+    def _started(self, task: asyncio.Task[RunStatus]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled():
+            task.exception()  # the caller's, unless it stopped waiting for it
+
+    async def _start(self, request: LaunchRequest) -> RunStatus:
         launch_id = request.launch_id
         spec = rundir.RunSpec(request, self._base_env, self._grace)
-        # One thread does both, so that the claimed lock reaches a supervisor
-        # (or is released) even if this call is cancelled meanwhile.
-        supervisor = await self._io(f"start launch {launch_id!r}", _claim_and_spawn,
-                                    self.run_dir, spec)
-        if supervisor is None:
+        handoff = await self._io(f"start launch {launch_id!r}", self._claim_and_hand_off,
+                                 spec)
+        if handoff is None:
             status = await self.query(launch_id)
             if status.state is RunState.NOT_FOUND:
                 raise ExecutorError(
@@ -158,29 +187,96 @@ class LocalExecutor(Executor):
             log.info("event=start_skipped launch_id=%s state=%s", launch_id,
                      status.state.value)
             return status
-        await self._until_ready(launch_id, supervisor)
+        try:
+            await self._until_started(launch_id, handoff)
+        finally:
+            handoff.close()
         status = await self.query(launch_id)
         if status.state is RunState.NOT_FOUND:
             raise ExecutorError(
                 f"launch {launch_id!r}: its supervisor exited before starting the job; "
-                f"see {rundir.run_of(self.run_dir, launch_id).path / rundir.LOG}")
+                f"nothing was started, and starting again is safe; see "
+                f"{rundir.run_of(self.run_dir, launch_id).path / rundir.LOG}")
         log.info("event=run_started launch_id=%s state=%s pid=%s", launch_id,
                  status.state.value, status.pid)
         return status
 
-    async def _until_ready(self, launch_id: str, supervisor: subprocess.Popen[bytes]) -> None:
-        """Wait until the supervisor has started the job (or found it cannot)."""
-        assert supervisor.stdout is not None
+    def _claim_and_hand_off(self, spec: rundir.RunSpec) -> _Handoff | None:
+        """Claim the launch and send it to the fork server; None when the launch is
+        someone else's."""
+        lock_fd = rundir.claim(self.run_dir, spec)
+        if lock_fd is None:
+            return None
+        run_path = rundir.run_of(self.run_dir, spec.request.launch_id).path
+        try:
+            ready_fd, server = self._send(run_path, lock_fd, None)
+        except BaseException:
+            # Nobody holds the lock now: the run reads as never started.
+            os.close(lock_fd)
+            raise
+        return _Handoff(lock_fd, ready_fd, server)
+
+    def _send(self, run_path: Path, lock_fd: int,
+              replacing: ForkServerProcess | None) -> tuple[int, ForkServerProcess]:
+        """Send the launch with a new handshake pipe; returns its read end."""
+        ready_fd, write_fd = os.pipe()
+        try:
+            server = self._fork_server.hand_off(run_path, lock_fd, write_fd, replacing)
+        except BaseException:
+            os.close(ready_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the fork server has its own copy, or nobody needs one
+        return ready_fd, server
+
+    def _send_again(self, run_path: Path, lock_copy: int,
+                    replacing: ForkServerProcess) -> tuple[int, ForkServerProcess]:
+        # The thread owns its copy of the lock: it must not use a descriptor
+        # that the coroutine waiting for it may close meanwhile.
+        try:
+            return self._send(run_path, lock_copy, replacing)
+        finally:
+            os.close(lock_copy)
+
+    async def _until_started(self, launch_id: str, handoff: _Handoff) -> None:
+        """Wait until the supervisor has started the job (or found it cannot, or
+        died), sending the launch again if its fork server let it go unforked."""
+        run_path = rundir.run_of(self.run_dir, launch_id).path
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            said = await self._handshake(launch_id, handoff.ready_fd)
+            if said is None or said.startswith(FORKED):
+                return
+            if said.startswith(FORK_FAILED):
+                raise ExecutorError(
+                    f"launch {launch_id!r}: cannot fork its supervisor "
+                    f"({said[len(FORK_FAILED):].decode(errors='replace').strip()}); "
+                    "nothing was started, and starting again is safe")
+            # Nothing came back: the fork server let go of the launch without
+            # forking (it died). Our copy of the lock says that nobody else has
+            # started it since, nor can.
+            log.warning("event=launch_unforked launch_id=%s fork_server=%d attempt=%d",
+                        launch_id, handoff.server.pid, attempt)
+            if attempt == SEND_ATTEMPTS:
+                break
+            ready_fd, handoff.server = await self._io(
+                f"start launch {launch_id!r}", self._send_again, run_path,
+                os.dup(handoff.lock_fd), handoff.server)
+            os.close(handoff.ready_fd)
+            handoff.ready_fd = ready_fd
+        raise ExecutorError(
+            f"launch {launch_id!r}: {SEND_ATTEMPTS} fork servers in a row died before "
+            "forking its supervisor; nothing was started, and starting again is safe")
+
+    async def _handshake(self, launch_id: str, ready_fd: int) -> bytes | None:
+        """What the fork server and the supervisor wrote on the handshake pipe once
+        both let go of it; None if that takes longer than ``start_timeout``."""
         try:
             async with asyncio.timeout(self._start_timeout):
-                await _read_to_eof(supervisor.stdout.fileno())
+                return await _read_to_eof(ready_fd)
         except TimeoutError:
             log.warning("event=start_slow launch_id=%s timeout=%s", launch_id,
                         self._start_timeout)
-        finally:
-            supervisor.stdout.close()
-        # Reap the parent that forked the supervisor: it exits right after.
-        await asyncio.to_thread(supervisor.wait)
+            return None
 
     async def query(self, launch_id: str) -> RunStatus:
         return await self._io(f"read the status of launch {launch_id!r}",
@@ -226,8 +322,12 @@ class LocalExecutor(Executor):
         return removed
 
     async def close(self) -> None:
-        """Nothing to release: the executor holds no process, file or task between
-        calls, and the runs go on."""
+        """Let starts under way finish handing their launches over, then let the
+        fork server go (it exits once it has forked what it was sent). Runs are
+        not stopped: they go on, and a later executor adopts them."""
+        while self._starting:
+            await asyncio.wait(set(self._starting))
+        await asyncio.to_thread(self._fork_server.close)
 
     async def _io(self, what: str, func: Callable[_P, _T], *args: _P.args,
                   **kwargs: _P.kwargs) -> _T:

@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from distcron.executors.rundir import RunDir
 
@@ -33,7 +34,9 @@ class OutputRing:
         self._old = run.path / OUTPUT_OLD
         self._limit = limit
         self._launch_id = launch_id
-        self._file = open(self._path, "ab")  # noqa: SIM115 -- closed by close()
+        # Opened at the first output: most jobs print nothing, and a file
+        # created for nothing is a cost every launch would pay.
+        self._file: BinaryIO | None = None
         self._size = 0
         self._failed = False
 
@@ -41,19 +44,23 @@ class OutputRing:
         if self._failed:
             return
         try:
+            if self._file is None:
+                self._file = open(self._path, "ab")  # noqa: SIM115 -- closed by close()
             self._file.write(data)
             self._file.flush()  # readers see output while the job runs
             self._size += len(data)
             if self._size >= self._limit:
                 self._file.close()
+                self._file = None
                 os.replace(self._path, self._old)
-                self._file = open(self._path, "ab")  # noqa: SIM115
                 self._size = 0
         except OSError as exc:
             self._failed = True
             log.warning("event=output_lost launch_id=%s error=%r", self._launch_id, str(exc))
 
     def close(self) -> None:
+        if self._file is None:
+            return
         try:
             self._file.close()
         except OSError as exc:

@@ -45,7 +45,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import string
@@ -71,6 +70,12 @@ _TMP = ".tmp-"
 _TRASH = ".trash-"
 _SAFE = frozenset(string.ascii_letters + string.digits + "-_.@:+")
 _MAX_NAME = 200  # bytes; file names may have 255
+
+
+def _token(size: int) -> str:
+    # Not the secrets module: it imports random, whose reseeding at every fork
+    # would cost each supervisor (a fork of the fork server) for nothing.
+    return os.urandom(size).hex()
 
 
 def dir_name(launch_id: str) -> str:
@@ -133,10 +138,12 @@ class RunDir:
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
         """Write atomically and durably: readers see the old file or the new one,
         and after a crash of the machine, the new one if this returned."""
-        tmp = self.path / f".{name}.{secrets.token_hex(4)}"
+        tmp = self.path / f".{name}.{_token(4)}"
+        # dumps, not dump: only dumps uses the C encoder.
+        text = json.dumps(data).encode()
         try:
-            with open(tmp, "w", encoding="utf-8") as file:
-                json.dump(data, file)
+            with open(tmp, "xb") as file:
+                file.write(text)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(tmp, self.path / name)
@@ -195,7 +202,7 @@ def claim(root: Path, spec: RunSpec) -> int | None:
 
 
 def _publish(root: Path, run: RunDir, spec: RunSpec) -> int | None:
-    tmp = RunDir(root / f"{_TMP}{secrets.token_hex(8)}")
+    tmp = RunDir(root / f"{_TMP}{_token(8)}")
     os.mkdir(tmp.path, 0o700)
     fd = tmp.open_lock()
     fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else can hold it
@@ -323,7 +330,7 @@ def _remove_if_old(root: Path, run: RunDir, cutoff: float) -> bool:
             return False
         if _last_change(run.path) >= cutoff:
             return False
-        trash = root / f"{_TRASH}{secrets.token_hex(8)}"
+        trash = root / f"{_TRASH}{_token(8)}"
         os.rename(run.path, trash)  # gone at once for readers, then deleted
     finally:
         os.close(fd)

@@ -1,14 +1,14 @@
-"""The supervisor of one launch: ``python -m distcron.executors.supervisor RUN_DIR``.
+"""The supervisor of one launch: a fork of the fork server that lives for the run.
 
-Started by :class:`~distcron.executors.local.LocalExecutor` with the run's lock
-descriptor inherited (see :mod:`distcron.executors.rundir`), it forks once and
-lets its parent exit, so that it is no replica's child: a replica that dies,
-even by SIGKILL, leaves it running, and no replica ever has to reap it. It
-then starts the job (:mod:`distcron.executors.job`), copies its output into the
-bounded output files, enforces the timeout, obeys ``stop``, and writes
-``status.json`` when the job's process has exited.
+Forked by :mod:`distcron.executors.forkserver` (in a new session, then forked
+again so that it is nobody's child) with the run's lock descriptor, it is no
+replica's child: a replica that dies, even by SIGKILL, leaves it running, and
+no replica ever has to reap it. :func:`run` then starts the job
+(:mod:`distcron.executors.job`), copies its output into the bounded output
+files, enforces the timeout, obeys ``stop``, and writes ``status.json`` when the
+job's process has exited.
 
-Handshake: the starter reads our stdout, a pipe, until EOF. We write ``ready``
+Handshake: the starter reads a pipe, our stdout, until EOF. We write ``ready``
 once the job is started (or known not to start), then point stdout at our log,
 which closes the pipe: from then on nothing ties us to the replica.
 
@@ -25,25 +25,26 @@ On failure:
   traceback to ``supervisor.log`` and exits without a status, so the run reads
   ``LOST``; so does a run whose ``status.json`` could not be written. SIGKILL
   of the supervisor leaves the job running, orphaned; the run reads ``LOST``.
+  If it fails before ``supervisor.json`` is written (it cannot open its log),
+  the traceback goes to the fork server's stderr and the run reads as never
+  started.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
 import os
 import signal
-import sys
-from collections.abc import Sequence
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from distcron.executors.base import LaunchRequest, RunState, RunStatus
 from distcron.executors.job import Job
 from distcron.executors.output import OutputRing
-from distcron.executors.rundir import JOB, STATUS, STOP, SUPERVISOR, RunDir, RunSpec
+from distcron.executors.rundir import JOB, LOG, STATUS, STOP, SUPERVISOR, RunDir, RunSpec
 from distcron.logs import setup_logging
 
 log = logging.getLogger("distcron.supervisor")
@@ -52,6 +53,7 @@ log = logging.getLogger("distcron.supervisor")
 # processes it left behind may still be writing to the shared pipe.
 DRAIN_SECONDS = 1.0
 GROUP_POLL_SECONDS = 0.05
+READY = b"ready\n"
 
 
 class Handshake:
@@ -65,12 +67,12 @@ class Handshake:
             return
         self.done = True
         with contextlib.suppress(BrokenPipeError):  # the starter may be dead
-            os.write(1, b"ready\n")
+            os.write(1, READY)
         os.dup2(2, 1)
 
 
-class EarlyStop:
-    """Remembers a SIGTERM that arrives before the event loop handles it."""
+class StopSignal:
+    """Remembers a SIGTERM (from ``stop``), whenever it comes."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -79,41 +81,45 @@ class EarlyStop:
         self.requested = True
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m distcron.executors.supervisor RUN_DIR", file=sys.stderr)
-        return 2
-    if os.fork() != 0:
-        os._exit(0)  # the starter reaps this parent at once; the child is nobody's
-    early = EarlyStop()
-    signal.signal(signal.SIGTERM, early.handle)
-    setup_logging()  # stderr is the run's supervisor.log
-    run = RunDir(Path(args[0]))
-    spec = run.spec()
+def run(run_path: Path, handshake_fd: int) -> int:
+    """Supervise the launch in ``run_path``, in this process: a fresh fork that
+    holds the run's lock and will exit when this returns. ``handshake_fd`` is the
+    write end of the starter's handshake pipe. Returns the exit code."""
+    stop = StopSignal()
+    signal.signal(signal.SIGTERM, stop.handle)
+    _take_streams(run_path, handshake_fd)
+    setup_logging()  # stderr is the run's supervisor.log now
+    run_dir = RunDir(run_path)
+    spec = run_dir.spec()
     if spec is None:
-        log.error("event=no_request run_dir=%s", run.path)
+        log.error("event=no_request run_dir=%s", run_dir.path)
         return 1
     handshake = Handshake()
     # Written before the job can start: a run without it was never started.
-    run.write_json(SUPERVISOR, {"pid": os.getpid()})
-    status = asyncio.run(supervise(run, spec, handshake, early))
-    # Closing the loop restored SIGTERM's default action; a stop arriving now,
-    # after the end, must not kill us before the status is written.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    run.write_json(STATUS, status.to_dict())
+    run_dir.write_json(SUPERVISOR, {"pid": os.getpid()})
+    status = supervise(run_dir, spec, handshake, stop)
+    run_dir.write_json(STATUS, status.to_dict())
     handshake.release()
     log.info("event=run_ended launch_id=%s state=%s exit_code=%s signal=%s",
              status.launch_id, status.state.value, status.exit_code, status.signal)
     return 0
 
 
-async def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
-                    early: EarlyStop) -> RunStatus:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+def _take_streams(run_path: Path, handshake_fd: int) -> None:
+    """stdout: the handshake pipe; stderr: the run's log; cwd: the run directory."""
+    log_fd = os.open(run_path / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.dup2(handshake_fd, 1)
+    os.close(handshake_fd)
+    os.chdir(run_path)
+
+
+def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
+              stop: StopSignal) -> RunStatus:
     request = spec.request
-    if early.requested or (run.path / STOP).exists():
+    if stop.requested or (run.path / STOP).exists():
         return RunStatus(request.launch_id, RunState.STOPPED,
                          reason="stopped before the job started")
     ring = OutputRing(run, request.output_limit, request.launch_id)
@@ -128,16 +134,15 @@ async def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
         run.write_json(JOB, running.to_dict())
         handshake.release()
         log.info("event=job_started launch_id=%s pid=%d", request.launch_id, job.pid)
-        cause = await _until_end(job, stop, request.timeout)
+        cause = _until_end(job, stop, request.timeout)
         if cause is not None:
             grace = _stop_grace(run, spec) if cause is RunState.STOPPED else spec.grace
             log.info("event=job_terminating launch_id=%s cause=%s grace=%s",
                      request.launch_id, cause.value, grace)
-            await _end_group(job, grace)
+            _end_group(job, grace)
         # Background processes the job left behind may hold its pipe open for
         # hours: take what is there, don't wait for them.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(job.drained.wait(), DRAIN_SECONDS)
+        job.watch(lambda: job.drained, DRAIN_SECONDS)
     except BaseException:
         job.signal_group(signal.SIGKILL)  # never leave a job unsupervised
         raise
@@ -165,20 +170,12 @@ def _not_executed(request: LaunchRequest, workdir: str, exc: OSError) -> RunStat
                      reason=f"cannot execute {program!r}: {exc.strerror}")
 
 
-async def _until_end(job: Job, stop: asyncio.Event,
-                     time_limit: float | None) -> RunState | None:
+def _until_end(job: Job, stop: StopSignal, time_limit: float | None) -> RunState | None:
     """None when the job exits by itself; otherwise why it must be ended."""
-    exited = asyncio.ensure_future(job.exited.wait())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({exited, stopping}, timeout=time_limit,
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        exited.cancel()
-        stopping.cancel()
-    if job.exited.is_set():
+    job.watch(lambda: job.exited or stop.requested, time_limit)
+    if job.exited:
         return None
-    return RunState.STOPPED if stop.is_set() else RunState.TIMED_OUT
+    return RunState.STOPPED if stop.requested else RunState.TIMED_OUT
 
 
 def _stop_grace(run: RunDir, spec: RunSpec) -> float:
@@ -186,19 +183,17 @@ def _stop_grace(run: RunDir, spec: RunSpec) -> float:
     return spec.grace if request is None else float(request["grace"])
 
 
-async def _end_group(job: Job, grace: float) -> None:
+def _end_group(job: Job, grace: float) -> None:
     """SIGTERM to the job's whole group; SIGKILL to whatever is left after ``grace``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
+    deadline = time.monotonic() + grace
     job.signal_group(signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(job.exited.wait(), grace)
+    job.watch(lambda: job.exited, grace)
     # The job is gone; its children get what is left of the grace period. No
-    # event says "the group is empty" (they are not our children): poll.
-    while job.group_alive() and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(GROUP_POLL_SECONDS)
+    # signal says "the group is empty" (they are not our children): poll.
+    while job.group_alive() and (left := deadline - time.monotonic()) > 0:
+        job.watch(lambda: False, min(left, GROUP_POLL_SECONDS))
     job.signal_group(signal.SIGKILL)
-    await job.exited.wait()
+    job.watch(lambda: job.exited, None)
 
 
 def _ended(running: RunStatus, returncode: int, cause: RunState | None,
@@ -223,7 +218,3 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:  # a real-time signal has no name
         return f"signal {signum}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,6 +28,8 @@ from distcron.store.base import (
 # scheme -> "module:function"; the function takes the URL and returns a Store.
 BACKENDS: dict[str, str] = {
     "sqlite": "distcron.store.sqlite:open_sqlite_store",
+    "etcd": "distcron.store.etcd:open_etcd_store",
+    "etcds": "distcron.store.etcd:open_etcd_store",
 }
 
 

@@ -37,6 +37,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from distcron.clock import Clock
 from distcron.errors import ConfigError, ExecutorError, StoreUnavailable
@@ -59,6 +60,7 @@ class WorkerConfig:
     lease_ttl: float = 3.0
     info_interval: float = 5.0
     run_retention: float = 86_400.0  # ended runs' directories are kept this long
+    load_file: Path | None = None  # see distcron.worker.registration.current_load
     prune_interval: float = 3_600.0
 
     def __post_init__(self) -> None:
@@ -82,7 +84,8 @@ class WorkerAgent:
         self.clock = clock
         self.registration = Registration(
             store, RegistrationConfig(config.worker_id, config.slots, config.tags,
-                                      config.lease_ttl, config.info_interval),
+                                      config.lease_ttl, config.info_interval,
+                                      config.load_file),
             clock, running=lambda: len(self._busy), on_registered=self._dispatch)
         self.runner = LaunchRunner(store, executor, self.registration, clock)
         self._prefix = assignment_prefix(config.worker_id)

@@ -37,6 +37,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import distcron
 from distcron.clock import Clock
@@ -56,10 +57,18 @@ class RegistrationConfig:
     tags: tuple[str, ...] = ()
     ttl: float = 3.0
     info_interval: float = 5.0  # how often the load is rewritten
+    load_file: Path | None = None
 
 
-def current_load() -> float:
-    """The 1-minute load average per CPU."""
+def current_load(load_file: Path | None = None) -> float:
+    """The load this worker reports: the number in ``load_file`` when one is
+    given (an operator's own measure, e.g. written by a script), else the
+    1-minute load average per CPU."""
+    if load_file is not None:
+        try:
+            return float(load_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            log.warning("event=load_file_unreadable path=%s error=%r", load_file, str(exc))
     return round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)
 
 
@@ -115,7 +124,8 @@ class Registration:
     def info(self) -> WorkerInfo:
         return WorkerInfo(
             id=self.config.worker_id, host=socket.gethostname(), slots=self.config.slots,
-            tags=self.config.tags, running=self._running(), load=current_load(),
+            tags=self.config.tags, running=self._running(),
+            load=current_load(self.config.load_file),
             started_at=self._started_at, version=distcron.__version__)
 
     async def run(self) -> None:

@@ -1,0 +1,283 @@
+"""The fork server: one small process per local executor that forks its supervisors.
+
+A supervisor started as a new interpreter costs some 60 ms of CPU (interpreter
+start and imports) before it does anything; two thousand launches due in one
+second would wait a minute behind each other on a small machine. So a
+:class:`~distcron.executors.local.LocalExecutor` starts, at its first launch,
+one ``python -m distcron.executors.forkserver FD`` that has the supervisor's
+code imported, and asks it to fork each supervisor: about a millisecond.
+
+Why a process of its own rather than forks of the replica: the replica has
+threads (the store's, the API server's, asyncio's executor), and a fork of a
+threaded process inherits locks that other threads held, on which the child
+may deadlock. The fork server has one thread and forks only itself. It holds
+nothing a job must not see: its environment is :func:`helper_env` (never the
+replica's, which may hold ``DISTCRON_TOKEN``); its descriptors are its socket,
+stdin and stdout on /dev/null, and stderr shared with the replica (for its own
+few log lines; supervisors point theirs at their run's log at once); it has
+its own session; its working directory is the executor's run directory.
+
+Protocol. A ``SOCK_SEQPACKET`` socket pair; the executor sends one message per
+launch: the run directory's path, with two descriptors (SCM_RIGHTS): the run's
+lock, held exclusively (the executor claimed the launch, see
+:mod:`distcron.executors.rundir`), and the write end of the launch's handshake
+pipe. For each, the fork server forks a child that starts a new session,
+writes :data:`FORKED` to the handshake pipe, forks the supervisor
+(:func:`distcron.executors.supervisor.run`) and exits at once, reaped by the
+fork server: the supervisor is nobody's child, as a daemon is. It holds the
+lock until it exits and writes ``ready`` to the pipe once the job is started
+(or known not to start). When the fork fails, the fork server writes
+:data:`FORK_FAILED` and why. So what the executor has read when the pipe
+reaches EOF (every copy of its write end is closed) tells how far the launch
+got: nothing — the fork server let go of it unforked; ``forked`` without
+``ready`` — its supervisor died before starting the job, or while; ``ready``
+— started.
+
+On failure:
+
+- The replica dies, even by SIGKILL: the socket reaches EOF; the fork server
+  forks what it was already sent, then exits. Supervisors it forked are not
+  tied to it and go on.
+- The fork server dies (killed, out of memory, or it could not even start):
+  messages queued in its socket die with it, and the kernel closes the
+  descriptors they carried, so each waiting executor reads nothing before EOF
+  and knows that no supervisor was forked for its launch. A send to a dead
+  fork server fails with EPIPE at once. Either way :class:`ForkServer` starts
+  a new one, for this launch and the next.
+- A fork server that seems alive but let a launch go unforked is not trusted
+  again: it is killed and replaced.
+- A fork server that stops reading (stopped, wedged): sends block until the
+  executor's start timeout, then fail (``TimeoutError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import distcron
+from distcron.executors import supervisor
+from distcron.logs import setup_logging
+
+log = logging.getLogger("distcron.executors")
+
+MODULE = "distcron.executors.forkserver"
+FORKED = b"forked\n"
+FORK_FAILED = b"fork failed: "
+# A run directory's path, in bytes; paths are at most 4096 bytes on Linux.
+MAX_MESSAGE = 8192
+# How long a fork server that was asked to exit (its socket closed) may take to
+# fork what it was still sent, before it is killed.
+EXIT_TIMEOUT = 10.0
+
+
+def helper_env() -> dict[str, str]:
+    """The fork server's environment, which its supervisors inherit: only what
+    Python needs to import distcron, wherever it was loaded from."""
+    return {"PYTHONPATH": str(Path(distcron.__file__).resolve().parents[1])}
+
+
+class ForkServerProcess:
+    """One running fork server and the executor's end of its socket."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self._popen = popen
+        self._sock = sock
+
+    @classmethod
+    def start(cls, cwd: Path, send_timeout: float) -> ForkServerProcess:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", MODULE, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=cwd,
+                env=helper_env(), pass_fds=(theirs.fileno(),), start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        # A fork server that stops reading must not block a start for ever.
+        ours.settimeout(send_timeout)
+        log.info("event=fork_server_started pid=%d", popen.pid)
+        return cls(popen, ours)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def send(self, run_path: Path, lock_fd: int, handshake_fd: int) -> None:
+        """Hand one launch over; on success the fork server has its own copies of
+        the descriptors. OSError when it could not be sent."""
+        socket.send_fds(self._sock, [os.fsencode(run_path)], [lock_fd, handshake_fd],
+                        socket.MSG_NOSIGNAL)
+
+    def stop(self, kill: bool) -> None:
+        """Close our end, so that the fork server exits once it has forked what it
+        was sent (or kill it at once), and reap it."""
+        if kill and self.alive():
+            self._popen.kill()
+        self._sock.close()
+        try:
+            self._popen.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.warning("event=fork_server_stuck pid=%d", self.pid)
+            self._popen.kill()
+            self._popen.wait()
+
+
+class ForkServer:
+    """An executor's fork server, started on first use and again whenever it is
+    found dead. Thread-safe: executors hand launches over from worker threads."""
+
+    def __init__(self, cwd: Path, send_timeout: float) -> None:
+        self._cwd = cwd
+        self._send_timeout = send_timeout
+        self._lock = threading.Lock()
+        self._process: ForkServerProcess | None = None
+
+    def hand_off(self, run_path: Path, lock_fd: int, handshake_fd: int,
+                 replacing: ForkServerProcess | None = None) -> ForkServerProcess:
+        """Send one launch to the fork server; returns the one that took it.
+        ``replacing``: a fork server that let a launch go unforked, not to be used
+        again. Raises OSError when the launch could not be sent; the descriptors
+        are then still only the caller's."""
+        process = self._current(replacing)
+        try:
+            process.send(run_path, lock_fd, handshake_fd)
+        except (BrokenPipeError, ConnectionResetError):
+            # It died since it was last used: its successor gets the launch.
+            log.warning("event=fork_server_lost pid=%d", process.pid)
+            process = self._current(process)
+            process.send(run_path, lock_fd, handshake_fd)
+        return process
+
+    def close(self) -> None:
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            process.stop(kill=False)
+
+    def _current(self, replacing: ForkServerProcess | None) -> ForkServerProcess:
+        with self._lock:
+            process = self._process
+            if process is not None and (process is replacing or not process.alive()):
+                process.stop(kill=True)
+                process = None
+            if process is None:
+                process = self._process = ForkServerProcess.start(
+                    self._cwd, self._send_timeout)
+            return process
+
+
+# -- the fork server itself -------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m {MODULE} SOCKET_FD", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(args[0]))
+    setup_logging()
+    signal.signal(signal.SIGCHLD, _reap_children)
+    # What is imported now is shared by every fork; frozen, the collector of a
+    # fork never walks it, so the pages stay shared instead of being copied.
+    gc.freeze()
+    log.info("event=fork_server_ready pid=%d", os.getpid())
+    serve(sock)
+    log.info("event=fork_server_exiting pid=%d reason=%r", os.getpid(),
+             "its executor is gone")
+    return 0
+
+
+def serve(sock: socket.socket) -> None:
+    """Fork a supervisor for each launch received, until the executor's end closes."""
+    while True:
+        data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
+        if not data:  # EOF
+            _close(fds)
+            return
+        if len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            # Not a message of ours: let it go; its sender sees an empty handshake.
+            log.error("event=bad_request size=%d fds=%d flags=%d", len(data), len(fds), flags)
+            _close(fds)
+            continue
+        lock_fd, handshake_fd = fds
+        try:
+            _fork(sock, Path(os.fsdecode(data)), lock_fd, handshake_fd)
+        finally:
+            # The supervisor has its own copies now (or nobody does).
+            _close(fds)
+
+
+def _fork(sock: socket.socket, run_path: Path, lock_fd: int, handshake_fd: int) -> None:
+    sys.stderr.flush()  # or the child would write our buffered log lines again
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        log.error("event=fork_failed run_dir=%s error=%r", run_path, str(exc))
+        _say(handshake_fd, FORK_FAILED + str(exc).encode() + b"\n")
+        return
+    if pid == 0:
+        _child(sock, run_path, handshake_fd)
+
+
+def _child(sock: socket.socket, run_path: Path, handshake_fd: int) -> NoReturn:
+    """The supervisor's whole life. Never returns into the fork server's loop."""
+    code = 1
+    try:
+        # Our copy of the socket would keep a dead fork server's socket open,
+        # and the executor's sends to it would queue instead of failing.
+        sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        _say(handshake_fd, FORKED)
+        code = supervisor.run(run_path, handshake_fd)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not sys.exit: nothing of the fork server's (atexit, finalizers) must run.
+        os._exit(code)
+
+
+def _reap_children(signum: int, frame: FrameType | None) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _say(fd: int, message: bytes) -> None:
+    # The executor may have stopped listening (it timed out): the fork goes on.
+    with contextlib.suppress(BrokenPipeError):
+        os.write(fd, message)
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
