@@ -110,3 +110,31 @@ def test_a_worker_killed_mid_run_loses_its_run_and_later_slots_go_elsewhere(
                            "a later slot on the other worker")
         assert later
         assert all(n == 1 for n in Counter(read_ledger(ledger)).values())
+
+
+def test_launches_land_mostly_on_the_least_loaded_workers(
+        tmp_path: Path, etcd_url: str) -> None:
+    ledger = tmp_path / "ledger"
+    config = tmp_path / "jobs.toml"
+    config.write_text("".join(ledger_job(f"spread-{n}", "* * * * * *", ledger,
+                                         executor="agent", concurrency="allow")
+                              for n in range(10)))
+    loads = {"idle": 0.1, "light": 0.5, "busy": 0.9, "swamped": 1.5}
+    fleet = []
+    for worker_id, load in loads.items():
+        load_file = tmp_path / f"{worker_id}.load"
+        load_file.write_text(str(load))
+        worker = Worker(tmp_path, worker_id, etcd_url, slots=4)
+        worker.args += ["--load-file", str(load_file)]
+        fleet.append(worker)
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config,
+                     extra=("--store", etcd_url))
+    with replicas(member), workers(*fleet):
+        wait_until(lambda: registered(member, *loads), 20, "every worker")
+        wait_until(lambda: sum(r["state"] == "succeeded" for r in member.runs()) >= 200, 90,
+                   "200 launches")
+        placed = Counter(r["worker"] for r in member.runs() if r["state"] == "succeeded")
+    ranked = [worker for worker, _ in placed.most_common()]
+    assert ranked[0] == "idle", placed
+    assert placed["idle"] > placed["busy"] + placed["swamped"], placed
+    assert placed["swamped"] == min(placed.values()) or "swamped" not in placed, placed
