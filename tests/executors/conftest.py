@@ -16,12 +16,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from distcron.executors.base import LaunchRequest
+from distcron.executors.base import LaunchRequest, utc_iso
+from distcron.executors.forkserver import MODULE as FORK_SERVER_MODULE
 from distcron.executors.local import LocalExecutor
-from distcron.executors.base import utc_iso
 from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
 
 SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -40,15 +41,29 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
     _kill_leftovers(path)
 
 
+NewExecutor = Callable[..., LocalExecutor]
+
+
 @pytest.fixture
-async def executor(run_dir: Path) -> AsyncIterator[LocalExecutor]:
-    executor = new_executor(run_dir)
-    yield executor
-    await executor.close()
+async def new_executor(run_dir: Path) -> AsyncIterator[NewExecutor]:
+    """Makes executors, on ``run_dir`` unless given another; closes them (and so
+    their fork servers) after the test."""
+    made: list[LocalExecutor] = []
+
+    def make(path: Path | None = None, **options: Any) -> LocalExecutor:
+        executor = LocalExecutor(path or run_dir,
+                                 **{"grace": GRACE, "poll_interval": 0.02, **options})
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        await executor.close()
 
 
-def new_executor(run_dir: Path) -> LocalExecutor:
-    return LocalExecutor(run_dir, grace=GRACE, poll_interval=0.02)
+@pytest.fixture
+def executor(new_executor: NewExecutor) -> LocalExecutor:
+    return new_executor()
 
 
 def launch(command: str | None = None, *, argv: tuple[str, ...] | None = None,
@@ -97,6 +112,31 @@ def gone(pid: int) -> bool:
 def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_bytes()
     return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def fork_servers(parent: int) -> list[int]:
+    """The live fork servers that ``parent`` started. (Supervisors run the same
+    command line, but are the fork servers' children.)"""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            stat = (entry / "stat").read_bytes()
+        except OSError:  # it ended while we looked
+            continue
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if (FORK_SERVER_MODULE.encode() in cmdline and int(ppid) == parent
+                and state != b"Z"):
+            found.append(int(entry.name))
+    return found
+
+
+def one_fork_server(parent: int) -> int:
+    servers = fork_servers(parent)
+    assert len(servers) == 1, f"fork servers of {parent}: {servers}"
+    return servers[0]
 
 
 def _kill_leftovers(run_dir: Path) -> None:

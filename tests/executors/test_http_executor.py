@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from distcron.errors import ExecutorError
-from distcron.executors.base import LaunchRequest, RunState
-from distcron.executors.base import HttpCall
+from distcron.executors.base import HttpCall, LaunchRequest, RunState
 from distcron.executors.http import HttpExecutor
 
 from .conftest import SLOT, eventually

@@ -15,7 +15,7 @@ import pytest
 from distcron.executors.base import LaunchRequest, RunState, RunStatus
 from distcron.executors.local import LocalExecutor
 
-from .conftest import gated, gone, launch, lines, parent_of
+from .conftest import NewExecutor, gated, gone, launch, lines, parent_of
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +40,7 @@ async def _kill(replica: asyncio.subprocess.Process) -> None:
 
 
 async def test_a_replica_killed_mid_run_learns_what_its_runs_did_and_starts_none_twice(
-        run_dir: Path, tmp_path: Path) -> None:
+        run_dir: Path, new_executor: NewExecutor, tmp_path: Path) -> None:
     count_long, count_short = tmp_path / "count-long", tmp_path / "count-short"
     gate_long, gate_short = tmp_path / "gate-long", tmp_path / "gate-short"
     long = launch(f"echo >> '{count_long}'; " + gated(gate_long, "exit 5"),
@@ -53,7 +53,7 @@ async def test_a_replica_killed_mid_run_learns_what_its_runs_did_and_starts_none
     killed_at = datetime.now(UTC)
 
     gate_short.touch()  # the short job ends while no replica is alive
-    restarted = LocalExecutor(run_dir, grace=0.3, poll_interval=0.02)
+    restarted = new_executor()
     short_ended = await restarted.wait(short.launch_id)
     assert (short_ended.state, short_ended.exit_code) == (RunState.FAILED, 3)
     assert short_ended.pid == short_started.pid
@@ -72,14 +72,14 @@ async def test_a_replica_killed_mid_run_learns_what_its_runs_did_and_starts_none
 
 
 async def test_replicas_starting_one_launch_at_once_start_one_process_that_any_can_stop(
-        run_dir: Path, tmp_path: Path) -> None:
+        run_dir: Path, new_executor: NewExecutor, tmp_path: Path) -> None:
     count = tmp_path / "count"
     request = launch(f"echo $$ >> '{count}'; " + gated(tmp_path / "never"))
     started = await asyncio.gather(*(_start_in_a_replica(run_dir, request) for _ in range(3)))
     for replica, _ in started:
         await _kill(replica)
     assert len({statuses[0].pid for _, statuses in started} - {None}) == 1
-    executor = LocalExecutor(run_dir, poll_interval=0.02)
+    executor = new_executor(grace=10.0)
     assert (await executor.stop(request.launch_id, grace=0.3)).state is RunState.STOPPED
     assert len(lines(count)) == 1
 

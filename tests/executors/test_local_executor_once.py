@@ -13,7 +13,7 @@ from distcron.executors.base import RunState
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import RunSpec, claim, request_stop
 
-from .conftest import eventually, gated, launch, lines, new_executor
+from .conftest import NewExecutor, eventually, gated, launch, lines
 
 pytestmark = pytest.mark.anyio
 
@@ -52,10 +52,10 @@ async def test_concurrent_starts_in_one_executor_run_the_job_once(
 
 
 async def test_two_executors_on_one_run_dir_run_the_job_once(
-        run_dir: Path, tmp_path: Path) -> None:
+        new_executor: NewExecutor, tmp_path: Path) -> None:
     command, count, gate = _counting_job(tmp_path)
     request = launch(command)
-    one, two = new_executor(run_dir), new_executor(run_dir)
+    one, two = new_executor(), new_executor()
     statuses = await asyncio.gather(one.start(request), two.start(request),
                                     one.start(request), two.start(request))
     gate.touch()
@@ -112,7 +112,7 @@ async def _known(executor: LocalExecutor, launch_id: str) -> bool:
 
 
 async def test_a_start_that_cannot_make_its_run_directory_raises_and_starts_nothing(
-        tmp_path: Path) -> None:
+        new_executor: NewExecutor, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     executor = new_executor(tmp_path / "file" / "runs")
     with pytest.raises(ExecutorError, match="cannot start launch 'backup@"):

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from distcron.executors.base import RunState
-from distcron.executors.local import LocalExecutor
-from distcron.executors.local import DEFAULT_PATH
+from distcron.executors.local import DEFAULT_PATH, LocalExecutor
 from distcron.executors.output import OUTPUT, OUTPUT_OLD
 from distcron.executors.rundir import run_of
 
-from .conftest import launch
+from .conftest import NewExecutor, launch
 
 pytestmark = pytest.mark.anyio
 
@@ -63,12 +62,12 @@ async def test_the_replicas_environment_and_api_token_reach_neither_job_nor_supe
 
 
 async def test_a_job_runs_in_its_workdir_or_else_in_home(
-        executor: LocalExecutor, run_dir: Path, tmp_path: Path) -> None:
+        executor: LocalExecutor, new_executor: NewExecutor, tmp_path: Path) -> None:
     here = launch("pwd", launch_id="a@1", workdir=str(tmp_path))
     await executor.start(here)
     home = tmp_path / "home"
     home.mkdir()
-    elsewhere = LocalExecutor(run_dir, base_env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    elsewhere = new_executor(base_env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
     default = launch("pwd", launch_id="a@2")
     await elsewhere.start(default)
     await executor.wait(here.launch_id)

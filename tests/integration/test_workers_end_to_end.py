@@ -134,7 +134,8 @@ def test_launches_land_mostly_on_the_least_loaded_workers(
         wait_until(lambda: sum(r["state"] == "succeeded" for r in member.runs()) >= 200, 90,
                    "200 launches")
         placed = Counter(r["worker"] for r in member.runs() if r["state"] == "succeeded")
-    ranked = [worker for worker, _ in placed.most_common()]
-    assert ranked[0] == "idle", placed
-    assert placed["idle"] > placed["busy"] + placed["swamped"], placed
-    assert placed["swamped"] == min(placed.values()) or "swamped" not in placed, placed
+    # The two least loaded take most; a worker never gets more than a less loaded
+    # one (when all of a worker's slots are busy the next in line gets the launch).
+    assert placed["idle"] + placed["light"] > 2 * (placed["busy"] + placed["swamped"]), placed
+    assert placed["idle"] >= placed["busy"] >= placed["swamped"], placed
+    assert placed["light"] >= placed["busy"], placed

@@ -21,17 +21,23 @@ Protocol. A ``SOCK_SEQPACKET`` socket pair; the executor sends one message per
 launch: the run directory's path, with two descriptors (SCM_RIGHTS): the run's
 lock, held exclusively (the executor claimed the launch, see
 :mod:`distcron.executors.rundir`), and the write end of the launch's handshake
-pipe. For each, the fork server forks a child that starts a new session,
-writes :data:`FORKED` to the handshake pipe, forks the supervisor
-(:func:`distcron.executors.supervisor.run`) and exits at once, reaped by the
-fork server: the supervisor is nobody's child, as a daemon is. It holds the
-lock until it exits and writes ``ready`` to the pipe once the job is started
-(or known not to start). When the fork fails, the fork server writes
-:data:`FORK_FAILED` and why. So what the executor has read when the pipe
-reaches EOF (every copy of its write end is closed) tells how far the launch
-got: nothing — the fork server let go of it unforked; ``forked`` without
-``ready`` — its supervisor died before starting the job, or while; ``ready``
-— started.
+pipe. For each, the fork server forks the supervisor
+(:func:`distcron.executors.supervisor.run`), which starts a session of its own
+and writes :data:`FORKED` to the handshake pipe, holds the lock until it exits,
+and writes ``ready`` once the job is started (or known not to start). When the
+fork fails, the fork server writes :data:`FORK_FAILED` and why. So what the
+executor has read when the pipe reaches EOF (every copy of its write end is
+closed) tells how far the launch got: nothing — the fork server let go of it
+unforked; ``forked`` without ``ready`` — its supervisor died before starting
+the job, or while; ``ready`` — started.
+
+Supervisors are the fork server's children, not grandchildren made orphans at
+once by a second fork, as daemons are: it reaps those that end while it lives,
+and init reaps the others once it has exited. A second fork would nearly
+double what a launch costs (every fork of the fork server copies its page
+tables, and then, page by page, what either process writes) and buy nothing:
+the fork server is not the replica, and its death, even by SIGKILL, does
+nothing to its children.
 
 On failure:
 

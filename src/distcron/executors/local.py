@@ -71,7 +71,7 @@ from typing import ParamSpec, TypeVar
 from distcron.errors import ExecutorError
 from distcron.executors import rundir
 from distcron.executors.base import Executor, LaunchRequest, RunState, RunStatus
-from distcron.executors.forkserver import FORK_FAILED, FORKED, ForkServer, ForkServerProcess
+from distcron.executors.forkserver import FORK_FAILED, ForkServer, ForkServerProcess
 from distcron.executors.output import read_output
 
 log = logging.getLogger("distcron.executors")
@@ -112,6 +112,13 @@ class _Handoff:
     def close(self) -> None:
         os.close(self.lock_fd)
         os.close(self.ready_fd)
+
+
+def _log_abandoned_start(task: asyncio.Task[RunStatus]) -> None:
+    """Say why a start whose caller stopped waiting for it failed (a start that
+    succeeds says so itself)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("event=start_failed error=%r", str(error))
 
 
 async def _read_to_eof(fd: int) -> bytes:
@@ -165,13 +172,12 @@ class LocalExecutor(Executor):
         # if this call is cancelled: that happens in a task of its own.
         task = asyncio.ensure_future(self._start(request))
         self._starting.add(task)
-        task.add_done_callback(self._started)
-        return await asyncio.shield(task)
-
-    def _started(self, task: asyncio.Task[RunStatus]) -> None:
-        self._starting.discard(task)
-        if not task.cancelled():
-            task.exception()  # the caller's, unless it stopped waiting for it
+        task.add_done_callback(self._starting.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_abandoned_start)
+            raise
 
     async def _start(self, request: LaunchRequest) -> RunStatus:
         launch_id = request.launch_id
@@ -244,16 +250,18 @@ class LocalExecutor(Executor):
         run_path = rundir.run_of(self.run_dir, launch_id).path
         for attempt in range(1, SEND_ATTEMPTS + 1):
             said = await self._handshake(launch_id, handoff.ready_fd)
-            if said is None or said.startswith(FORKED):
+            if said is None:  # slow: the run reads "starting" meanwhile
                 return
             if said.startswith(FORK_FAILED):
                 raise ExecutorError(
                     f"launch {launch_id!r}: cannot fork its supervisor "
                     f"({said[len(FORK_FAILED):].decode(errors='replace').strip()}); "
                     "nothing was started, and starting again is safe")
+            if said:  # a supervisor was forked: the run directory says the rest
+                return
             # Nothing came back: the fork server let go of the launch without
-            # forking (it died). Our copy of the lock says that nobody else has
-            # started it since, nor can.
+            # forking it (it died). Our copy of the lock says that nobody else
+            # has started it since, nor can.
             log.warning("event=launch_unforked launch_id=%s fork_server=%d attempt=%d",
                         launch_id, handoff.server.pid, attempt)
             if attempt == SEND_ATTEMPTS:
@@ -283,7 +291,7 @@ class LocalExecutor(Executor):
                               rundir.read_status, self.run_dir, launch_id)
 
     async def wait(self, launch_id: str) -> RunStatus:
-        # Supervisors are nobody's children, so there is no exit to wait on:
+        # Supervisors are not our children, so there is no exit to wait on:
         # poll the run directory (a shared flock and a few small files).
         while True:
             status = await self.query(launch_id)

@@ -1,10 +1,11 @@
 """A run's output, kept to its last ``limit`` bytes on disk.
 
-The supervisor appends what the job writes to ``output``; when that file
-reaches ``limit`` bytes it is renamed ``output.1`` (replacing the one before) and
-a new ``output`` begins. So at most about ``2 × limit`` bytes are on disk however
-chatty the job, and ``output.1`` + ``output`` always end with the last ``limit``
-bytes written.
+The supervisor appends what the job writes to ``output``, created at the first
+byte; when that file reaches ``limit`` bytes it is renamed ``output.1``
+(replacing the one before) and the next byte begins a new ``output``. So at most
+about ``2 × limit`` bytes are on disk however chatty the job, and ``output.1`` +
+``output`` always end with the last ``limit`` bytes written; a missing file
+holds nothing.
 
 On failure: when a write fails (disk full), the ring stops recording, logs it
 once, and keeps accepting data, so that the supervisor keeps draining the job's

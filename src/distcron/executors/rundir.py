@@ -9,17 +9,22 @@
 - ``job.json``: the ``RUNNING`` status (``pid``, which is also the job's
   process group, and ``started_at``) once the job is started;
 - ``stop.json``: ``{"grace": …}``, written by ``stop`` before it signals;
-- ``output`` and ``output.1``: the job's output (:mod:`distcron.executors.output`);
+- ``output`` and ``output.1``: the job's output, once it has printed something
+  (:mod:`distcron.executors.output`);
 - ``status.json``: the final status;
 - ``supervisor.log``: the supervisor's own log.
 
 Who owns a launch: the starter builds the directory under a temporary name
 with ``lock`` held, then renames it into place; rename fails if the name
 exists, so exactly one starter, in any process, owns a launch. It hands the
-locked descriptor to the supervisor, which keeps it until it exits. "The lock is
-held" therefore means "someone alive is responsible for this run", without a
-gap between starter and supervisor and without pids (which get reused): the
-kernel drops the lock when the last holder dies, however it dies.
+locked descriptor to the supervisor (a copy, sent through the fork server, see
+:mod:`distcron.executors.forkserver`), which keeps it until it exits; the
+starter keeps its own copy until the supervisor has started the job. An flock
+belongs to the open file, not to a descriptor or a process, so every copy holds
+the same lock. "The lock is held" therefore means "someone alive is responsible
+for this run", without a gap between starter and supervisor and without pids
+(which get reused): the kernel drops the lock when the last holder dies,
+however it dies.
 
 Reading a run (readers take the lock *shared*, so the files cannot change
 owner under them):
@@ -191,8 +196,9 @@ def claim(root: Path, spec: RunSpec) -> int | None:
     """Make the caller the owner of the launch.
 
     Returns a descriptor holding the run's lock exclusively: the caller owns the
-    run and must pass the descriptor on to its supervisor (closing it instead
-    leaves the run never started, to be claimed again). Returns None when the
+    run and must pass the descriptor (or a copy of it) on to its supervisor;
+    closing every copy before the supervisor has written ``supervisor.json``
+    leaves the run never started, to be claimed again. Returns None when the
     launch is, or was, someone else's.
     """
     root.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1,12 +1,11 @@
 """The supervisor of one launch: a fork of the fork server that lives for the run.
 
-Forked by :mod:`distcron.executors.forkserver` (in a new session, then forked
-again so that it is nobody's child) with the run's lock descriptor, it is no
-replica's child: a replica that dies, even by SIGKILL, leaves it running, and
-no replica ever has to reap it. :func:`run` then starts the job
-(:mod:`distcron.executors.job`), copies its output into the bounded output
-files, enforces the timeout, obeys ``stop``, and writes ``status.json`` when the
-job's process has exited.
+Forked by :mod:`distcron.executors.forkserver` with the run's lock descriptor,
+in a session of its own, it is no replica's child: a replica that dies, even by
+SIGKILL, leaves it running, and no replica ever has to reap it. :func:`run`
+then starts the job (:mod:`distcron.executors.job`), copies its output into the
+bounded output files, enforces the timeout, obeys ``stop``, and writes
+``status.json`` when the job's process has exited.
 
 Handshake: the starter reads a pipe, our stdout, until EOF. We write ``ready``
 once the job is started (or known not to start), then point stdout at our log,
@@ -25,9 +24,9 @@ On failure:
   traceback to ``supervisor.log`` and exits without a status, so the run reads
   ``LOST``; so does a run whose ``status.json`` could not be written. SIGKILL
   of the supervisor leaves the job running, orphaned; the run reads ``LOST``.
-  If it fails before ``supervisor.json`` is written (it cannot open its log),
-  the traceback goes to the fork server's stderr and the run reads as never
-  started.
+  If it fails before ``supervisor.json`` is written, the run reads as never
+  started (the traceback is in ``supervisor.log``, or in the fork server's
+  stderr if the log could not be opened).
 """
 
 from __future__ import annotations
