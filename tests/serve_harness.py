@@ -43,6 +43,17 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str,
         time.sleep(interval)
 
 
+def holds_for(predicate: Callable[[], bool], seconds: float, what: str,
+              interval: float = 0.1) -> None:
+    """Check that ``predicate`` stays true for ``seconds`` (for things that must
+    not happen, such as a leader change)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            raise AssertionError(f"stopped holding: {what}")
+        time.sleep(interval)
+
+
 def ledger_job(name: str, schedule: str, ledger: Path, *, then: str = "",
                **keys: str | int | float | bool) -> str:
     """A [[job]] table whose command appends its launch id to ``ledger``, then

@@ -5,6 +5,7 @@ tests count what really ran."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 import tempfile
@@ -81,7 +82,7 @@ def test_the_leader_killed_again_and_again_never_doubles_or_loses_a_slot(
         tmp_path: Path, cluster: EtcdCluster) -> None:
     ledger = tmp_path / "ledger"
     members = three_replicas(tmp_path, cluster, ticking_config(tmp_path / "jobs.toml", ledger))
-    with replicas(*members):
+    with replicas(*members), contextlib.ExitStack() as restarted:
         for round_ in range(3):
             leader = leader_of(members)
             before = len(read_ledger(ledger))
@@ -94,10 +95,10 @@ def test_the_leader_killed_again_and_again_never_doubles_or_loses_a_slot(
             wait_until(lambda a=after: len(read_ledger(ledger)) >= a + 2, 20,
                        "launches under the new leader")
             index = members.index(leader)
-            members[index] = Replica(tmp_path, f"r{index}-{round_}",
-                                     data_dir=tmp_path / f"data-{index}",
-                                     config=tmp_path / "jobs.toml", lease_ttl=TTL,
-                                     extra=("--store", cluster.url("cluster"))).start()
+            members[index] = restarted.enter_context(replicas(Replica(
+                tmp_path, f"r{index}-{round_}", data_dir=tmp_path / f"data-{index}",
+                config=tmp_path / "jobs.toml", lease_ttl=TTL,
+                extra=("--store", cluster.url("cluster")))))[0]
         assert_each_slot_launched_once(ledger)
         fences = {fence for _, fence, _ in launches(ledger)}
         assert len(fences) >= 4  # every leader launched under its own fence

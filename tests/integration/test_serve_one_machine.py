@@ -21,6 +21,7 @@ from tests.serve_harness import (
     TOKEN,
     Replica,
     free_port,
+    holds_for,
     ledger_job,
     read_ledger,
     replicas,
@@ -267,3 +268,17 @@ def test_an_http_job_sends_each_launch_once_with_its_idempotency_key(tmp_path: P
         assert "hook-secret" not in member.log()
     finally:
         server.shutdown()
+
+
+def test_loading_many_jobs_does_not_starve_the_leader_s_lease(tmp_path: Path) -> None:
+    # Loading 30,000 jobs takes longer than this 0.6 s lease: the load must let
+    # the keepalive run, or the leader loses its lease and reloads forever.
+    config = write_config(tmp_path / "jobs.toml", *(
+        f'[[job]]\nname = "job-{n:05d}"\nschedule = "H H H H *"\ncommand = "true"\n'
+        for n in range(30_000)))
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config, lease_ttl=0.6)
+    with replicas(member):
+        wait_until(lambda: "event=term_started" in member.log(), 60, "the jobs to load")
+        fence = member.get("/status")["fence"]
+        holds_for(lambda: member.get("/status")["fence"] == fence, 3, "one leadership term")
+        assert member.log().count("event=became_leader") == 1, member.log()[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -31,7 +32,13 @@ def _when(record: LaunchRecord) -> datetime:
 async def read_launches(store: Store, job: str | None = None) -> list[LaunchRecord]:
     """Every launch record (of one job, when given), newest first."""
     kvs, _ = await store.range(LAUNCHES if job is None else launch_prefix(job))
-    records = [LaunchRecord.from_json(kv.value) for kv in kvs]
+    # Parsing many records is CPU work: off the event loop, which also runs the
+    # replica's lease keepalive.
+    return await asyncio.to_thread(_newest_first, [kv.value for kv in kvs])
+
+
+def _newest_first(values: list[bytes]) -> list[LaunchRecord]:
+    records = [LaunchRecord.from_json(value) for value in values]
     records.sort(key=lambda r: (_when(r), r.launch_id), reverse=True)
     return records
 

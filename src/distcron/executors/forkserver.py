@@ -134,17 +134,25 @@ class ForkServerProcess:
                         socket.MSG_NOSIGNAL)
 
     def stop(self, kill: bool) -> None:
-        """Close our end, so that the fork server exits once it has forked what it
+        """Shut our end, so that the fork server exits once it has forked what it
         was sent (or kill it at once), and reap it."""
         if kill and self.alive():
             self._popen.kill()
-        self._sock.close()
+        # Shut down, not closed: another thread may be sending on it right now,
+        # and must fail with EPIPE (and go to the successor), not send on a
+        # descriptor number that something else got meanwhile.
+        with contextlib.suppress(OSError):  # the other end is gone already
+            self._sock.shutdown(socket.SHUT_RDWR)
         try:
             self._popen.wait(EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
             log.warning("event=fork_server_stuck pid=%d", self.pid)
             self._popen.kill()
             self._popen.wait()
+
+    def close(self) -> None:
+        """Close our end; once no thread can be sending on it any more."""
+        self._sock.close()
 
 
 class ForkServer:
@@ -156,6 +164,7 @@ class ForkServer:
         self._send_timeout = send_timeout
         self._lock = threading.Lock()
         self._process: ForkServerProcess | None = None
+        self._replaced: list[ForkServerProcess] = []  # stopped, their sockets open
 
     def hand_off(self, run_path: Path, lock_fd: int, handshake_fd: int,
                  replacing: ForkServerProcess | None = None) -> ForkServerProcess:
@@ -174,16 +183,22 @@ class ForkServer:
         return process
 
     def close(self) -> None:
+        """Let the fork server go, once nothing is being handed off any more."""
         with self._lock:
             process, self._process = self._process, None
+            replaced, self._replaced = self._replaced, []
         if process is not None:
             process.stop(kill=False)
+            process.close()
+        for process in replaced:
+            process.close()
 
     def _current(self, replacing: ForkServerProcess | None) -> ForkServerProcess:
         with self._lock:
             process = self._process
             if process is not None and (process is replacing or not process.alive()):
                 process.stop(kill=True)
+                self._replaced.append(process)
                 process = None
             if process is None:
                 process = self._process = ForkServerProcess.start(

@@ -147,7 +147,7 @@ class RunDir:
         # dumps, not dump: only dumps uses the C encoder.
         text = json.dumps(data).encode()
         try:
-            with open(tmp, "xb") as file:
+            with open(tmp, "wb") as file:
                 file.write(text)
                 file.flush()
                 os.fsync(file.fileno())

@@ -7,9 +7,10 @@ then starts the job (:mod:`distcron.executors.job`), copies its output into the
 bounded output files, enforces the timeout, obeys ``stop``, and writes
 ``status.json`` when the job's process has exited.
 
-Handshake: the starter reads a pipe, our stdout, until EOF. We write ``ready``
-once the job is started (or known not to start), then point stdout at our log,
-which closes the pipe: from then on nothing ties us to the replica.
+Handshake: the starter reads a pipe, our stdout, until EOF (we wrote ``forked``
+on it as soon as we were forked). We write ``ready`` once the job is started (or
+known not to start), then point stdout at our log, which closes the pipe: from
+then on nothing ties us to the replica.
 
 On failure:
 

@@ -72,6 +72,9 @@ from distcron.worker.protocol import Report, WorkerInfo
 
 log = logging.getLogger("distcron.leader")
 
+# Jobs loaded between two yields to the event loop at the start of a term.
+_LOAD_BATCH = 500
+
 # Process starts at once: a thousand jobs due together must not fork a thousand
 # supervisors in the same instant.
 START_CONCURRENCY = 32
@@ -137,7 +140,10 @@ class LeaderTerm:
         now = self.clock.now()
         state = await load_snapshot(self.store)
         plans = []
-        for name, raw in state.jobs.items():
+        for count, (name, raw) in enumerate(state.jobs.items()):
+            if count % _LOAD_BATCH == 0:
+                # Let the lease keepalive run: loading 100,000 jobs takes seconds.
+                await asyncio.sleep(0)
             try:
                 spec = JobSpec.from_json(raw, source=name)
                 plans.append(self.core.set_job(Policy.of(spec), state.cursors.get(name), now))
