@@ -5,7 +5,8 @@ start and imports) before it does anything; two thousand launches due in one
 second would wait a minute behind each other on a small machine. So a
 :class:`~distcron.executors.local.LocalExecutor` starts, at its first launch,
 one ``python -m distcron.executors.forkserver FD`` that has the supervisor's
-code imported, and asks it to fork each supervisor: about a millisecond.
+code imported, and asks it to fork each supervisor, which takes about a
+millisecond.
 
 Why a process of its own rather than forks of the replica: the replica has
 threads (the store's, the API server's, asyncio's executor), and a fork of a

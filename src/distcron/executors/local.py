@@ -11,8 +11,9 @@ Starting a launch: the executor claims it (creates its run directory, holding
 its lock), sends it with the locked descriptor to its fork server
 (:mod:`distcron.executors.forkserver`, started at the first launch), which forks
 the supervisor, and waits on a handshake pipe until the supervisor has started
-the job. Supervisors are forks of that small process, not new interpreters, so
-a launch costs a millisecond or two of CPU, not tens.
+the job. Supervisors are forks of that small process, not new interpreters: a
+launch costs a few milliseconds of CPU (the fork, then the supervisor's own
+work), where an interpreter's start and imports alone cost 60 or more.
 
 The job's environment is ``base_env`` (by default :func:`default_base_env`),
 then the job's own ``env``, then ``DISTCRON_JOB``, ``DISTCRON_LAUNCH_ID``,
