@@ -19,11 +19,12 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import aclosing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.store_bench import batched_creates, ms, percentile, watch_delivery  # noqa: E402
 
 from distcron.store import Compare, Put, Store  # noqa: E402
 from distcron.store.etcd import EtcdStore  # noqa: E402
@@ -32,15 +33,6 @@ from tests.etcd_cluster import EtcdCluster  # noqa: E402
 
 BATCH = 100
 IN_FLIGHT = 8
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
 
 
 async def create(store: Store, key: str) -> float:
@@ -67,37 +59,6 @@ async def concurrent_creates(store: Store, n: int) -> float:
     return time.perf_counter() - began
 
 
-async def batched_creates(store: Store, batches: int) -> float:
-    began = time.perf_counter()
-    for b in range(batches):
-        keys = [f"batch/{b}/{i}" for i in range(BATCH)]
-        result = await store.txn(
-            [Compare.missing(k) for k in keys], [Put(k, b"launching") for k in keys]
-        )
-        assert result.succeeded
-    return time.perf_counter() - began
-
-
-async def watch_delivery(writer: Store, watcher: Store, samples: int) -> list[float]:
-    """Seconds from just before a write to its arrival at ``watcher``'s watch."""
-    start = await watcher.revision() + 1
-    delays: list[float] = []
-    async with aclosing(watcher.watch("delivery/", start)) as watch:
-
-        async def receive() -> None:
-            async for batch in watch:
-                arrived = time.perf_counter()
-                delays.extend(arrived - float(e.kv.value) for e in batch.events)
-                if len(delays) >= samples:
-                    return
-
-        receiving = asyncio.create_task(receive())
-        for i in range(samples):
-            await writer.put(f"delivery/{i % 10}", repr(time.perf_counter()).encode())
-        await asyncio.wait_for(receiving, 30)
-    return delays
-
-
 async def run(url: str, n: int) -> None:
     store = EtcdStore(parse_etcd_url(url))
     # The watcher talks to another member, as a follower replica would.
@@ -114,7 +75,7 @@ async def run(url: str, n: int) -> None:
         elapsed = await concurrent_creates(store, n)
         print(f"guarded creates, 1 per txn, {IN_FLIGHT} in flight: {n / elapsed:8.0f} txn/s")
         batches = max(1, n * 5 // BATCH)
-        elapsed = await batched_creates(store, batches)
+        elapsed = await batched_creates(store, batches * BATCH, BATCH)
         print(
             f"guarded creates, {BATCH} per txn:        {batches * BATCH / elapsed:8.0f} keys/s "
             f"({batches} txns, {ms(elapsed / batches)} each)"

@@ -46,10 +46,11 @@ async def single_creates(store: Store, n: int) -> list[float]:
     return latencies
 
 
-async def batched_creates(store: Store, n: int) -> float:
+async def batched_creates(store: Store, n: int, batch: int = BATCH) -> float:
+    """Seconds to create ``n`` keys, ``batch`` guarded creates per transaction."""
     began = time.perf_counter()
-    for b in range(n // BATCH):
-        keys = [f"batch/{b}/{i}" for i in range(BATCH)]
+    for b in range(n // batch):
+        keys = [f"batch/{b}/{i}" for i in range(batch)]
         result = await store.txn(
             [Compare.missing(k) for k in keys], [Put(k, b"launch") for k in keys]
         )
