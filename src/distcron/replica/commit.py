@@ -19,8 +19,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from distcron.errors import DistcronError
+from distcron.executors.base import utc_iso
 from distcron.scheduler.plan import Cursor, Plan
-from distcron.scheduler.records import LaunchRecord, format_slot
+from distcron.scheduler.records import LaunchRecord
 from distcron.store import Compare, Delete, Op, Put, Store
 from distcron.store.layout import (
     LEADER,
@@ -42,7 +43,7 @@ def fence_guard(fence: int) -> Compare:
 
 
 def cursor_value(cursor: Cursor) -> bytes:
-    body: dict[str, str] = {"slot": format_slot(cursor.slot)}
+    body: dict[str, str] = {"slot": utc_iso(cursor.slot)}
     if cursor.gap:
         body["gap"] = cursor.gap
     return json.dumps(body).encode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,8 +10,6 @@ from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchRecord
 from distcron.store import Store
 from distcron.store.layout import ACTIVE, CURSORS, JOBS, LAUNCHES, launch_key, name_of
-
-log = logging.getLogger("distcron.leader")
 
 # Past this many records to fetch, one range read of every record is cheaper
 # than a read per record.

@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from distcron.executors.base import utc_iso
+
 
 class LaunchState(StrEnum):
     LAUNCHING = "launching"  # intent committed, executor not yet confirmed
@@ -94,16 +96,8 @@ class LaunchRecord(BaseModel):
         return cls.model_validate_json(data)
 
 
-def format_slot(slot: datetime) -> str:
-    """A slot as it appears in launch ids: UTC ISO-8601 with ``Z``, to the second
-    (or microsecond when the slot has a fraction)."""
-    utc = slot.astimezone(UTC)
-    timespec = "microseconds" if utc.microsecond else "seconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
-
-
 def launch_id_for(job: str, slot: datetime) -> str:
-    return f"{job}@{format_slot(slot)}"
+    return f"{job}@{utc_iso(slot)}"
 
 
 def manual_launch_id(job: str, at: datetime) -> str:
