@@ -56,7 +56,7 @@ from distcron.store.etcd_url import EtcdUrl, parse_etcd_url
 from distcron.store.etcd_watch import DEFAULT_RECONNECT_WINDOW, EtcdWatch
 
 # Shared with the SQLite backend: the same refusals, worded the same.
-from distcron.store.sqlite_engine import check_txn
+from distcron.store.txn_rules import check_txn
 
 # gRPC status codes in etcd's answers.
 _INVALID_ARGUMENT = 3

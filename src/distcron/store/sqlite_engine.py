@@ -34,7 +34,6 @@ from distcron.errors import LeaseExpired, StoreUnavailable
 from distcron.store.base import (
     Compacted,
     Compare,
-    Delete,
     Event,
     Get,
     KeyValue,
@@ -44,6 +43,7 @@ from distcron.store.base import (
     TxnResult,
 )
 from distcron.store.sqlite_schema import connect
+from distcron.store.txn_rules import check_key, check_txn
 
 log = logging.getLogger(__name__)
 
@@ -86,41 +86,6 @@ def _where(key: str, prefix: bool) -> tuple[str, tuple[str, ...]]:
     if end is None:
         return "key >= ?", (key,)
     return "key >= ? AND key < ?", (key, end)
-
-
-def check_txn(compare: Sequence[Compare], *branches: Sequence[Op]) -> None:
-    """Refuse, as etcd does, what a transaction cannot mean: empty keys, operands
-    of the wrong type, and a branch that writes one key twice."""
-    for c in compare:
-        _check_key(c.key)
-        wants = bytes if c.target is Target.VALUE else int
-        if not isinstance(c.operand, wants) or c.op not in _OPS:
-            raise ValueError(
-                f"compare on {c.key!r}: {c.target.value} {c.op} {c.operand!r} "
-                f"(the operand of {c.target.value} must be {wants.__name__})"
-            )
-    for ops in branches:
-        puts: set[str] = set()
-        deletes: list[Delete] = []
-        for op in ops:
-            if isinstance(op, Put):
-                _check_key(op.key)
-                if op.key in puts:
-                    raise ValueError(f"txn puts {op.key!r} twice")
-                puts.add(op.key)
-            elif not op.prefix:
-                _check_key(op.key)
-            if isinstance(op, Delete):
-                deletes.append(op)
-        for d in deletes:
-            for key in puts:
-                if key == d.key or (d.prefix and key.startswith(d.key)):
-                    raise ValueError(f"txn both puts and deletes {key!r}")
-
-
-def _check_key(key: str) -> None:
-    if not key:
-        raise ValueError("empty key (only a prefix may be empty)")
 
 
 class EventPage(NamedTuple):
@@ -259,7 +224,7 @@ class SqliteEngine:
     # -- reads ----------------------------------------------------------------
 
     def get(self, key: str) -> KeyValue | None:
-        _check_key(key)
+        check_key(key)
         found, _ = self._read(lambda tx: tx.apply(Get(key)))
         assert isinstance(found, tuple)
         return found[0] if found else None
