@@ -28,5 +28,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # uvicorn's access log would print every API call; errors still show.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # uvicorn's access log would print every API call, httpx every store call
+    # (a lease keepalive each second); their warnings and errors still show.
+    for chatty in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

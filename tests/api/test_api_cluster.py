@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from distcron.api.testing import ServedApi
-from distcron.store import Compare, Put
+from distcron.api.testing import ServedApi, StaticReplica
+from distcron.store import Compare, Put, open_store
 from distcron.store.layout import LEADER, replica_key
 
 
@@ -20,26 +22,49 @@ def _register(api: ServedApi, replica_id: str, listen: str) -> None:
 
 def test_healthz_answers_without_a_token(api: ServedApi) -> None:
     answer = httpx.get(f"{api.url}/healthz")
-    assert answer.json() == {"ok": True, "replica": "r1", "leader": True}
+    assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "revision": 0}
 
 
-def test_status_names_the_leader_its_fence_and_every_replica(api: ServedApi) -> None:
-    _register(api, "r1", "10.0.0.1:8500")
-    _register(api, "r2", "10.0.0.2:8500")
-    leader_body = json.dumps({"id": "r2", "listen": "10.0.0.2:8500"}).encode()
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_status_asks_every_replica_for_its_health_and_lag(api: ServedApi,
+                                                          tmp_path: Path) -> None:
+    """r1 answers; r2 is a real server on loopback, 4 revisions behind; r3 is
+    registered but nothing listens at its address."""
+    _register(api, "r1", api.url.removeprefix("http://"))
+    _register(api, "r3", f"127.0.0.1:{_free_port()}")
+    leader_body = json.dumps({"id": "r2", "listen": "r2"}).encode()
     taken = api.call(api.store.txn([Compare.missing(LEADER)], [Put(LEADER, leader_body)]))
-    status = httpx.get(f"{api.url}/status").json()
+    assert isinstance(api.replica, StaticReplica)
+    api.replica.is_leader = False
+    api.replica.applied_revision = taken.revision + 1
+    r2 = ServedApi(lambda: open_store(f"sqlite:///{tmp_path / 'state.db'}"),
+                   StaticReplica("r2", is_leader=True, applied_revision=taken.revision - 3),
+                   token=None)
+    r2.start()
+    try:
+        _register(api, "r2", r2.url.removeprefix("http://"))
+        status = httpx.get(f"{api.url}/status").json()
+    finally:
+        r2.stop()
     assert status["replica"] == "r1"
     assert status["leader"] == "r2"
     assert status["fence"] == taken.revision
-    assert status["revision"] == taken.revision
+    assert status["revision"] == taken.revision + 1  # r2's registration came last
     assert status["leader_changes"] == 3
     assert status["workers"] == []
+    common = {"started_at": "2026-11-24T05:00:00Z", "version": "0.1.0", "host": None}
     assert status["replicas"] == [
-        {"id": "r1", "listen": "10.0.0.1:8500", "is_leader": False, "healthy": True,
-         "started_at": "2026-11-24T05:00:00Z", "version": "0.1.0"},
-        {"id": "r2", "listen": "10.0.0.2:8500", "is_leader": True, "healthy": True,
-         "started_at": "2026-11-24T05:00:00Z", "version": "0.1.0"},
+        {"id": "r1", "listen": api.url.removeprefix("http://"), "is_leader": False,
+         "healthy": True, "revision": taken.revision + 1, "lag": 0, **common},
+        {"id": "r2", "listen": r2.url.removeprefix("http://"), "is_leader": True,
+         "healthy": True, "revision": taken.revision - 3, "lag": 4, **common},
+        {"id": "r3", "listen": status["replicas"][2]["listen"], "is_leader": False,
+         "healthy": False, "revision": None, "lag": None, **common},
     ]
 
 

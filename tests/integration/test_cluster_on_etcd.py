@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.etcd_cluster import EtcdCluster, etcd_available
 from tests.serve_harness import Replica, read_ledger, replicas, wait_until
@@ -144,3 +146,45 @@ def test_killing_the_etcd_raft_leader_while_launches_commit_doubles_nothing(
         raft_leader.start()
         ids = [launch_id for launch_id, _, _ in launches(ledger)]
         assert len(ids) == len(set(ids)), "a slot was launched twice"
+
+
+def test_status_shows_each_replica_healthy_and_caught_up_and_a_paused_one_not(
+        tmp_path: Path, cluster: EtcdCluster) -> None:
+    ledger = tmp_path / "ledger"
+    members = three_replicas(tmp_path, cluster, ticking_config(tmp_path / "jobs.toml", ledger))
+    with replicas(*members):
+        leader = leader_of(members)
+        follower = next(m for m in members if m is not leader)
+        wait_until(lambda: len(read_ledger(ledger)) >= 2, 20, "launches")
+
+        def replica_rows(asked: Replica) -> dict[str, dict[str, object]]:
+            return {r["id"]: r for r in asked.get("/status")["replicas"]}
+
+        def all_caught_up() -> bool:
+            rows = replica_rows(follower)
+            # A launch a second moves the store a few revisions at a time.
+            return len(rows) == 3 and all(
+                r["healthy"] and isinstance(r["lag"], int) and r["lag"] <= 10
+                for r in rows.values())
+
+        wait_until(all_caught_up, 20, "three healthy replicas, each caught up")
+        assert follower.get("/healthz")["revision"] > 0
+
+        def follower_metrics() -> dict[str, float]:
+            text = httpx.get(f"{follower.url}/metrics", timeout=5).text
+            return {s.name: s.value for family in text_string_to_metric_families(text)
+                    for s in family.samples}
+
+        # Each replica measures its own lag every few seconds.
+        wait_until(lambda: follower_metrics().get("distcron_replicas") == 3, 20,
+                   "the follower counting three replicas")
+        assert follower_metrics()["distcron_replica_lag_revisions"] <= 10
+
+        follower.signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: not replica_rows(leader).get(follower.name, {"healthy": False})
+                       ["healthy"], 20, "the paused follower shown unhealthy (or gone)")
+        finally:
+            follower.signal(signal.SIGCONT)
+        wait_until(all_caught_up, 20, "the follower healthy and caught up again")
+        assert_each_slot_launched_once(ledger)

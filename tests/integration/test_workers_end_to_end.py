@@ -1,6 +1,8 @@
 """A replica and real worker agents on one store: launches go to the least busy
-worker that fits, and a worker killed mid-run loses its run while later slots go
-elsewhere. Jobs append their launch ids to a ledger file; the tests count it."""
+worker that fits, a worker killed mid-run loses its run while later slots go
+elsewhere (on SQLite and on a real etcd cluster), and a job that replaces its
+live run gets that run stopped on its worker. Jobs append their launch ids to a
+ledger file; the tests count it."""
 
 from __future__ import annotations
 
@@ -68,6 +70,24 @@ def registered(replica: Replica, *ids: str) -> bool:
     return {w["id"] for w in replica.get("/status")["workers"]} >= set(ids)
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie has: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.cluster)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store of one test: a SQLite file, or a fresh prefix on the session's
+    3-member etcd cluster (skipped where there is no etcd)."""
+    if request.param == "etcd":
+        return str(request.getfixturevalue("etcd_url"))
+    return f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+
+
 def test_agent_launches_run_on_a_worker_whose_tags_fit(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
@@ -87,14 +107,15 @@ def test_agent_launches_run_on_a_worker_whose_tags_fit(tmp_path: Path) -> None:
 
 
 def test_a_worker_killed_mid_run_loses_its_run_and_later_slots_go_elsewhere(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_url: str) -> None:
     ledger = tmp_path / "ledger"
-    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
     config = tmp_path / "jobs.toml"
     config.write_text(ledger_job("long", "*/2 * * * * *", ledger, then="sleep 30",
                                  executor="agent", concurrency="allow"))
-    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
-    a, b = Worker(tmp_path, "a", store, slots=1), Worker(tmp_path, "b", store, slots=1)
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config,
+                     extra=("--store", store_url))
+    a, b = (Worker(tmp_path, "a", store_url, slots=1),
+            Worker(tmp_path, "b", store_url, slots=1))
     with replicas(member), workers(a, b):
         wait_until(lambda: registered(member, "a", "b"), 20, "both workers")
         first = wait_until(lambda: read_ledger(ledger)[:1], 20, "a first run")[0]
@@ -139,3 +160,36 @@ def test_launches_land_mostly_on_the_least_loaded_workers(
     assert placed["idle"] + placed["light"] > 2 * (placed["busy"] + placed["swamped"]), placed
     assert placed["idle"] >= placed["busy"] >= placed["swamped"], placed
     assert placed["light"] >= placed["busy"], placed
+
+
+def test_replace_stops_the_earlier_run_on_its_worker_and_launches_the_next(
+        tmp_path: Path) -> None:
+    ledger, pids = tmp_path / "ledger", tmp_path / "pids"
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    config = tmp_path / "jobs.toml"
+    # Each run would last 30 s, its interval is 2 s: each slot replaces the run
+    # of the one before. "$$" is the job's shell, its process group's leader.
+    config.write_text(ledger_job("replaced", "*/2 * * * * *", ledger,
+                                 then=f'echo "$DISTCRON_LAUNCH_ID $$" >> {pids}; sleep 30',
+                                 executor="agent", concurrency="replace"))
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+    worker = Worker(tmp_path, "w", store, slots=2)
+    with replicas(member), workers(worker):
+        wait_until(lambda: registered(member, "w"), 20, "the worker")
+        first, second, third = wait_until(
+            lambda: len(ids := read_ledger(ledger)) >= 3 and ids[:3], 30, "three launches")
+        for earlier, later in ((first, second), (second, third)):
+            record = wait_until(lambda e=earlier: (r := member.run(e))["state"] == "stopped"
+                                and r, 20, f"{earlier} to be recorded stopped")
+            assert record["worker"] == "w" and record["reason"] == f"replaced by {later}"
+            assert record["ended_at"] and record["exit_code"] is None
+        pid_of = dict(line.split() for line in read_ledger(pids))
+        wait_until(lambda: gone(int(pid_of[first])) and gone(int(pid_of[second])), 10,
+                   "the stopped runs' processes to be gone")
+        assert "event=run_stopping launch_id=" + first in worker.log_path.read_text()
+        # Each slot ran once, and every run but the newest two (which may still
+        # run, or be stopping) ended stopped, replaced by the next.
+        launched = read_ledger(ledger)
+        assert all(n == 1 for n in Counter(launched).values()), launched
+        wait_until(lambda: all(member.run(i)["state"] == "stopped" for i in launched[:-2]),
+                   20, "every earlier run to be recorded stopped")

@@ -464,3 +464,26 @@ async def test_tls_files_that_cannot_be_read_are_a_config_error_naming_them(
     missing = tmp_path / "missing-ca.pem"
     with pytest.raises(ConfigError, match=r"missing-ca\.pem"):
         open_store(f"etcds://127.0.0.1:2379/p?cacert={missing}")
+
+
+async def test_a_watch_cancelled_as_a_change_arrives_ends_with_its_task(
+        harness: EtcdHarness) -> None:
+    """A replica cancels its watches when it stops, often just as its own last
+    writes come back as events: the cancellation must not be lost."""
+    store = harness.connect()
+    for attempt in range(40):
+        key = f"race/{attempt}"
+
+        async def consume(k: str = key) -> None:
+            async with aclosing(store.watch(k, await store.revision() + 1)) as watch:
+                async for _ in watch:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)  # the watch is open
+        await store.put(key, b"x")
+        # Cancel around the moment the event reaches the watch.
+        await asyncio.sleep((attempt % 8) * 0.0005)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done, f"attempt {attempt}: the watch went on after its task was cancelled"

@@ -1,9 +1,18 @@
-"""``/healthz``, ``/status`` and ``/metrics``: this replica and the cluster it is part of."""
+"""``/healthz``, ``/status`` and ``/metrics``: this replica and the cluster it is part of.
+
+``/status`` asks every other registered replica's ``/healthz`` (at the address
+it registered) how far its state has caught up, so that one call shows each
+replica's health and lag. A replica that does not answer within
+:data:`PROBE_TIMEOUT` is shown unhealthy with no lag: registered (its lease is
+alive) but its API unreachable from here.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,12 +30,16 @@ from distcron.worker.protocol import WorkerInfo
 
 router = APIRouter(tags=["cluster"])
 
+PROBE_TIMEOUT = 1.0
+_UNSPECIFIED_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
 
 @router.get("/healthz", response_model=Health)
 async def healthz(context: Context) -> Health:
     """Liveness of this replica; does not touch the store, so it answers while the store is down."""
     replica = context.replica
-    return Health(ok=True, replica=replica.replica_id, leader=replica.is_leader)
+    return Health(ok=True, replica=replica.replica_id, leader=replica.is_leader,
+                  revision=replica.applied_revision)
 
 
 @router.get("/metrics", response_class=Response)
@@ -45,13 +58,20 @@ async def cluster_status(context: Context) -> ClusterStatus:
     assert isinstance(worker_kvs, tuple)
     leader = leader_kvs[0] if leader_kvs else None
     leader_id = _leader_id(leader.value) if leader is not None else None
+    registrations = [ReplicaRegistration.model_validate_json(kv.value) for kv in replica_kvs]
+    me = context.replica
+    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as http:
+        revisions = await asyncio.gather(*(
+            _probe(http, r) if r.id != me.replica_id else _mine(me.applied_revision)
+            for r in registrations))
     return ClusterStatus(
         replica=context.replica.replica_id,
         leader=leader_id,
         fence=leader.create_revision if leader is not None else None,
         revision=result.revision,
         leader_changes=context.replica.leader_changes,
-        replicas=[_replica_status(kv, leader_id) for kv in replica_kvs],
+        replicas=[_replica_status(r, leader_id, applied, result.revision)
+                  for r, applied in zip(registrations, revisions, strict=True)],
         workers=[_worker_status(kv) for kv in worker_kvs],
     )
 
@@ -72,10 +92,31 @@ def _worker_status(kv: KeyValue) -> WorkerStatus:
                         host=info.host, tags=info.tags)
 
 
-def _replica_status(kv: KeyValue, leader_id: str | None) -> ReplicaStatus:
-    registration = ReplicaRegistration.model_validate_json(kv.value)
+async def _mine(revision: int) -> int | None:
+    return revision
+
+
+async def _probe(http: httpx.AsyncClient, registration: ReplicaRegistration) -> int | None:
+    """The revision another replica's state has caught up with; None if it did not answer."""
+    host, _, port = registration.listen.rpartition(":")
+    if host in _UNSPECIFIED_HOSTS:
+        host = registration.host or "127.0.0.1"
+    try:
+        response = await http.get(f"http://{host}:{port}/healthz")
+        health = Health.model_validate_json(response.content)
+    except (httpx.HTTPError, ValueError):
+        return None
+    return health.revision if health.replica == registration.id else None
+
+
+def _replica_status(registration: ReplicaRegistration, leader_id: str | None,
+                    applied: int | None, revision: int) -> ReplicaStatus:
     return ReplicaStatus(
         **registration.model_dump(),
         is_leader=registration.id == leader_id,
-        healthy=True,  # registrations are leased: a replica that stopped renewing is gone
+        # Registrations are leased (a replica that stopped renewing is gone); one
+        # still registered must also answer.
+        healthy=applied is not None,
+        revision=applied,
+        lag=None if applied is None else max(0, revision - applied),
     )

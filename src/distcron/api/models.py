@@ -14,6 +14,8 @@ class Health(BaseModel):
     ok: bool
     replica: str
     leader: bool = Field(description="whether this replica is the leader")
+    revision: int = Field(
+        default=0, description="the store revision this replica's state has caught up with")
 
 
 class ReplicaRegistration(BaseModel):
@@ -25,11 +27,17 @@ class ReplicaRegistration(BaseModel):
     listen: str
     started_at: datetime | None = None
     version: str | None = None
+    host: str | None = None
 
 
 class ReplicaStatus(ReplicaRegistration):
     is_leader: bool
-    healthy: bool
+    healthy: bool = Field(description="registered, and its API answered just now")
+    revision: int | None = Field(
+        default=None, description="the store revision its state has caught up with")
+    lag: int | None = Field(
+        default=None, description="revisions its state is behind the status' revision "
+        "(null when it did not answer)")
 
 
 class WorkerStatus(BaseModel):

@@ -37,6 +37,7 @@ class StaticReplica:
     is_leader: bool = False
     fence: int | None = None
     leader_changes: int = 0
+    applied_revision: int = 0
 
 
 class ServedApi:

@@ -21,3 +21,8 @@ class ReplicaView(Protocol):
 
     @property
     def leader_changes(self) -> int: ...
+
+    @property
+    def applied_revision(self) -> int:
+        """The store revision this replica's in-memory state has caught up with."""
+        ...

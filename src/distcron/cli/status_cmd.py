@@ -28,8 +28,8 @@ def status_command(ctx: click.Context) -> None:
     ]))
     click.echo()
     click.echo(table(
-        ("REPLICA", "LISTEN", "LEADER", "HEALTHY", "STARTED", "VERSION"),
-        [(r["id"], r["listen"], text(r["is_leader"]), text(r["healthy"]),
+        ("REPLICA", "LISTEN", "LEADER", "HEALTHY", "LAG", "STARTED", "VERSION"),
+        [(r["id"], r["listen"], text(r["is_leader"]), text(r["healthy"]), text(r.get("lag")),
           relative(r["started_at"], now), text(r["version"])) for r in status["replicas"]],
     ))
     click.echo()

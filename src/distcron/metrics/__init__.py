@@ -74,6 +74,12 @@ class Metrics:
             "distcron_store_revision", "The latest store revision this replica has seen.",
             registry=registry,
         )
+        self.replica_lag = Gauge(
+            "distcron_replica_lag_revisions",
+            "Revisions this replica's in-memory state was behind the store, measured "
+            "every few seconds after a moment's wait.",
+            registry=registry,
+        )
         self.guarded_write = Histogram(
             "distcron_guarded_write_seconds",
             "Latency of fence-guarded store transactions.",
@@ -90,6 +96,15 @@ class Metrics:
         )
         self.workers = Gauge(
             "distcron_workers", "Worker agents registered in the store.", registry=registry,
+        )
+        self.replicas = Gauge(
+            "distcron_replicas", "Replicas registered in the store, as this replica sees them.",
+            registry=registry,
+        )
+        self.worker_running = Gauge(
+            "distcron_worker_running",
+            "Launches each registered worker reports running (set by the leader).",
+            ["worker"], registry=registry,
         )
         self.replica_info = Info(
             "distcron_replica", "This replica's id and distcron version.", registry=registry,

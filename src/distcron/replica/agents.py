@@ -1,15 +1,17 @@
 """The leader's side of the worker protocol (see :mod:`distcron.worker.protocol`).
 
 The leader never talks to a worker: it writes assignments beside launch
-intents, reads the workers' registrations and reports, and cleans up after
-recording an outcome. What a report or a vanished registration means for a
-launch is decided by the scheduler core; this module translates.
+intents, rewrites an assignment as a stop request beside the record of the
+decision to stop it, reads the workers' registrations and reports, and cleans
+up after recording an outcome. What a report or a vanished registration means
+for a launch is decided by the scheduler core; this module translates.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from distcron.executors.base import LaunchRequest, RunState
@@ -17,16 +19,9 @@ from distcron.replica.outcomes import OUTCOMES
 from distcron.scheduler.core import SchedulerCore
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import Delete, KeyValue, Op, Put, Store
-from distcron.store.layout import (
-    REPORTS,
-    WORKERS,
-    assignment_key,
-    claim_key,
-    name_of,
-    report_key,
-)
-from distcron.worker.protocol import Report, WorkerInfo
+from distcron.store import Delete, Op, Put
+from distcron.store.layout import assignment_key, claim_key, report_key
+from distcron.worker.protocol import Report, WorkerInfo, stop_value
 
 log = logging.getLogger("distcron.leader")
 
@@ -37,35 +32,59 @@ def assignment_op(record: LaunchRecord, request: LaunchRequest) -> Put:
                json.dumps(request.to_dict()).encode())
 
 
+def stop_op(record: LaunchRecord) -> Put:
+    """The assignment of a run on a worker, rewritten as a request to stop it."""
+    assert record.worker is not None and record.run_id is not None
+    return Put(assignment_key(record.worker, record.launch_id), stop_value(record.run_id))
+
+
+def worker_ops(plan: Plan, extra: dict[str, list[Op]],
+               request_for: Callable[[LaunchRecord], LaunchRequest]) -> None:
+    """The plan's writes for worker agents, each committed with its launch's
+    record: the assignment of every launch the plan starts on a worker, and a
+    stop request for every run it stops on one (the core writes the record of
+    each run it stops, so the request commits with the decision or not at all).
+
+    A launch the plan both starts and stops (two slots of a ``replace`` job
+    decided at once) gets the stop alone: a worker never starts it, and one
+    transaction may not write its key twice. A run the plan also records as
+    ended gets none: its clean-up deletes the assignment, which a stop would
+    bring back as litter.
+    """
+    stopped = set()
+    for record in plan.stops:
+        current = plan.records.get(record.launch_id)
+        if record.executor != "agent" or current is None or current.worker is None:
+            continue
+        stopped.add(record.launch_id)
+        if current.state.live:
+            extra.setdefault(record.launch_id, []).append(stop_op(current))
+    for record in plan.starts:
+        if record.executor == "agent" and record.launch_id not in stopped:
+            extra.setdefault(record.launch_id, []).append(
+                assignment_op(record, request_for(record)))
+
+
 def cleanup_ops(launch_id: str, worker: str) -> list[Op]:
     """What is left of an assigned launch once its outcome is recorded."""
     return [Delete(assignment_key(worker, launch_id)), Delete(claim_key(launch_id)),
             Delete(report_key(launch_id))]
 
 
-def parse_worker(kv: KeyValue) -> WorkerInfo | None:
+def parse_worker(name: str, value: bytes) -> WorkerInfo | None:
     try:
-        return WorkerInfo.from_json(kv.value)
+        return WorkerInfo.from_json(value)
     except ValueError:
-        log.error("event=worker_rejected key=%s", kv.key)
+        log.error("event=worker_rejected worker=%s", name)
         return None
 
 
-async def read_workers(store: Store) -> dict[str, WorkerInfo]:
-    kvs, _ = await store.range(WORKERS)
-    workers = {name_of(kv.key, WORKERS): parse_worker(kv) for kv in kvs}
-    return {name: info for name, info in workers.items() if info is not None}
-
-
-async def read_reports(store: Store) -> dict[str, Report]:
-    kvs, _ = await store.range(REPORTS)
-    reports = {}
-    for kv in kvs:
-        try:
-            reports[name_of(kv.key, REPORTS)] = Report.from_json(kv.value)
-        except ValueError:
-            log.error("event=report_rejected key=%s", kv.key)
-    return reports
+def parse_report(launch_id: str, value: bytes) -> Report | None:
+    try:
+        return Report.from_json(value)
+    except ValueError:
+        log.error("event=report_rejected launch_id=%s", launch_id)
+        return None
 
 
 def apply_report(core: SchedulerCore, launch_id: str, report: Report, now: datetime,

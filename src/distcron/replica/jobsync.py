@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from distcron.api.apply import diff_jobs
+from distcron.api.apply import diff_jobs, write_diff
 from distcron.clock import Clock
 from distcron.errors import Conflict
 from distcron.jobs import parse_jobs_toml
@@ -28,11 +28,13 @@ async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock) 
         kvs, _revision = await store.range(JOBS)
         stored = {name_of(kv.key, JOBS): kv for kv in kvs}
         diff = diff_jobs(specs, stored, prune=True, now=clock.now())
-        if not diff.ops:
+        if not diff.changes:
             return
-        result = await store.txn(diff.compares, diff.ops)
-        if result.succeeded:
-            log.info("event=jobs_applied file=%s added=%d changed=%d removed=%d", source,
-                     len(diff.added), len(diff.changed), len(diff.removed))
-            return
+        try:
+            await write_diff(store, diff)
+        except Conflict:
+            continue
+        log.info("event=jobs_applied file=%s added=%d changed=%d removed=%d", source,
+                 len(diff.added), len(diff.changed), len(diff.removed))
+        return
     raise Conflict(JOBS, f"jobs kept changing while {source} was applied")

@@ -31,19 +31,19 @@ from datetime import datetime
 from typing import Any
 
 from distcron.clock import Clock
-from distcron.errors import ExecutorError, NotLeader
+from distcron.errors import ExecutorError, NotLeader, StoreUnavailable
 from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
 from distcron.jobs import JobSpec
 from distcron.metrics import Metrics
 from distcron.replica.agents import (
     apply_report,
-    assignment_op,
     lost_cleanup,
+    parse_report,
     parse_worker,
-    read_reports,
-    read_workers,
+    worker_ops,
 )
 from distcron.replica.commit import CommitRejected, commit
+from distcron.replica.mirror import StateMirror, Subscription
 from distcron.replica.outcomes import OUTCOMES
 from distcron.replica.reconcile import reconcile
 from distcron.replica.retention import (
@@ -52,21 +52,21 @@ from distcron.replica.retention import (
     RUN_DIR_RETENTION,
     prune_job_history,
 )
-from distcron.replica.snapshot import load_snapshot, parse_cursor
+from distcron.replica.snapshot import Snapshot, parse_cursor
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import Policy
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import Op, Put, Store, WatchBatch
+from distcron.store import Event, Op, Put, Store
 from distcron.store.layout import (
+    CURSORS,
     JOBS,
     REPORTS,
     TRIGGERS,
     WORKERS,
-    cursor_key,
+    launch_key,
     name_of,
     output_key,
-    report_key,
 )
 from distcron.worker.protocol import Report, WorkerInfo
 
@@ -85,11 +85,13 @@ _Event = Callable[[datetime], Awaitable[Plan]]
 
 
 class LeaderTerm:
-    def __init__(self, store: Store, executors: Mapping[str, Executor], fence: int,
-                 replica_id: str,
+    def __init__(self, store: Store, mirror: StateMirror, executors: Mapping[str, Executor],
+                 fence: int, replica_id: str,
                  clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
-                 history: int = DEFAULT_HISTORY) -> None:
+                 history: int = DEFAULT_HISTORY, catch_up_timeout: float = 3.0) -> None:
         self.store = store
+        self.mirror = mirror
+        self.catch_up_timeout = catch_up_timeout
         self.executors = executors
         self.fence = fence
         self.replica_id = replica_id
@@ -117,17 +119,22 @@ class LeaderTerm:
     async def run(self) -> None:
         """Lead until leadership is lost (raises NotLeader) or the task is cancelled."""
         try:
-            revision = await self._load()
-            self._spawn(self._watch(JOBS, revision + 1, self._on_jobs), "watch-jobs",
-                        critical=True)
-            self._spawn(self._watch(TRIGGERS, revision + 1, self._on_triggers),
-                        "watch-triggers", critical=True)
-            self._spawn(self._watch(WORKERS, revision + 1, self._on_workers),
-                        "watch-workers", critical=True)
-            self._spawn(self._watch(REPORTS, revision + 1, self._on_reports),
-                        "watch-reports", critical=True)
+            async with asyncio.timeout(self.catch_up_timeout):
+                # Everything committed before this term began has a lower revision
+                # than the leader key: the mirror has seen it all once past the fence.
+                await self.mirror.caught_up(self.fence)
+        except TimeoutError:
+            raise StoreUnavailable(f"the state mirror did not reach revision {self.fence} "
+                                   f"in {self.catch_up_timeout} s") from None
+        state = self.mirror.snapshot()
+        changes = self.mirror.subscribe()
+        try:
+            await self._load(state)
+            self._spawn(self._follow(changes), "follow-changes", critical=True)
             await self._loop()
         finally:
+            self.mirror.unsubscribe(changes)
+            self.metrics.worker_running.clear()  # another replica reports them now
             for task in self._tasks:
                 task.cancel()
             for task in list(self._tasks):
@@ -136,9 +143,12 @@ class LeaderTerm:
 
     # -- start of term ---------------------------------------------------------
 
-    async def _load(self) -> int:
+    async def _load(self, state: Snapshot) -> None:
         now = self.clock.now()
-        state = await load_snapshot(self.store)
+        for launch_id in state.missing:
+            kv = await self.store.get(launch_key(launch_id))
+            if kv is not None:
+                state.records.append(LaunchRecord.from_json(kv.value))
         plans = []
         for count, (name, raw) in enumerate(state.jobs.items()):
             if count % _LOAD_BATCH == 0:
@@ -154,14 +164,20 @@ class LeaderTerm:
             self.core.restore(record, now)
         self.metrics.jobs_loaded.set(len(self.specs))
         plans.append(await reconcile(self.core, self.executors, self._follow_run, now))
-        for launch_id, report in (await read_reports(self.store)).items():
-            plans.append(apply_report(self.core, launch_id, report, now, self._extra))
-        self._workers = await read_workers(self.store)
+        for launch_id, raw in state.reports.items():
+            report = parse_report(launch_id, raw)
+            if report is not None:
+                plans.append(apply_report(self.core, launch_id, report, now, self._extra))
+        for name, raw in state.workers.items():
+            if (info := parse_worker(name, raw)) is not None:
+                self._workers[name] = info
         plans.append(self._set_workers(now))
+        # Triggers written while no leader was there to consume them.
+        for trigger_id, raw in state.triggers.items():
+            self._on_trigger(trigger_id, raw)
         await self._commit(merge(plans), self._take_extra())
         log.info("event=term_started fence=%d jobs=%d live=%d revision=%d", self.fence,
                  len(self.specs), len(state.records), state.revision)
-        return state.revision
 
     # -- the loop ----------------------------------------------------------------
 
@@ -201,10 +217,7 @@ class LeaderTerm:
             raise NotLeader(self.replica_id, self.fence)
         extra = extra or {}
         lost_cleanup(plan, extra)
-        for record in plan.starts:
-            if record.executor == "agent":
-                extra.setdefault(record.launch_id, []).append(
-                    assignment_op(record, self.request_for(record)))
+        worker_ops(plan, extra, self.request_for)
         started = self.clock.monotonic()
         try:
             revision = await commit(self.store, self.fence, plan, extra)
@@ -360,8 +373,10 @@ class LeaderTerm:
     async def _stop(self, record: LaunchRecord) -> None:
         assert record.run_id is not None
         if record.executor == "agent":
-            log.warning("event=stop_unsupported launch_id=%s worker=%s reason=%r",
-                        record.launch_id, record.worker, "runs on workers cannot be stopped yet")
+            # The stop request was committed with the record (worker_ops in
+            # _commit): the worker stops the run and reports its end.
+            log.info("event=run_stop_requested launch_id=%s worker=%s", record.launch_id,
+                     record.worker)
             return
         log.info("event=run_stopping launch_id=%s", record.launch_id)
         with contextlib.suppress(ExecutorError):
@@ -369,33 +384,43 @@ class LeaderTerm:
 
     # -- watched changes -----------------------------------------------------------
 
-    async def _watch(self, prefix: str, start: int,
-                     handle: Callable[[WatchBatch], Awaitable[None]]) -> None:
-        watch = self.store.watch(prefix, start)
-        try:
-            async for batch in watch:
-                await handle(batch)
-        finally:
-            await watch.aclose()
+    async def _follow(self, changes: Subscription) -> None:
+        async for batch in changes:
+            workers_changed = False
+            for event in batch.events:
+                key = event.kv.key
+                if key.startswith(JOBS):
+                    self._on_job(name_of(key, JOBS), event)
+                elif key.startswith(TRIGGERS) and event.type == "put":
+                    self._on_trigger(name_of(key, TRIGGERS), event.kv.value)
+                elif key.startswith(WORKERS):
+                    self._on_worker(name_of(key, WORKERS), event)
+                    workers_changed = True
+                elif key.startswith(REPORTS) and event.type == "put":
+                    launch_id = name_of(key, REPORTS)
+                    report = parse_report(launch_id, event.kv.value)
+                    if report is not None:
+                        self._post(functools.partial(self._reported, launch_id, report))
+            if workers_changed:
+                self._post(self._workers_changed)
 
-    async def _on_jobs(self, batch: WatchBatch) -> None:
-        for event in batch.events:
-            name = name_of(event.kv.key, JOBS)
-            if event.type == "delete":
-                self._post(functools.partial(self._remove_job, name))
-            else:
-                try:
-                    spec = JobSpec.from_json(event.kv.value, source=name)
-                except ValueError as exc:
-                    log.error("event=job_rejected job=%s error=%r", name, str(exc))
-                    continue
-                self._post(functools.partial(self._set_job, spec, event.kv.value))
+    def _on_job(self, name: str, event: Event) -> None:
+        if event.type == "delete":
+            self._post(functools.partial(self._remove_job, name))
+            return
+        try:
+            spec = JobSpec.from_json(event.kv.value, source=name)
+        except ValueError as exc:
+            log.error("event=job_rejected job=%s error=%r", name, str(exc))
+            return
+        self._post(functools.partial(self._set_job, spec, event.kv.value))
 
     async def _set_job(self, spec: JobSpec, raw: bytes, now: datetime) -> Plan:
         cursor = None
         if spec.name not in self.specs:
-            kv = await self.store.get(cursor_key(spec.name))
-            cursor = parse_cursor(kv.value) if kv else None
+            # The mirror has applied at least the revision of this job's change.
+            raw_cursor = self.mirror.held(CURSORS).get(spec.name)
+            cursor = parse_cursor(raw_cursor) if raw_cursor else None
         plan = self.core.set_job(Policy.of(spec), cursor, now)
         self.specs[spec.name] = raw
         self.metrics.jobs_loaded.set(len(self.specs))
@@ -408,25 +433,23 @@ class LeaderTerm:
         log.info("event=job_removed job=%s", name)
         return self.core.remove_job(name, now)
 
-    async def _on_workers(self, batch: WatchBatch) -> None:
-        for event in batch.events:
-            name = name_of(event.kv.key, WORKERS)
-            info = parse_worker(event.kv) if event.type == "put" else None
-            if info is None:
-                self._workers.pop(name, None)
-            else:
-                self._workers[name] = info
-        self._post(self._workers_changed)
+    def _on_worker(self, name: str, event: Event) -> None:
+        info = parse_worker(name, event.kv.value) if event.type == "put" else None
+        if info is None:
+            self._workers.pop(name, None)
+        else:
+            self._workers[name] = info
 
     async def _workers_changed(self, now: datetime) -> Plan:
         plans = []
         gone = [r for r in self.core.live_records() if r.executor == "agent"
                 and r.worker is not None and r.worker not in self._workers]
+        reports = self.mirror.held(REPORTS)
         for record in gone:
-            # A worker may report an end and die before the leader sees the report.
-            kv = await self.store.get(report_key(record.launch_id))
-            if kv is not None:
-                report = Report.from_json(kv.value)
+            # A worker may report an end and die before that report's event is handled.
+            raw = reports.get(record.launch_id)
+            report = parse_report(record.launch_id, raw) if raw is not None else None
+            if report is not None:
                 plans.append(apply_report(self.core, record.launch_id, report, now,
                                           self._extra))
         plans.append(self._set_workers(now))
@@ -435,35 +458,22 @@ class LeaderTerm:
     def _set_workers(self, now: datetime) -> Plan:
         plan = self.core.set_workers(self._workers, now)
         self.metrics.workers.set(len(self._workers))
+        self.metrics.worker_running.clear()
+        for name, info in self._workers.items():
+            self.metrics.worker_running.labels(worker=name).set(info.running)
         return plan
-
-    async def _on_reports(self, batch: WatchBatch) -> None:
-        for event in batch.events:
-            if event.type != "put":
-                continue
-            launch_id = name_of(event.kv.key, REPORTS)
-            try:
-                report = Report.from_json(event.kv.value)
-            except ValueError:
-                log.error("event=report_rejected launch_id=%s", launch_id)
-                continue
-            self._post(functools.partial(self._reported, launch_id, report))
 
     async def _reported(self, launch_id: str, report: Report, now: datetime) -> Plan:
         return apply_report(self.core, launch_id, report, now, self._extra)
 
-    async def _on_triggers(self, batch: WatchBatch) -> None:
-        for event in batch.events:
-            if event.type != "put":
-                continue
-            trigger_id = name_of(event.kv.key, TRIGGERS)
-            try:
-                body = json.loads(event.kv.value)
-                job, launch_id = str(body["job"]), str(body["launch_id"])
-            except (ValueError, KeyError, TypeError):
-                log.error("event=trigger_rejected trigger=%s", trigger_id)
-                continue
-            self._post(functools.partial(self._trigger, trigger_id, job, launch_id))
+    def _on_trigger(self, trigger_id: str, raw: bytes) -> None:
+        try:
+            body = json.loads(raw)
+            job, launch_id = str(body["job"]), str(body["launch_id"])
+        except (ValueError, KeyError, TypeError):
+            log.error("event=trigger_rejected trigger=%s", trigger_id)
+            return
+        self._post(functools.partial(self._trigger, trigger_id, job, launch_id))
 
     async def _trigger(self, trigger_id: str, job: str, launch_id: str, now: datetime) -> Plan:
         plan = self.core.trigger(job, launch_id, now)

@@ -5,7 +5,8 @@ On failure:
 - Lease lost (store unreachable past the TTL, or the process was paused):
   the leader term is cancelled at once, the replica takes a new lease and
   campaigns again as a newcomer.
-- Store unreachable while following: retried with a short backoff.
+- Store unreachable while following: retried with a short backoff; the state
+  mirror (:mod:`distcron.replica.mirror`) re-reads the store and watches on.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -28,12 +29,18 @@ from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
+from distcron.replica.mirror import StateMirror
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.store import Store
+from distcron.store.layout import REPLICAS
 
 log = logging.getLogger("distcron.replica")
 
 _RETRY_DELAY = 0.5
+# How often a replica measures its own lag, and how long it waits for its
+# mirror to reach the store's revision before counting the difference as lag.
+_LAG_EVERY = 5.0
+_LAG_PATIENCE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +70,11 @@ class Replica:
         self._fence: int | None = None
         self._leader_changes = 0
         self._started_at = clock.now()
+        self.mirror = StateMirror(store)
         self.membership = Membership(
             store, config.replica_id,
-            {"listen": config.listen, "started_at": self._started_at.isoformat(),
+            {"listen": config.listen, "host": socket.gethostname(),
+             "started_at": self._started_at.isoformat(),
              "version": __version__},
             config.lease_ttl, clock)
 
@@ -81,9 +90,25 @@ class Replica:
     def leader_changes(self) -> int:
         return self._leader_changes
 
+    @property
+    def applied_revision(self) -> int:
+        """The store revision this replica's state has caught up with."""
+        return self.mirror.revision
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set."""
         self.metrics.is_leader.set(0)
+        background = [asyncio.create_task(self.mirror.run(), name="state-mirror"),
+                      asyncio.create_task(self._measure_lag(), name="measure-lag")]
+        try:
+            await self._serve(stop)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        log.info("event=stopped replica=%s", self.replica_id)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.membership.join()
@@ -95,7 +120,18 @@ class Replica:
                         await stop.wait()
             finally:
                 await self.membership.leave()
-        log.info("event=stopped replica=%s", self.replica_id)
+
+    async def _measure_lag(self) -> None:
+        while True:
+            with contextlib.suppress(StoreError):
+                revision = await self.store.revision()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_LAG_PATIENCE):
+                        await self.mirror.caught_up(revision)
+                self.metrics.store_revision.set(revision)
+                self.metrics.replica_lag.set(max(0, revision - self.mirror.revision))
+                self.metrics.replicas.set(len(self.mirror.held(REPLICAS)))
+            await self.clock.sleep(_LAG_EVERY)
 
     async def _serve_term(self, stop: asyncio.Event) -> None:
         """Campaign, lead or follow, while this lease lives."""
@@ -114,8 +150,9 @@ class Replica:
         self.metrics.is_leader.set(1)
         self.metrics.leader_changes.inc()
         log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
-        term = LeaderTerm(self.store, self.executors, fence, self.replica_id, self.clock,
-                          self.metrics, self.membership.lease_valid, self.config.history)
+        term = LeaderTerm(self.store, self.mirror, self.executors, fence, self.replica_id,
+                          self.clock, self.metrics, self.membership.lease_valid,
+                          self.config.history, catch_up_timeout=self.config.lease_ttl)
         try:
             await self._until_any(stop, self.membership.lost, term.run())
         except NotLeader as exc:

@@ -440,7 +440,13 @@ class SchedulerCore:
             self._end(record, LaunchState.STOPPED, f"replaced by {by}", now, plan)
         elif record.launch_id not in job.replacing:
             job.replacing[record.launch_id] = by
-            plan.stops.append(record)
+            # Written, so that the stop is on the record, and so that whatever
+            # the runtime sends with it (a worker's stop request) is committed
+            # with the decision.
+            stopping = record.model_copy(update={"reason": f"stopping: replaced by {by}"})
+            self._replace_live(stopping)
+            plan.write(stopping)
+            plan.stops.append(stopping)
 
     def _release_queued(self, job: _Job, now: datetime, plan: Plan) -> None:
         for record in job.queued()[:1]:

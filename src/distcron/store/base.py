@@ -163,6 +163,10 @@ class WatchBatch:
 class Store(abc.ABC):
     """A revisioned key-value store with leases, transactions and watches."""
 
+    # The most comparisons, and operations per branch, one transaction may hold
+    # (etcd's --max-txn-ops); None: no limit.
+    max_txn_ops: int | None = None
+
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None:
         """The key's current value, or ``None`` when it is absent."""

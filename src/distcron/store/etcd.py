@@ -85,6 +85,7 @@ class EtcdStore(Store):
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self.max_txn_ops = url.max_txn_ops
         self._client = GatewayClient(url, token_refresh=token_refresh, monotonic=monotonic)
         self._codec = KeyCodec(url.prefix)
         self._reconnect_window = reconnect_window

@@ -106,7 +106,8 @@ class EtcdWatch:
                 if loop.time() + delay > deadline:
                     raise
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
             delay = min(2 * delay, _MAX_RETRY_DELAY)
         return None
 
@@ -116,7 +117,10 @@ class EtcdWatch:
         quiet = 2 * self._client.timeout
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), quiet)
+                # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that
+                # comes as a message arrives, and the watch would outlive its task.
+                async with asyncio.timeout(quiet):
+                    item = await queue.get()
             except TimeoutError:
                 if await self._client.healthy(stream.endpoint):
                     continue

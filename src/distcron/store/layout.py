@@ -19,6 +19,9 @@ key                        value                                           writt
 ``workers/<id>``           a worker's registration and load (JSON);        each worker
                            leased: it vanishes when the worker dies
 ``assign/<worker>/<id>``   a launch given to a worker: what to run (JSON)  leader
+                           as a ``LaunchRequest``; rewritten as
+                           ``{"launch_id": …, "stop": true}`` to stop it
+                           (see :mod:`distcron.worker.protocol`)
 ``claims/<launch id>``     the worker that took the launch (JSON)          worker
 ``reports/<launch id>``    what became of an assigned run (JSON)           worker
 =========================  ==============================================  ==========

@@ -11,6 +11,12 @@ by itself go first and regardless of the slots, since their runs may be live
 already; they hold slots too. Claims are made only while the registration is
 alive.
 
+A stop request (the leader rewrites an assignment with ``"stop": true``, see
+:mod:`distcron.worker.protocol`) sets the launch's stop event, which its task
+follows: a run not started yet is never started, a live one is stopped. A
+stopped assignment not yet claimed is dispatched at once whatever the slots:
+it starts nothing, and the leader waits for its report.
+
 On failure:
 
 - **Lease loss** (:mod:`distcron.worker.registration`): no new claims until the
@@ -44,6 +50,7 @@ from distcron.errors import ConfigError, ExecutorError, StoreUnavailable
 from distcron.executors.base import Executor
 from distcron.store import Compacted, Event, KeyValue, Store
 from distcron.store.layout import assignment_prefix, claim_key, name_of
+from distcron.worker.protocol import stop_requested
 from distcron.worker.registration import Registration, RegistrationConfig
 from distcron.worker.runner import RETRY_FIRST, RETRY_MAX, LaunchRunner, Outcome, claimant
 
@@ -91,6 +98,9 @@ class WorkerAgent:
         self._prefix = assignment_prefix(config.worker_id)
         # launch id -> assignment value, in the order the assignments came.
         self._assigned: dict[str, bytes] = {}
+        # launch id -> set once the leader asked for it to be stopped; its task
+        # (now or later) follows it.
+        self._stop_requests: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[Outcome]] = {}
         self._busy: set[str] = set()  # launches holding a slot
         self._done: set[str] = set()  # handled while their assignment lives on
@@ -176,15 +186,36 @@ class WorkerAgent:
             self._forget(launch_id)
 
     def _add(self, launch_id: str, value: bytes) -> None:
-        if launch_id in self._assigned:
-            return  # rewritten, or seen again by a re-read: nothing new
+        known = self._assigned.get(launch_id)
+        if known is not None:
+            # Seen again by a re-read, or rewritten: the only rewrite the leader
+            # makes is a stop request.
+            self._assigned[launch_id] = value
+            if known != value and stop_requested(value):
+                self._stop(launch_id)
+            return
         log.info("event=assigned launch_id=%s", launch_id)
         self._assigned[launch_id] = value
-        self._dispatch()
+        self._stop_requests[launch_id] = asyncio.Event()
+        if stop_requested(value):
+            self._stop(launch_id)  # (it dispatches)
+        else:
+            self._dispatch()
         if launch_id not in self._tasks and not self._stopping:
             reason = ("slots_full" if len(self._busy) >= self.config.slots
                       else "not_registered")
             log.info("event=assignment_waiting launch_id=%s reason=%s", launch_id, reason)
+
+    def _stop(self, launch_id: str) -> None:
+        """The leader asked for the launch to be stopped: tell its task, or
+        dispatch it now (see ``_dispatch``)."""
+        requested = self._stop_requests[launch_id]
+        if requested.is_set():
+            return
+        log.info("event=stop_received launch_id=%s worker=%s handled=%s", launch_id,
+                 self.config.worker_id, launch_id in self._done)
+        requested.set()
+        self._dispatch()
 
     def _forget(self, launch_id: str) -> None:
         """The leader deleted the assignment (after recording the outcome). A task
@@ -192,6 +223,8 @@ class WorkerAgent:
         are dropped."""
         log.info("event=unassigned launch_id=%s", launch_id)
         del self._assigned[launch_id]
+        # The task keeps its own reference to the event, if it still runs.
+        del self._stop_requests[launch_id]
         self._done.discard(launch_id)
         self._ours.discard(launch_id)
 
@@ -200,25 +233,31 @@ class WorkerAgent:
 
         Launches already ours go first and regardless of the slots: adopting a
         run starts nothing, and a live run must be followed and reported; it
-        takes a slot, so new claims wait until the slots are free again.
+        takes a slot, so new claims wait until the slots are free again. So do
+        launches the leader asked to stop: they start nothing either, and the
+        leader waits for their report.
         """
         if self._stopping or not self.registration.alive():
             return
-        ours = [launch_id for launch_id in self._assigned if launch_id in self._ours]
-        others = [launch_id for launch_id in self._assigned if launch_id not in self._ours]
-        for launch_id in ours + others:
+        urgent = [launch_id for launch_id in self._assigned if self._urgent(launch_id)]
+        others = [launch_id for launch_id in self._assigned if not self._urgent(launch_id)]
+        for launch_id in urgent + others:
             if launch_id in self._tasks or launch_id in self._done:
                 continue
-            if len(self._busy) >= self.config.slots and launch_id not in self._ours:
+            if len(self._busy) >= self.config.slots and not self._urgent(launch_id):
                 return
             value = self._assigned[launch_id]
             self._busy.add(launch_id)
             self.registration.changed()
             task = asyncio.create_task(
-                self.runner.handle(launch_id, value, functools.partial(self._release, launch_id)),
+                self.runner.handle(launch_id, value, functools.partial(self._release, launch_id),
+                                   self._stop_requests[launch_id]),
                 name=f"launch-{launch_id}")
             self._tasks[launch_id] = task
             task.add_done_callback(functools.partial(self._finished, launch_id))
+
+    def _urgent(self, launch_id: str) -> bool:
+        return launch_id in self._ours or self._stop_requests[launch_id].is_set()
 
     def _release(self, launch_id: str) -> None:
         if launch_id in self._busy:

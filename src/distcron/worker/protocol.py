@@ -7,19 +7,42 @@
    :class:`~distcron.executors.base.LaunchRequest` as JSON) in the same fenced
    transaction as the launch intent.
 3. The worker claims it with one transaction: its registration still holds its
-   lease, the assignment still exists, and no claim exists yet; it writes
-   ``claims/<launch id>``. Only then does it start the run (through a local
-   executor whose run directory persists, so a restarted worker never starts a
-   launch twice and adopts what it had started).
+   lease, the assignment still holds the value the worker read, and no claim
+   exists yet; it writes ``claims/<launch id>``. Only then does it start the
+   run (through a local executor whose run directory persists, so a restarted
+   worker never starts a launch twice and adopts what it had started).
 4. The worker reports ``reports/<launch id>`` (:class:`Report`): ``running``
    once started, then the final status, with the run's output under
    ``output/<launch id>`` in the same transaction.
 5. The leader records the outcome and deletes the assignment, claim and report
    in one fenced transaction. When a worker's registration vanishes, its
    launches without a final report become ``lost``.
+
+Stopping a run (the overlap policy ``concurrency = "replace"``): the leader
+rewrites the assignment as a stop request (:func:`stop_value`,
+``{"launch_id": …, "stop": true}``) in the same fenced transaction as the
+launch's record; a launch it starts and stops in one transaction is assigned
+as the stop alone. The stop is the assignment itself, not a key beside it, so
+that:
+
+- a restarted worker finds it in the read it starts from, like any assignment;
+- the claim is guarded by the assignment's *value* being the one the worker
+  read: a stop written before the claim makes the claim fail, the worker reads
+  the stop, and the launch is never started (it is claimed and reported
+  ``stopped`` at once, whatever the slots, so the leader can record it);
+- a stop written after the claim reaches the worker through its watch of
+  ``assign/<id>/``: a run not yet started is not started, a live one is stopped
+  through the executor (its whole process group), and the end is reported as
+  usual, ``stopped``;
+- the leader's clean-up after the outcome deletes it with the rest.
+
+The stop carries no request: nothing needs one to *not* start a launch, and the
+leader can write it without the job's spec.
 """
 
 from __future__ import annotations
+
+import json
 
 from pydantic import BaseModel, ConfigDict
 
@@ -82,3 +105,19 @@ class Report(BaseModel):
     @classmethod
     def from_json(cls, data: bytes) -> Report:
         return cls.model_validate_json(data)
+
+
+def stop_value(run_id: str) -> bytes:
+    """The value of ``assign/<worker>/<launch id>`` once the leader wants the
+    launch stopped (see the module docstring)."""
+    return json.dumps({"launch_id": run_id, "stop": True}).encode()
+
+
+def stop_requested(value: bytes) -> bool:
+    """Whether an assignment's value is a stop request. An unreadable value is
+    not: the runner reports it as a bad assignment."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stop") is True

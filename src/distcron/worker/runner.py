@@ -1,8 +1,11 @@
 """One assigned launch: claim it, run it with the local executor, report it.
 
 The claim is one transaction: the worker's registration holds its current
-lease, the assignment exists, and no claim exists yet; it writes
-``claims/<launch id>``. When the claim exists already:
+lease, the assignment still holds the value the worker read, and no claim
+exists yet; it writes ``claims/<launch id>``. The assignment's value, not only
+its existence, is guarded so that a stop request written before the claim
+(see :mod:`distcron.worker.protocol`) is never missed: the claim fails, the
+worker reads the stop and claims that instead. When the claim exists already:
 
 - it names another worker: the launch is theirs (two workers were assigned the
   same launch); this worker leaves it alone;
@@ -15,6 +18,14 @@ lease, the assignment exists, and no claim exists yet; it writes
   report exists: it *was* started and its run directory is gone (pruned, or a
   new data directory); report it ``lost`` rather than run it again (fail
   closed).
+
+A stop request (the assignment rewritten with ``"stop": true``) is final for
+the launch whenever it comes: before the start, nothing is started and the
+launch is reported ``stopped`` at once; after it, the run is stopped through the
+executor (SIGTERM to its process group, SIGKILL after the grace) and its end,
+``stopped`` unless it ended by itself first, is reported as usual. A restarted
+worker that finds a stop on a launch it claimed stops the adopted run, or does
+not start a run it never started.
 
 Reports (``reports/<launch id>``, and with the final one ``output/<launch id>``)
 are plain writes, not tied to the lease, guarded only by the assignment still
@@ -36,6 +47,7 @@ On failure:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -63,7 +75,7 @@ from distcron.store.layout import (
     report_key,
     worker_key,
 )
-from distcron.worker.protocol import Claim, Report
+from distcron.worker.protocol import Claim, Report, stop_requested
 from distcron.worker.registration import Registration
 
 log = logging.getLogger("distcron.worker")
@@ -96,11 +108,19 @@ def _first(result: tuple[KeyValue, ...] | int | None) -> KeyValue | None:
     return result[0] if result else None
 
 
+def never_started(launch_id: str) -> RunStatus:
+    """The final status of a launch stopped before this worker started it."""
+    return RunStatus(launch_id, RunState.STOPPED,
+                     reason="stopped before it started: the leader asked for it to stop")
+
+
 @dataclass(frozen=True)
 class Claimed:
-    """The launch is claimed by this worker. ``adopted``: the claim existed
+    """The launch is claimed by this worker. ``value``: the assignment's value
+    at the claim (a stop request, maybe); ``adopted``: the claim existed
     already; ``report``: the report found then (``None``: none, ``"unreadable"``)."""
 
+    value: bytes
     adopted: bool
     report: Report | Literal["unreadable"] | None = None
 
@@ -116,30 +136,33 @@ class LaunchRunner:
         self.clock = clock
         self.worker_id = registration.config.worker_id
 
-    async def handle(self, launch_id: str, value: bytes,
-                     run_ended: Callable[[], None]) -> Outcome:
+    async def handle(self, launch_id: str, value: bytes, run_ended: Callable[[], None],
+                     stop: asyncio.Event) -> Outcome:
         """Take the launch assigned as ``value`` through claim, run and report.
         ``run_ended`` is called once this worker has no live run for it (its slot
-        is free again), before the final report is written; possibly twice."""
+        is free again), before the final report is written; possibly twice.
+        ``stop`` is set once the leader asked for the launch to be stopped: by
+        the agent, which watches the assignment, or here when the claim finds
+        the assignment rewritten."""
         try:
-            claimed = await self._claim(launch_id)
+            claimed = await self._claim(launch_id, value)
             if isinstance(claimed, Outcome):
                 return claimed
-            status = await self._first_status(launch_id, parse_request(launch_id, value),
-                                              claimed)
+            if stop_requested(claimed.value):
+                stop.set()
+            status = await self._first_status(launch_id, claimed, stop)
             if status is None:
                 return Outcome.DONE
             if status.state is RunState.RUNNING:
                 await self._report(launch_id, status)
-                status = await self._retrying(f"wait for launch {launch_id!r}",
-                                              lambda: self.executor.wait(launch_id))
+                status = await self._follow(launch_id, stop)
             run_ended()
             await self._report_final(launch_id, status)
             return Outcome.DONE
         finally:
             run_ended()
 
-    async def _claim(self, launch_id: str) -> Outcome | Claimed:
+    async def _claim(self, launch_id: str, value: bytes) -> Outcome | Claimed:
         claim, assignment = claim_key(launch_id), assignment_key(self.worker_id, launch_id)
         registered = worker_key(self.worker_id)
         delay = RETRY_FIRST
@@ -155,7 +178,7 @@ class LaunchRunner:
             try:
                 result = await self.store.txn(
                     [Compare(registered, Target.LEASE, "==", lease),
-                     Compare.exists(assignment), Compare.missing(claim)],
+                     Compare.value_is(assignment, value), Compare.missing(claim)],
                     [Put(claim, mine.model_dump_json().encode())],
                     [Get(registered), Get(assignment), Get(claim), Get(report_key(launch_id))])
             except StoreUnavailable as exc:
@@ -167,7 +190,7 @@ class LaunchRunner:
                 continue
             if result.succeeded:
                 log.info("event=claimed launch_id=%s worker=%s", launch_id, self.worker_id)
-                return Claimed(adopted=False)
+                return Claimed(value, adopted=False)
             worker_kv, assignment_kv, claim_kv, report_kv = map(_first, result.results)
             if assignment_kv is None:
                 log.info("event=assignment_gone launch_id=%s", launch_id)
@@ -182,15 +205,24 @@ class LaunchRunner:
                 self.registration.mark_lost(lease, "the claim guard found it gone")
                 return Outcome.RETRY
             if claim_kv is not None:
-                return Claimed(adopted=True, report=_report_of(report_kv))
+                return Claimed(assignment_kv.value, adopted=True,
+                               report=_report_of(report_kv))
+            if assignment_kv.value != value:
+                # Rewritten since it was read (a stop request): claim what it
+                # says now, so that a stop before the claim is never missed.
+                log.info("event=assignment_changed launch_id=%s stop=%s", launch_id,
+                         stop_requested(assignment_kv.value))
+                value = assignment_kv.value
+                continue
             # The claim vanished between the guard and the read: try again.
 
-    async def _first_status(self, launch_id: str, request: LaunchRequest | str,
-                            claimed: Claimed) -> RunStatus | None:
-        """The run's status once started or adopted; None when there is nothing
-        left to do (its final report is written already)."""
+    async def _first_status(self, launch_id: str, claimed: Claimed,
+                            stop: asyncio.Event) -> RunStatus | None:
+        """The run's status once started or adopted (final without starting it
+        when a stop came first); None when there is nothing left to do (its
+        final report is written already)."""
         if not claimed.adopted:
-            return await self._start(launch_id, request)
+            return await self._start(launch_id, claimed.value, stop)
         status = await self._retrying(f"query launch {launch_id!r}",
                                       lambda: self.executor.query(launch_id))
         log.info("event=adopted launch_id=%s state=%s", launch_id, status.state.value)
@@ -199,14 +231,18 @@ class LaunchRunner:
         if claimed.report is None:
             log.info("event=adopt_start launch_id=%s reason=%r", launch_id,
                      "claimed, never started")
-            return await self._start(launch_id, request)
+            return await self._start(launch_id, claimed.value, stop)
         if claimed.report != "unreadable" and claimed.report.run_status().state.final:
             return None
         return RunStatus(launch_id, RunState.LOST,
                          reason="reported started, but the worker no longer has its run "
                                 "directory (pruned, or a new data directory)")
 
-    async def _start(self, launch_id: str, request: LaunchRequest | str) -> RunStatus:
+    async def _start(self, launch_id: str, value: bytes, stop: asyncio.Event) -> RunStatus:
+        if stop.is_set():
+            log.info("event=stopped_before_start launch_id=%s", launch_id)
+            return never_started(launch_id)
+        request = parse_request(launch_id, value)
         if isinstance(request, str):
             log.warning("event=bad_assignment launch_id=%s reason=%r", launch_id, request)
             return RunStatus.failed(launch_id, request)
@@ -220,8 +256,30 @@ class LaunchRunner:
                             attempt, error)
             if attempt < START_ATTEMPTS:
                 await self.clock.sleep(RETRY_FIRST * 2**attempt)
+                if stop.is_set():  # nothing was started yet: start nothing
+                    log.info("event=stopped_before_start launch_id=%s", launch_id)
+                    return never_started(launch_id)
         # ExecutorError means nothing was started: "failed" is the truth.
         return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
+
+    async def _follow(self, launch_id: str, stop: asyncio.Event) -> RunStatus:
+        """The run's final status: its own end, or, once a stop is requested
+        (before or meanwhile), the end the executor's stop gives it."""
+        ending = asyncio.ensure_future(self._retrying(
+            f"wait for launch {launch_id!r}", lambda: self.executor.wait(launch_id)))
+        asked = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({ending, asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            asked.cancel()
+            if not ending.done():
+                ending.cancel()  # a poll of the run directory: nothing to undo
+        if ending.done() and not ending.cancelled():
+            return ending.result()  # it ended by itself first: that is its outcome
+        log.info("event=run_stopping launch_id=%s", launch_id)
+        # Idempotent, and it returns once the run is final (after the grace at worst).
+        return await self._retrying(f"stop launch {launch_id!r}",
+                                    lambda: self.executor.stop(launch_id))
 
     async def _report(self, launch_id: str, status: RunStatus,
                       output: bytes | None = None) -> None:
