@@ -117,6 +117,12 @@ class Replica:
         response.raise_for_status()
         return response.json()
 
+    def post(self, path: str) -> Any:
+        response = httpx.post(f"{self.url}{path}", timeout=5,
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+        response.raise_for_status()
+        return response.json()
+
     def is_leader(self) -> bool:
         try:
             return bool(self.get("/healthz")["leader"])

@@ -193,3 +193,23 @@ def test_replace_stops_the_earlier_run_on_its_worker_and_launches_the_next(
         assert all(n == 1 for n in Counter(launched).values()), launched
         wait_until(lambda: all(member.run(i)["state"] == "stopped" for i in launched[:-2]),
                    20, "every earlier run to be recorded stopped")
+
+
+def test_a_failed_run_on_a_worker_is_retried_there_as_a_run_of_its_own(tmp_path: Path) -> None:
+    """Each attempt is a run of its own for the worker (``<launch id>~2``): the
+    retry really runs, instead of the worker answering with the first attempt's end."""
+    ledger, marker = tmp_path / "ledger", tmp_path / "failed-once"
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    config = tmp_path / "jobs.toml"
+    config.write_text(ledger_job(
+        "flaky", "0 0 1 1 *", ledger, executor="agent",
+        then=f"test -e {marker} || {{ touch {marker}; exit 3; }}")
+        + 'retries = 2\nretry_backoff = "1s"\n')
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+    with replicas(member), workers(Worker(tmp_path, "w1", store)):
+        wait_until(lambda: registered(member, "w1"), 20, "the worker")
+        launch_id = member.post("/jobs/flaky/trigger")["launch_id"]
+        record = wait_until(lambda: (r := member.run(launch_id))["state"] == "succeeded" and r,
+                            30, "the retry to succeed")
+        assert record["attempt"] == 2 and record["worker"] == "w1"
+        assert read_ledger(ledger) == [launch_id, f"{launch_id}~2"]

@@ -18,7 +18,7 @@ from distcron.executors.base import LaunchRequest, RunState
 from distcron.replica.outcomes import OUTCOMES
 from distcron.scheduler.core import SchedulerCore
 from distcron.scheduler.plan import Plan
-from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_of
 from distcron.store import Delete, Op, Put
 from distcron.store.layout import assignment_key, claim_key, report_key
 from distcron.worker.protocol import Report, WorkerInfo, stop_value
@@ -27,15 +27,16 @@ log = logging.getLogger("distcron.leader")
 
 
 def assignment_op(record: LaunchRecord, request: LaunchRequest) -> Put:
-    assert record.worker is not None
-    return Put(assignment_key(record.worker, record.launch_id),
+    # Keyed by the attempt: a retry is a new run for the worker, never the old one again.
+    assert record.worker is not None and record.run_id is not None
+    return Put(assignment_key(record.worker, record.run_id),
                json.dumps(request.to_dict()).encode())
 
 
 def stop_op(record: LaunchRecord) -> Put:
     """The assignment of a run on a worker, rewritten as a request to stop it."""
     assert record.worker is not None and record.run_id is not None
-    return Put(assignment_key(record.worker, record.launch_id), stop_value(record.run_id))
+    return Put(assignment_key(record.worker, record.run_id), stop_value(record.run_id))
 
 
 def worker_ops(plan: Plan, extra: dict[str, list[Op]],
@@ -65,10 +66,10 @@ def worker_ops(plan: Plan, extra: dict[str, list[Op]],
                 assignment_op(record, request_for(record)))
 
 
-def cleanup_ops(launch_id: str, worker: str) -> list[Op]:
-    """What is left of an assigned launch once its outcome is recorded."""
-    return [Delete(assignment_key(worker, launch_id)), Delete(claim_key(launch_id)),
-            Delete(report_key(launch_id))]
+def cleanup_ops(run_id: str, worker: str) -> list[Op]:
+    """What is left of an assigned run once its outcome is recorded."""
+    return [Delete(assignment_key(worker, run_id)), Delete(claim_key(run_id)),
+            Delete(report_key(run_id))]
 
 
 def parse_worker(name: str, value: bytes) -> WorkerInfo | None:
@@ -79,24 +80,29 @@ def parse_worker(name: str, value: bytes) -> WorkerInfo | None:
         return None
 
 
-def parse_report(launch_id: str, value: bytes) -> Report | None:
+def parse_report(run_id: str, value: bytes) -> Report | None:
     try:
         return Report.from_json(value)
     except ValueError:
-        log.error("event=report_rejected launch_id=%s", launch_id)
+        log.error("event=report_rejected run_id=%s", run_id)
         return None
 
 
-def apply_report(core: SchedulerCore, launch_id: str, report: Report, now: datetime,
+def apply_report(core: SchedulerCore, run_id: str, report: Report, now: datetime,
                  extra: dict[str, list[Op]]) -> Plan:
-    """A worker said a launch started or ended; an end also cleans up its keys."""
+    """A worker said a run started or ended; an end also cleans up its keys.
+    A report of another attempt than the launch's current one changes nothing."""
+    launch_id = launch_id_of(run_id)
+    record = core.live_record(launch_id)
+    if record is None or record.run_id != run_id:
+        return Plan()
     status = report.run_status()
     if status.state is RunState.RUNNING:
         return core.run_started(launch_id, status.started_at or now, pid=status.pid,
                                 worker=report.worker)
     if not status.state.final:
         return Plan()
-    extra.setdefault(launch_id, []).extend(cleanup_ops(launch_id, report.worker))
+    extra.setdefault(launch_id, []).extend(cleanup_ops(run_id, report.worker))
     log.info("event=run_reported launch_id=%s worker=%s state=%s exit_code=%s", launch_id,
              report.worker, status.state.value, status.exit_code)
     return core.run_ended(launch_id, OUTCOMES.get(status.state, LaunchState.UNKNOWN), now,
@@ -110,4 +116,4 @@ def lost_cleanup(plan: Plan, extra: dict[str, list[Op]]) -> None:
     for record in plan.records.values():
         if record.state is LaunchState.LOST and record.worker is not None:
             extra.setdefault(record.launch_id, []).extend(
-                cleanup_ops(record.launch_id, record.worker))
+                cleanup_ops(record.run_id or record.launch_id, record.worker))

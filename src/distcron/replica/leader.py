@@ -164,10 +164,10 @@ class LeaderTerm:
             self.core.restore(record, now)
         self.metrics.jobs_loaded.set(len(self.specs))
         plans.append(await reconcile(self.core, self.executors, self._follow_run, now))
-        for launch_id, raw in state.reports.items():
-            report = parse_report(launch_id, raw)
+        for run_id, raw in state.reports.items():
+            report = parse_report(run_id, raw)
             if report is not None:
-                plans.append(apply_report(self.core, launch_id, report, now, self._extra))
+                plans.append(apply_report(self.core, run_id, report, now, self._extra))
         for name, raw in state.workers.items():
             if (info := parse_worker(name, raw)) is not None:
                 self._workers[name] = info
@@ -397,10 +397,10 @@ class LeaderTerm:
                     self._on_worker(name_of(key, WORKERS), event)
                     workers_changed = True
                 elif key.startswith(REPORTS) and event.type == "put":
-                    launch_id = name_of(key, REPORTS)
-                    report = parse_report(launch_id, event.kv.value)
+                    run_id = name_of(key, REPORTS)
+                    report = parse_report(run_id, event.kv.value)
                     if report is not None:
-                        self._post(functools.partial(self._reported, launch_id, report))
+                        self._post(functools.partial(self._reported, run_id, report))
             if workers_changed:
                 self._post(self._workers_changed)
 
@@ -447,10 +447,11 @@ class LeaderTerm:
         reports = self.mirror.held(REPORTS)
         for record in gone:
             # A worker may report an end and die before that report's event is handled.
-            raw = reports.get(record.launch_id)
-            report = parse_report(record.launch_id, raw) if raw is not None else None
+            run_id = record.run_id or record.launch_id
+            raw = reports.get(run_id)
+            report = parse_report(run_id, raw) if raw is not None else None
             if report is not None:
-                plans.append(apply_report(self.core, record.launch_id, report, now,
+                plans.append(apply_report(self.core, run_id, report, now,
                                           self._extra))
         plans.append(self._set_workers(now))
         return merge(plans)
@@ -463,8 +464,8 @@ class LeaderTerm:
             self.metrics.worker_running.labels(worker=name).set(info.running)
         return plan
 
-    async def _reported(self, launch_id: str, report: Report, now: datetime) -> Plan:
-        return apply_report(self.core, launch_id, report, now, self._extra)
+    async def _reported(self, run_id: str, report: Report, now: datetime) -> Plan:
+        return apply_report(self.core, run_id, report, now, self._extra)
 
     def _on_trigger(self, trigger_id: str, raw: bytes) -> None:
         try:

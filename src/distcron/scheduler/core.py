@@ -151,6 +151,9 @@ class SchedulerCore:
         job = self._jobs.get(name)
         return None if job is None else job.spec
 
+    def live_record(self, launch_id: str) -> LaunchRecord | None:
+        return self._find_live(launch_id)
+
     def live_records(self) -> Iterator[LaunchRecord]:
         for name in list(self._with_live):
             job = self._jobs.get(name)

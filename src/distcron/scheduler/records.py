@@ -109,3 +109,8 @@ def manual_launch_id(job: str, at: datetime) -> str:
 def run_id_for(launch_id: str, attempt: int) -> str:
     """The executor's id for one attempt: the launch id, then ``~N`` for retries."""
     return launch_id if attempt == 1 else f"{launch_id}~{attempt}"
+
+
+def launch_id_of(run_id: str) -> str:
+    """The launch an attempt's id belongs to (job names hold no ``~``)."""
+    return run_id.partition("~")[0]

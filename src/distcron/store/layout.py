@@ -18,13 +18,16 @@ key                        value                                           writt
 ``replicas/<id>``          a replica's registration (JSON); leased         each replica
 ``workers/<id>``           a worker's registration and load (JSON);        each worker
                            leased: it vanishes when the worker dies
-``assign/<worker>/<id>``   a launch given to a worker: what to run (JSON)  leader
+``assign/<worker>/<run>``  a run given to a worker: what to run (JSON)     leader
                            as a ``LaunchRequest``; rewritten as
                            ``{"launch_id": …, "stop": true}`` to stop it
                            (see :mod:`distcron.worker.protocol`)
-``claims/<launch id>``     the worker that took the launch (JSON)          worker
-``reports/<launch id>``    what became of an assigned run (JSON)           worker
+``claims/<run>``           the worker that took the run (JSON)             worker
+``reports/<run>``          what became of an assigned run (JSON)           worker
 =========================  ==============================================  ==========
+
+``<run>`` is the attempt's run id: the launch id, with ``~N`` for retries, so
+that a worker sees each attempt as a run of its own.
 """
 
 from __future__ import annotations
