@@ -137,6 +137,10 @@ class Replica:
         """Campaign, lead or follow, while this lease lives."""
         membership = self.membership
         while not stop.is_set() and not membership.lost.is_set():
+            if self.mirror.revision == 0:
+                # Not ready to lead before the state is read (a late or wiped replica).
+                await self._until_any(stop, membership.lost, self.mirror.caught_up(1))
+                continue
             fence = await membership.campaign()
             if fence is None:
                 await self._until_any(stop, membership.lost,
