@@ -18,6 +18,7 @@ Targets (issue 3): (a) p99 slot->intent <= 1 s and no worse than APScheduler's;
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -33,8 +34,26 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTCRON = [sys.executable, "-m", "distcron"]
-_LOG_LINE = re.compile(r"ts=(\S+) .*event=launch_recorded launch_id=(\S+) state=launching")
-_TERM_STARTED = re.compile(r"event=term_started .*jobs=(\d+)")
+# A replica's log: a launch intent committed (logged after the commit), and a
+# leader that has loaded its jobs. Shared with failover_bench.
+LAUNCH_RECORDED = re.compile(r"ts=(\S+) .*event=launch_recorded launch_id=(\S+) state=launching")
+TERM_STARTED = re.compile(r"event=term_started .*jobs=(\d+)")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def intent_delays(log_text: str, slot: datetime) -> dict[str, float]:
+    """Seconds from ``slot`` to the committed intent of each launch of that slot,
+    by launch id, from a replica's log (its ``launch_recorded ... state=launching``
+    lines, whose ``ts=`` is taken just after the commit, to the millisecond)."""
+    delays = {}
+    for match in LAUNCH_RECORDED.finditer(log_text):
+        launch_id = match.group(2)
+        if parse_utc(launch_id.rpartition("@")[2]) == slot:
+            delays[launch_id] = (parse_utc(match.group(1)) - slot).total_seconds()
+    return delays
 
 
 def percentiles(values: list[float]) -> str:
@@ -59,11 +78,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def jobs_toml(count: int, schedule: str, command: str = "true") -> str:
+def jobs_toml(count: int, schedule: str, **keys: str | int | float) -> str:
+    """``count`` jobs ``job-000000``... on ``schedule``, each with ``keys`` (by
+    default ``command = "true"``). JSON scalars are valid TOML values."""
+    keys = keys or {"command": "true"}
     lines = []
     for n in range(count):
-        lines += ["[[job]]", f'name = "job-{n:06d}"', f'schedule = "{schedule}"',
-                  f'command = "{command}"', ""]
+        lines += ["[[job]]", f'name = "job-{n:06d}"', f"schedule = {json.dumps(schedule)}"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -118,7 +141,7 @@ def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
         proc, log_path, url = start_serve(workdir, config)
         try:
             def loaded() -> bool:
-                return bool(_TERM_STARTED.search(log_path.read_text()))
+                return bool(TERM_STARTED.search(log_path.read_text()))
             wait_for(loaded, lead - 1, "the replica to lead")
             if datetime.now(UTC) >= slot:
                 raise SystemExit("the replica took longer to start than --lead allows")
@@ -128,10 +151,7 @@ def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
 
             wait_for(lambda: sum(r["state"] == "succeeded" for r in runs()) >= count, 120,
                      "every run to end")
-            intents = {}
-            for match in _LOG_LINE.finditer(log_path.read_text()):
-                stamp = datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
-                intents[match.group(2)] = (stamp - slot).total_seconds()
+            intents = intent_delays(log_path.read_text(), slot)
             starts = [(datetime.fromisoformat(r["started_at"]) - slot).total_seconds()
                       for r in runs()]
         finally:
@@ -206,7 +226,7 @@ def measure_idle(workdir: Path, config: Path | None, count: int, seconds: float)
     proc, log_path, _ = start_serve(workdir, config)
     try:
         def loaded() -> bool:
-            match = _TERM_STARTED.search(log_path.read_text())
+            match = TERM_STARTED.search(log_path.read_text())
             return bool(match and int(match.group(1)) == count)
         wait_for(loaded, 600, f"{count} jobs to load")
         startup = time.monotonic() - began

@@ -23,7 +23,7 @@ import pytest
 
 from distcron.errors import ExecutorError
 from distcron.executors.base import HttpCall, LaunchRequest, RunState
-from distcron.executors.http import HttpExecutor
+from distcron.executors.http import MAX_IN_FLIGHT, HttpExecutor
 
 from .conftest import SLOT, eventually
 
@@ -341,3 +341,19 @@ def test_an_http_launch_request_survives_a_round_trip_and_takes_no_command() -> 
     data = old.to_dict()
     del data["http"]
     assert LaunchRequest.from_dict(data) == old
+
+
+async def test_a_burst_sends_at_most_max_in_flight_requests_at_once_and_all_in_the_end(
+        server: _Server, executor: HttpExecutor) -> None:
+    count = MAX_IN_FLIGHT + 40
+    ids = [f"ping@2026-11-24T06:00:{n:02d}Z~{n}" for n in range(count)]
+    for launch_id in ids:
+        await executor.start(http_launch(server.url("/hold"), launch_id=launch_id))
+    await arrived(server, MAX_IN_FLIGHT)
+    # The rest wait for a request to end, however long that takes.
+    await asyncio.sleep(0.3)
+    assert len(server.received) == MAX_IN_FLIGHT
+    server.gate.set()
+    ended = [await executor.wait(launch_id) for launch_id in ids]
+    assert {status.state for status in ended} == {RunState.SUCCEEDED}
+    assert sorted(r.headers["Idempotency-Key"] for r in server.received) == sorted(ids)
