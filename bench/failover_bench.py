@@ -46,16 +46,10 @@ arrive exactly once.
 
 - ``local`` (the default): the command appends ``$DISTCRON_LAUNCH_ID`` to a
   ledger file. A launch costs a fork of the fork server and a shell (a few ms
-  of CPU); the replica starts 32 at a time. Heavier than ``http`` would be,
-  but it works at any N today.
+  of CPU); the replica starts 32 at a time.
 - ``http``: the jobs POST to a tiny HTTP server this bench runs on a loopback
-  port, which counts requests by ``Idempotency-Key`` (the launch id). This is
-  the cheapest launch in principle, but the HTTP executor sends every request
-  of the burst at once into one httpx client, whose connection pool
-  (max 100 connections) spends CPU quadratic in the requests waiting for a
-  connection: 2,000 at once block the replica's event loop for tens of
-  seconds, its lease expires and the intents end ``unknown``. Use it with a
-  few hundred jobs, or once the executor bounds its requests in flight.
+  port, which counts requests by ``Idempotency-Key`` (the launch id): the
+  cheapest launch (the executor sends 64 at a time).
 
 Targets (issue 4): gap p99 <= lease TTL + 2 s; zero double launches;
 >= 1,000 launch intents/s through a leader on 3-member etcd with batching.
