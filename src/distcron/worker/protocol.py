@@ -3,6 +3,9 @@
 1. A worker registers ``workers/<id>`` under its own lease (:class:`WorkerInfo`)
    and rewrites it every few seconds with its running count and load. When the
    worker dies its lease expires and the key vanishes.
+
+   (Below, ``<launch id>`` in a key is the attempt's run id: the launch id, with
+   ``~N`` for a retry, so that each attempt is a run of its own to the worker.)
 2. The leader assigns a launch by writing ``assign/<worker>/<launch id>`` (the
    :class:`~distcron.executors.base.LaunchRequest` as JSON) in the same fenced
    transaction as the launch intent.
