@@ -1,6 +1,8 @@
-"""One term of leadership: load the state, reconcile, then launch.
+"""One term of leadership: take the state, reconcile, then launch.
 
-The term runs one loop that owns the scheduler core. Everything that changes
+The term starts from the replica's state mirror (:mod:`distcron.replica.mirror`)
+once it has caught up with the fence, and follows the mirror's changes (jobs,
+triggers, workers, reports) from there. It runs one loop that owns the scheduler core. Everything that changes
 the core (a tick, a job edit, a trigger, a run that started or ended) goes
 through that loop as an event, and each round's decisions are committed in
 transactions guarded by the fence *before* any executor is asked to start or
@@ -12,8 +14,9 @@ On failure:
   ends with :class:`~distcron.errors.NotLeader` and launches nothing more.
   Runs already started go on (local runs are detached); the next leader adopts
   them.
-- The store unreachable: the term ends (``StoreUnavailable``) and the replica
-  campaigns again; what was committed is re-read from the store.
+- The store unreachable, or the mirror's watch lost: the term ends
+  (``StoreUnavailable``, or the watch's error) and the replica campaigns
+  again; the mirror re-reads what was committed.
 - An executor that cannot start a run: the run is recorded ``failed`` with the
   reason, and retried if the job asks for it.
 """
