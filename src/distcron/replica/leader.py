@@ -2,11 +2,11 @@
 
 The term starts from the replica's state mirror (:mod:`distcron.replica.mirror`)
 once it has caught up with the fence, and follows the mirror's changes (jobs,
-triggers, workers, reports) from there. It runs one loop that owns the scheduler core. Everything that changes
-the core (a tick, a job edit, a trigger, a run that started or ended) goes
-through that loop as an event, and each round's decisions are committed in
-transactions guarded by the fence *before* any executor is asked to start or
-stop a run.
+triggers, workers, reports) from there. It runs one loop that owns the
+scheduler core. Everything that changes the core (a tick, a job edit, a
+trigger, a run that started or ended) goes through that loop as an event, and
+each round's decisions are committed in transactions guarded by the fence
+*before* any executor is asked to start or stop a run.
 
 On failure:
 
