@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
 from distcron.api.testing import ServedApi
 from distcron.errors import StoreUnavailable
-from distcron.store import Compare, KeyValue, Op, Store, TxnResult, WatchBatch
+from distcron.store import Compare, KeyValue, Op, Store, TxnResult
 from distcron.store.layout import job_key
+from tests.interposing_store import InterposingStore
 
 BACKUP = {"schedule": "0 6 * * *", "command": "backup.sh"}
 OTHER = b'{"name":"backup","schedule":"0 1 * * *","command":"theirs.sh"}'
-
-
-class InterposingStore(Store):
-    """A store that runs someone else's write just before its next transaction."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.before_next_txn: Callable[[Store], Awaitable[object]] | None = None
-
-    async def get(self, key: str) -> KeyValue | None:
-        return await self.inner.get(key)
-
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        return await self.inner.range(prefix)
-
-    async def revision(self) -> int:
-        return await self.inner.revision()
-
-    async def txn(self, compare: Sequence[Compare], success: Sequence[Op],
-                  failure: Sequence[Op] = ()) -> TxnResult:
-        interloper, self.before_next_txn = self.before_next_txn, None
-        if interloper is not None:
-            await interloper(self.inner)
-        return await self.inner.txn(compare, success, failure)
-
-    async def lease_grant(self, ttl: float) -> int:
-        return await self.inner.lease_grant(ttl)
-
-    async def lease_keepalive(self, lease_id: int) -> float:
-        return await self.inner.lease_keepalive(lease_id)
-
-    async def lease_revoke(self, lease_id: int) -> None:
-        await self.inner.lease_revoke(lease_id)
-
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
-        return self.inner.watch(prefix, start_revision)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class DownStore(InterposingStore):
@@ -84,7 +46,7 @@ def test_a_pause_that_loses_a_race_answers_409_and_keeps_the_other_edit(
     assert isinstance(store, InterposingStore)
     with _client(api) as client:
         client.put("/jobs/backup", json=BACKUP).raise_for_status()
-        store.before_next_txn = _their_edit
+        store.before_txn = _their_edit
         answer = client.post("/jobs/backup/pause")
         assert answer.status_code == 409
         assert "changed concurrently" in answer.json()["detail"]
@@ -97,7 +59,7 @@ def test_creating_a_job_someone_else_just_created_answers_409(
 ) -> None:
     api = make_api(wrap=InterposingStore)
     assert isinstance(api.store, InterposingStore)
-    api.store.before_next_txn = _their_edit
+    api.store.before_txn = _their_edit
     with _client(api) as client:
         assert client.put("/jobs/backup", json=BACKUP).status_code == 409
         assert client.get("/jobs/backup").json()["command"] == "theirs.sh"
@@ -113,7 +75,7 @@ def test_an_apply_that_loses_a_race_answers_409_and_writes_nothing_of_the_file(
            '[[job]]\nname = "new"\nschedule = "0 6 * * *"\ncommand = "new.sh"\n'
     with _client(api) as client:
         client.put("/jobs/backup", json={**BACKUP, "command": "old.sh"}).raise_for_status()
-        store.before_next_txn = _their_edit
+        store.before_txn = _their_edit
         answer = client.post("/jobs/apply", json={"toml": toml})
         assert answer.status_code == 409
         assert client.get("/jobs/new").status_code == 404

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ import pytest
 from distcron.clock import SystemClock
 from distcron.executors.base import RunState
 from distcron.executors.local import LocalExecutor
-from distcron.store import Compare, Delete, KeyValue, Op, Put, Store, TxnResult, WatchBatch
+from distcron.store import Delete, Put, Store
 from distcron.store.layout import CLAIMS, assignment_key, claim_key, output_key, report_key
 from distcron.worker.agent import WorkerAgent, WorkerConfig
 from distcron.worker.protocol import Report, stop_value
+from tests.interposing_store import InterposingStore
 
 from .conftest import (
     Workers,
@@ -156,61 +156,21 @@ async def test_stop_requests_written_while_the_worker_was_down_hold_after_its_re
     assert ledger(book) == [f"start {live.launch_id}"]
 
 
-class _StopBeforeClaim(Store):
-    """A store that, just before the worker's claim transaction, runs the
-    leader's stop request: the stop lands between the worker's read of the
-    assignment and its claim."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.before_claim: Callable[[Store], Awaitable[object]] | None = None
-
-    async def get(self, key: str) -> KeyValue | None:
-        return await self.inner.get(key)
-
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        return await self.inner.range(prefix)
-
-    async def revision(self) -> int:
-        return await self.inner.revision()
-
-    async def txn(self, compare: Sequence[Compare], success: Sequence[Op],
-                  failure: Sequence[Op] = ()) -> TxnResult:
-        claiming = any(isinstance(op, Put) and op.key.startswith(CLAIMS) for op in success)
-        if claiming and self.before_claim is not None:
-            interloper, self.before_claim = self.before_claim, None
-            await interloper(self.inner)
-        return await self.inner.txn(compare, success, failure)
-
-    async def lease_grant(self, ttl: float) -> int:
-        return await self.inner.lease_grant(ttl)
-
-    async def lease_keepalive(self, lease_id: int) -> float:
-        return await self.inner.lease_keepalive(lease_id)
-
-    async def lease_revoke(self, lease_id: int) -> None:
-        await self.inner.lease_revoke(lease_id)
-
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchBatch]:
-        return self.inner.watch(prefix, start_revision)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 async def test_a_stop_written_between_the_workers_read_and_its_claim_means_it_never_runs(
         store: Store, tmp_path: Path) -> None:
     """The real agent in this process, on the SQLite store file: the claim is
     guarded by the assignment's value, so it fails, and the stop is seen."""
     book = tmp_path / "ledger"
     launch = request("raced@2026-11-24T06:00:00Z", ledger_command(book))
-    racing = _StopBeforeClaim(store)
+    # The leader's stop lands between the worker's read of the assignment and its claim.
+    racing = InterposingStore(store, when=lambda success: any(
+        isinstance(op, Put) and op.key.startswith(CLAIMS) for op in success))
     raced = asyncio.Event()
 
     async def leader_stops(inner: Store) -> None:
         await _stop(inner, "w1", launch.launch_id)
         raced.set()
-    racing.before_claim = leader_stops
+    racing.before_txn = leader_stops
 
     executor = LocalExecutor(tmp_path / "runs", poll_interval=0.02)
     agent = WorkerAgent(racing, executor, WorkerConfig("w1", slots=1, lease_ttl=1.0),
