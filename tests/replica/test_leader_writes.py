@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,32 +11,17 @@ from distcron.replica.commit import CommitRejected, commit, cursor_value
 from distcron.replica.retention import prune_job_history
 from distcron.scheduler.plan import Cursor, Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for
-from distcron.store import Compare, Put, Store, open_store
+from distcron.store import Put, Store
 from distcron.store.layout import LEADER, active_key, cursor_key, launch_key, output_key
+
+from .conftest import lead
 
 pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    yield opened
-    await opened.close()
-
-
-async def lead(store: Store, replica: str = "r1") -> int:
-    """Become leader under a fresh lease; returns the fence."""
-    lease = await store.lease_grant(30)
-    result = await store.txn([Compare.missing(LEADER)],
-                             [Put(LEADER, json.dumps({"id": replica}).encode(), lease)])
-    assert result.succeeded
-    return result.revision
 
 
 def launching(slot: datetime, fence: int) -> LaunchRecord:

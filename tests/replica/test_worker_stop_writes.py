@@ -7,10 +7,8 @@ ended gets no stop that would bring its deleted assignment back."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,10 +18,12 @@ from distcron.replica.commit import commit
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Cursor, Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import Compare, KeyValue, Op, Put, Store, open_store
-from distcron.store.layout import LEADER, assignment_key, launch_key
+from distcron.store import KeyValue, Op, Store
+from distcron.store.layout import assignment_key, launch_key
 from distcron.worker.protocol import stop_requested, stop_value
 from tests.scheduler.world import T0, Job
+
+from .conftest import lead
 
 pytestmark = pytest.mark.anyio
 FIRST, SECOND = "backup@2026-11-24T06:01:00Z", "backup@2026-11-24T06:02:00Z"
@@ -37,24 +37,8 @@ class Worker:
     load: float = 0.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    yield opened
-    await opened.close()
-
-
-async def _lead(store: Store) -> int:
-    lease = await store.lease_grant(30)
-    result = await store.txn([Compare.missing(LEADER)],
-                             [Put(LEADER, json.dumps({"id": "r1"}).encode(), lease)])
-    assert result.succeeded
-    return result.revision
 
 
 def _request(record: LaunchRecord) -> LaunchRequest:
@@ -64,7 +48,7 @@ def _request(record: LaunchRecord) -> LaunchRequest:
 
 
 async def _leader(store: Store, job: Job) -> tuple[SchedulerCore, int]:
-    fence = await _lead(store)
+    fence = await lead(store)
     core = SchedulerCore(fence, "r1")
     core.set_workers({"w1": Worker()}, T0)
     core.set_job(job, Cursor(T0), T0)
