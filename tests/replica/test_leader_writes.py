@@ -20,10 +20,6 @@ pytestmark = pytest.mark.anyio
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
-
-
-
-
 def launching(slot: datetime, fence: int) -> LaunchRecord:
     return LaunchRecord(launch_id=launch_id_for("backup", slot), job="backup", slot=slot,
                         state=LaunchState.LAUNCHING, fence=fence, intent_at=slot)

@@ -37,10 +37,6 @@ class Worker:
     load: float = 0.0
 
 
-
-
-
-
 def _request(record: LaunchRecord) -> LaunchRequest:
     assert record.run_id is not None
     return LaunchRequest(launch_id=record.run_id, job=record.job, slot=record.slot, fence=1,
