@@ -59,19 +59,19 @@ async def cluster_status(context: Context) -> ClusterStatus:
     leader = leader_kvs[0] if leader_kvs else None
     leader_id = _leader_id(leader.value) if leader is not None else None
     registrations = [ReplicaRegistration.model_validate_json(kv.value) for kv in replica_kvs]
-    me = context.replica
+    others = [r for r in registrations if r.id != context.replica.replica_id]
     async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as http:
-        revisions = await asyncio.gather(*(
-            _probe(http, r) if r.id != me.replica_id else _mine(me.applied_revision)
-            for r in registrations))
+        answers = await asyncio.gather(*(_probe(http, r) for r in others))
+    applied = {r.id: answer for r, answer in zip(others, answers, strict=True)}
+    applied[context.replica.replica_id] = context.replica.applied_revision
     return ClusterStatus(
         replica=context.replica.replica_id,
         leader=leader_id,
         fence=leader.create_revision if leader is not None else None,
         revision=result.revision,
         leader_changes=context.replica.leader_changes,
-        replicas=[_replica_status(r, leader_id, applied, result.revision)
-                  for r, applied in zip(registrations, revisions, strict=True)],
+        replicas=[_replica_status(r, leader_id, applied[r.id], result.revision)
+                  for r in registrations],
         workers=[_worker_status(kv) for kv in worker_kvs],
     )
 
@@ -90,10 +90,6 @@ def _worker_status(kv: KeyValue) -> WorkerStatus:
     info = WorkerInfo.from_json(kv.value)
     return WorkerStatus(id=info.id, slots=info.slots, running=info.running, load=info.load,
                         host=info.host, tags=info.tags)
-
-
-async def _mine(revision: int) -> int | None:
-    return revision
 
 
 async def _probe(http: httpx.AsyncClient, registration: ReplicaRegistration) -> int | None:
