@@ -23,6 +23,15 @@ class StoreUnavailable(StoreError):
     """
 
 
+class Compacted(StoreError):
+    """A watch asked for history the store no longer keeps."""
+
+    def __init__(self, requested: int, oldest: int) -> None:
+        super().__init__(f"revision {requested} is compacted; the oldest kept is {oldest}")
+        self.requested = requested
+        self.oldest = oldest
+
+
 class LeaseExpired(StoreError):
     """A lease is gone (expired or revoked): everything attached to it was deleted."""
 
@@ -38,6 +47,10 @@ class NotLeader(DistcronError):
         super().__init__(f"replica {replica!r} is no longer leader (fence {fence} failed)")
         self.replica = replica
         self.fence = fence
+
+
+class CommitRejected(DistcronError):
+    """A guarded write did not hold: lost leadership, or a record already exists."""
 
 
 class Conflict(DistcronError):
@@ -63,6 +76,14 @@ class JobSpecError(DistcronError, ValueError):
         super().__init__(f"{where}: {message}" if where else message)
         self.job = job
         self.field = field
+
+
+class KeyProblems(DistcronError, ValueError):
+    """Raised by checks that involve several keys; each problem names the key to change."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
+        self.problems = problems
 
 
 class ExecutorError(DistcronError):

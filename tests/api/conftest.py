@@ -10,11 +10,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from distcron.api.testing import ServedApi, StaticReplica
 from distcron.metrics import Metrics
 from distcron.scheduler.records import LaunchRecord
 from distcron.store import Store, open_store
 from distcron.store.layout import launch_key, output_key
+from tests.served_api import ServedApi, StaticReplica
 
 TOKEN = "test-token-5f2c"
 NOW = datetime(2026, 11, 24, 5, 30, tzinfo=UTC)

@@ -6,8 +6,8 @@ import json
 
 import httpx
 
-from distcron.api.testing import ServedApi
 from distcron.store.layout import CURSORS, JOBS, cursor_key, job_key
+from tests.served_api import ServedApi
 
 FILE = """
 [[job]]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from distcron.api.testing import ServedApi
+from tests.served_api import ServedApi
 
 READ_ONLY = {"get", "head", "options"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from distcron.api.testing import ServedApi, StaticReplica
 from distcron.store import Compare, Put, open_store
 from distcron.store.layout import LEADER, replica_key
+from tests.served_api import ServedApi, StaticReplica
 
 
 def _register(api: ServedApi, replica_id: str, listen: str) -> None:

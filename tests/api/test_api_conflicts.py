@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
-from distcron.api.testing import ServedApi
 from distcron.errors import StoreUnavailable
 from distcron.store import Compare, KeyValue, Op, Store, TxnResult
 from distcron.store.layout import job_key
 from tests.interposing_store import InterposingStore
+from tests.served_api import ServedApi
 
 BACKUP = {"schedule": "0 6 * * *", "command": "backup.sh"}
 OTHER = b'{"name":"backup","schedule":"0 1 * * *","command":"theirs.sh"}'

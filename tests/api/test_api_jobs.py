@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from distcron.api.testing import ServedApi
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for
 from distcron.store.layout import TRIGGERS, cursor_key, job_key, launch_key
+from tests.served_api import ServedApi
 
 BACKUP = {"schedule": "0 6 * * *", "command": "backup.sh --all"}
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from distcron.api.testing import ServedApi
 from distcron.scheduler.records import LaunchKind, LaunchRecord, LaunchState, launch_id_for
+from tests.served_api import ServedApi
 
 SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 RUN_FIELDS = {"launch_id", "job", "slot", "state", "worker", "exit_code", "started_at",

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from distcron.api.testing import ServedApi, StaticReplica
 from distcron.cli.render import relative, table
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for
 from distcron.store import open_store
 from distcron.store.layout import launch_key, output_key, replica_key
+from tests.served_api import ServedApi, StaticReplica
 
 DISTCRON = str(Path(sys.executable).with_name("distcron"))
 TOKEN = "cli-token-81d3"

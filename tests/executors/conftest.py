@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from distcron.executors.base import LaunchRequest, utc_iso
+from distcron.executors.base import LaunchRequest
 from distcron.executors.forkserver import MODULE as FORK_SERVER_MODULE
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
+from distcron.timefmt import utc_iso
 
 SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 GRACE = 0.3  # short, so that tests of escalation are quick

@@ -7,12 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from distcron.replica.commit import CommitRejected, commit, cursor_value
+from distcron.errors import CommitRejected
+from distcron.replica.commit import commit
 from distcron.replica.retention import prune_job_history
-from distcron.scheduler.plan import Cursor, Plan
+from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for
 from distcron.store import Put, Store
-from distcron.store.layout import LEADER, active_key, cursor_key, launch_key, output_key
+from distcron.store.layout import (
+    LEADER,
+    Cursor,
+    active_key,
+    cursor_key,
+    cursor_value,
+    launch_key,
+    output_key,
+)
 
 from .conftest import lead
 

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from distcron.errors import Compacted
 from distcron.replica.mirror import StateMirror
-from distcron.replica.snapshot import Snapshot, parse_cursor
+from distcron.replica.snapshot import Snapshot
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import Compacted, Delete, Put, Store, open_store
+from distcron.store import Delete, Put, Store, open_store
 from distcron.store.layout import (
     ACTIVE,
     CURSORS,
@@ -34,6 +35,7 @@ from distcron.store.layout import (
     launch_key,
     name_of,
     output_key,
+    parse_cursor,
     report_key,
     trigger_key,
     worker_key,

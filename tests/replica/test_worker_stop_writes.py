@@ -16,10 +16,10 @@ from distcron.executors.base import LaunchRequest
 from distcron.replica.agents import cleanup_ops, worker_ops
 from distcron.replica.commit import commit
 from distcron.scheduler.core import SchedulerCore, merge
-from distcron.scheduler.plan import Cursor, Plan
+from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import KeyValue, Op, Store
-from distcron.store.layout import assignment_key, launch_key
+from distcron.store.layout import Cursor, assignment_key, launch_key
 from distcron.worker.protocol import stop_requested, stop_value
 from tests.scheduler.world import T0, Job
 

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchKind, LaunchState
+from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, Job, World, minutes, seconds
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchState
+from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, Job, World, minutes, seconds
 
 

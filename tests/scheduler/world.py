@@ -7,8 +7,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.plan import Cursor, Plan
+from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.store.layout import Cursor
 
 T0 = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
 

@@ -17,19 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distcron.errors import LeaseExpired, StoreUnavailable
-from distcron.store import (
-    Compacted,
-    Compare,
-    Delete,
-    Event,
-    Get,
-    KeyValue,
-    Put,
-    Store,
-    Target,
-    WatchBatch,
-)
+from distcron.errors import Compacted, LeaseExpired, StoreUnavailable
+from distcron.store import Compare, Delete, Event, Get, KeyValue, Put, Store, Target, WatchBatch
 from tests.store.conftest import Harness
 from tests.store.helpers import collect, wait_for
 from tests.store.model import OPS, Model

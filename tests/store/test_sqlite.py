@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from distcron.errors import ConfigError, LeaseExpired, StoreError, StoreUnavailable
-from distcron.store import Compacted, Event, KeyValue, open_store
+from distcron.errors import Compacted, ConfigError, LeaseExpired, StoreError, StoreUnavailable
+from distcron.store import Event, KeyValue, open_store
 from distcron.store import sqlite as sqlite_backend
 from distcron.store.sqlite import SqliteStore, SqliteUrl, parse_sqlite_url
 from tests.store.helpers import collect

@@ -26,11 +26,9 @@ from distcron.api.runs import read_launches
 from distcron.cron import parse
 from distcron.errors import Conflict, JobSpecError
 from distcron.jobs import JobSpec, build_spec
-from distcron.replica.commit import cursor_value
-from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchRecord, manual_launch_id
 from distcron.store import Compare, Delete, KeyValue, Put, Store
-from distcron.store.layout import JOBS, cursor_key, job_key, trigger_key
+from distcron.store.layout import JOBS, Cursor, cursor_key, cursor_value, job_key, trigger_key
 
 router = APIRouter(tags=["jobs"])
 _authorized = [Depends(require_token)]

@@ -28,15 +28,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from distcron.timefmt import utc_iso
+
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
 
-
-def utc_iso(moment: datetime) -> str:
-    """``moment`` in UTC ISO-8601 with ``Z``, to the second (or microsecond when it
-    has a fraction): the form launch ids and ``DISTCRON_SLOT`` use."""
-    utc = moment.astimezone(UTC)
-    timespec = "microseconds" if utc.microsecond else "seconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
 def _parse_time(text: str | None) -> datetime | None:

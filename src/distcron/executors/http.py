@@ -53,7 +53,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from distcron.errors import ExecutorError
-from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus, utc_iso
+from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
+from distcron.timefmt import utc_iso
 
 log = logging.getLogger("distcron.executors")
 

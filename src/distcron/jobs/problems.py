@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from distcron.errors import JobSpecError
+from distcron.errors import JobSpecError, KeyProblems
 
 # Types whose pydantic message does not show the value that was given.
 _SHOW_INPUT_SKIP = frozenset({"value_error", "missing", "extra_forbidden"})
@@ -63,14 +63,6 @@ class JobSpecErrors(JobSpecError):
         if count == 1:
             self.job = self.problems[0].job
             self.field = self.problems[0].field
-
-
-class KeyProblems(ValueError):
-    """Raised by checks that involve several keys; each problem names the key to change."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
-        self.problems = problems
 
 
 def suggest(word: str, choices: Collection[str]) -> str:

@@ -34,12 +34,8 @@ from pydantic import (
 
 from distcron.cron import parse
 from distcron.durations import parse_duration
-from distcron.jobs.problems import (
-    JobSpecErrors,
-    KeyProblems,
-    problems_from_validation_error,
-    suggest,
-)
+from distcron.errors import KeyProblems
+from distcron.jobs.problems import JobSpecErrors, problems_from_validation_error, suggest
 
 Concurrency = Literal["forbid", "allow", "replace", "queue"]
 Catchup = Literal["none", "last", "all"]

@@ -14,19 +14,18 @@ have been applied, and the caller rebuilds its state from the store.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from distcron.errors import DistcronError
-from distcron.executors.base import utc_iso
-from distcron.scheduler.plan import Cursor, Plan
+from distcron.errors import CommitRejected
+from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchRecord
 from distcron.store import Compare, Delete, Op, Put, Store
 from distcron.store.layout import (
     LEADER,
     active_key,
     cursor_key,
+    cursor_value,
     launch_key,
     trigger_key,
 )
@@ -34,19 +33,9 @@ from distcron.store.layout import (
 MAX_TXN_OPS = 120
 
 
-class CommitRejected(DistcronError):
-    """A guarded write did not hold: lost leadership, or a record already exists."""
-
-
 def fence_guard(fence: int) -> Compare:
     return Compare.created_at(LEADER, fence)
 
-
-def cursor_value(cursor: Cursor) -> bytes:
-    body: dict[str, str] = {"slot": utc_iso(cursor.slot)}
-    if cursor.gap:
-        body["gap"] = cursor.gap
-    return json.dumps(body).encode()
 
 
 def _job_ops(plan: Plan, job: str, records: list[LaunchRecord],

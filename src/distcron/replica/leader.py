@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from distcron.clock import Clock
-from distcron.errors import ExecutorError, NotLeader, StoreUnavailable
+from distcron.errors import CommitRejected, ExecutorError, NotLeader, StoreUnavailable
 from distcron.executors.base import Executor, HttpCall, LaunchRequest, RunState, RunStatus
 from distcron.jobs import JobSpec
 from distcron.metrics import Metrics
@@ -45,7 +45,7 @@ from distcron.replica.agents import (
     parse_worker,
     worker_ops,
 )
-from distcron.replica.commit import CommitRejected, commit
+from distcron.replica.commit import commit
 from distcron.replica.mirror import StateMirror, Subscription
 from distcron.replica.outcomes import OUTCOMES
 from distcron.replica.reconcile import reconcile
@@ -55,7 +55,7 @@ from distcron.replica.retention import (
     RUN_DIR_RETENTION,
     prune_job_history,
 )
-from distcron.replica.snapshot import Snapshot, parse_cursor
+from distcron.replica.snapshot import Snapshot
 from distcron.scheduler.core import SchedulerCore, merge
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import Policy
@@ -70,6 +70,7 @@ from distcron.store.layout import (
     launch_key,
     name_of,
     output_key,
+    parse_cursor,
 )
 from distcron.worker.protocol import Report, WorkerInfo
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from distcron.errors import StoreError
-from distcron.replica.snapshot import Snapshot, parse_cursor
+from distcron.replica.snapshot import Snapshot
 from distcron.scheduler.records import LaunchRecord
 from distcron.store import Store, WatchBatch
 from distcron.store.layout import (
@@ -43,6 +43,7 @@ from distcron.store.layout import (
     WORKERS,
     launch_key,
     name_of,
+    parse_cursor,
 )
 
 log = logging.getLogger("distcron.replica")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from distcron.scheduler.plan import Cursor
 from distcron.scheduler.records import LaunchRecord
+from distcron.store.layout import Cursor
 
 
 @dataclass(slots=True)
@@ -23,7 +21,3 @@ class Snapshot:
     workers: dict[str, bytes] = field(default_factory=dict)  # registrations as stored
     reports: dict[str, bytes] = field(default_factory=dict)  # by launch id
 
-
-def parse_cursor(value: bytes) -> Cursor:
-    body = json.loads(value)
-    return Cursor(datetime.fromisoformat(body["slot"]), body.get("gap"))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from distcron.cron import Schedule, parse
-from distcron.scheduler.plan import Cursor, Plan
+from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import (
     MAX_BACKLOG_SLOTS,
     ON_TIME_TOLERANCE,
@@ -45,6 +45,7 @@ from distcron.scheduler.records import (
     launch_id_for,
     run_id_for,
 )
+from distcron.store.layout import Cursor
 
 _ACTIVE = (LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.RETRYING)
 _FAILED = (LaunchState.FAILED, LaunchState.TIMED_OUT)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from distcron.scheduler.records import LaunchRecord
+from distcron.store.layout import Cursor
 
 
 @dataclass(slots=True)
@@ -37,11 +37,3 @@ class Plan:
         """Every job this plan touches: its writes must commit together."""
         return {r.job for r in self.records.values()} | set(self.cursors)
 
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """How far a job's slots are accounted for, and the skipped/missed span that
-    may still grow (so a span survives a change of leader)."""
-
-    slot: datetime
-    gap: str | None = None

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from distcron.executors.base import utc_iso
+from distcron.timefmt import utc_iso
 
 
 class LaunchState(StrEnum):

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 from distcron.errors import ConfigError
 from distcron.store.base import (
-    Compacted,
     Compare,
     Delete,
     Event,
@@ -48,7 +47,6 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "BACKENDS",
-    "Compacted",
     "Compare",
     "Delete",
     "Event",

@@ -36,18 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from distcron.errors import StoreError
-
 CompareOp = Literal["==", "!=", "<", ">"]
-
-
-class Compacted(StoreError):
-    """A watch asked for history the store no longer keeps."""
-
-    def __init__(self, requested: int, oldest: int) -> None:
-        super().__init__(f"revision {requested} is compacted; the oldest kept is {oldest}")
-        self.requested = requested
-        self.oldest = oldest
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
-from distcron.errors import StoreError, StoreUnavailable
-from distcron.store.base import Compacted, WatchBatch
+from distcron.errors import Compacted, StoreError, StoreUnavailable
+from distcron.store.base import WatchBatch
 from distcron.store.etcd_client import (
     UNAVAILABLE_CODES,
     EtcdServerError,

@@ -32,6 +32,12 @@ that a worker sees each attempt as a run of its own.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from distcron.timefmt import utc_iso
+
 JOBS = "jobs/"
 CURSORS = "cursors/"
 LAUNCHES = "launches/"
@@ -102,3 +108,25 @@ def claim_key(launch_id: str) -> str:
 
 def report_key(launch_id: str) -> str:
     return REPORTS + launch_id
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """How far a job's slots are accounted for, and the skipped/missed span that
+    may still grow (so a span survives a change of leader)."""
+
+    slot: datetime
+    gap: str | None = None
+
+
+def cursor_value(cursor: Cursor) -> bytes:
+    """The value of ``cursors/<job>``."""
+    body: dict[str, str] = {"slot": utc_iso(cursor.slot)}
+    if cursor.gap:
+        body["gap"] = cursor.gap
+    return json.dumps(body).encode()
+
+
+def parse_cursor(value: bytes) -> Cursor:
+    body = json.loads(value)
+    return Cursor(datetime.fromisoformat(body["slot"]), body.get("gap"))

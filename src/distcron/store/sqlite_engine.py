@@ -30,18 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from distcron.errors import LeaseExpired, StoreUnavailable
-from distcron.store.base import (
-    Compacted,
-    Compare,
-    Event,
-    Get,
-    KeyValue,
-    Op,
-    Put,
-    Target,
-    TxnResult,
-)
+from distcron.errors import Compacted, LeaseExpired, StoreUnavailable
+from distcron.store.base import Compare, Event, Get, KeyValue, Op, Put, Target, TxnResult
 from distcron.store.sqlite_schema import connect
 from distcron.store.txn_rules import check_key, check_txn
 

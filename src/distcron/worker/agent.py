@@ -46,9 +46,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from distcron.clock import Clock
-from distcron.errors import ConfigError, ExecutorError, StoreUnavailable
+from distcron.errors import Compacted, ConfigError, ExecutorError, StoreUnavailable
 from distcron.executors.base import Executor
-from distcron.store import Compacted, Event, KeyValue, Store
+from distcron.store import Event, KeyValue, Store
 from distcron.store.layout import assignment_prefix, claim_key, name_of
 from distcron.worker.protocol import stop_requested
 from distcron.worker.registration import Registration, RegistrationConfig

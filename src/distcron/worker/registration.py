@@ -41,10 +41,10 @@ from pathlib import Path
 
 import distcron
 from distcron.clock import Clock
-from distcron.errors import LeaseExpired, StoreUnavailable
-from distcron.executors.base import utc_iso
-from distcron.store import Compacted, Compare, Put, Store, Target
+from distcron.errors import Compacted, LeaseExpired, StoreUnavailable
+from distcron.store import Compare, Put, Store, Target
 from distcron.store.layout import worker_key
+from distcron.timefmt import utc_iso
 from distcron.worker.protocol import WorkerInfo
 
 log = logging.getLogger("distcron.worker")

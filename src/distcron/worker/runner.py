@@ -65,7 +65,6 @@ from distcron.executors.base import (
     LaunchRequest,
     RunState,
     RunStatus,
-    utc_iso,
 )
 from distcron.store import Compare, Get, KeyValue, Put, Store, Target
 from distcron.store.layout import (
@@ -75,6 +74,7 @@ from distcron.store.layout import (
     report_key,
     worker_key,
 )
+from distcron.timefmt import utc_iso
 from distcron.worker.protocol import Claim, Report, stop_requested
 from distcron.worker.registration import Registration
 
