@@ -49,6 +49,9 @@ def etcd_session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
 def etcd_cluster(
     etcd_session_cluster: EtcdCluster, request: pytest.FixtureRequest
 ) -> Iterator[EtcdCluster]:
+    if request.node.get_closest_marker("cluster") is None:
+        # So that `-m "not cluster"` runs exactly the tests that need no etcd.
+        pytest.fail(f"{request.node.nodeid} uses etcd but is not marked cluster")
     cluster = etcd_session_cluster
     request.node.stash[_LOG_MARKS] = (cluster, cluster.log_marks())
     yield cluster
@@ -58,6 +61,13 @@ def etcd_cluster(
 @pytest.fixture
 def etcd_url(etcd_cluster: EtcdCluster) -> str:
     return etcd_cluster.url(f"test-{uuid.uuid4().hex}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that asks for etcd through its fixtures."""
+    for item in items:
+        if {"etcd_cluster", "etcd_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from distcron import __version__
 from tests.serve_harness import (
     TOKEN,
     Replica,
@@ -181,6 +182,26 @@ def test_a_bad_jobs_file_is_rejected_whole_and_changes_nothing(tmp_path: Path) -
         assert [job["name"] for job in r1.get("/jobs")] == ["keep"]
 
 
+def test_a_reload_of_a_missing_or_broken_file_changes_nothing_and_a_good_one_applies(
+        tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    config = write_config(tmp_path / "jobs.toml", ledger_job("keep", "0 0 1 1 *", ledger))
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (r1,):
+        config.unlink()
+        r1.signal(signal.SIGHUP)
+        wait_until(lambda: "event=jobs_file_rejected" in r1.log(), 10, "the reload to fail")
+        config.write_text("[[job]\nname = ")
+        r1.signal(signal.SIGHUP)
+        wait_until(lambda: r1.log().count("event=jobs_file_rejected") == 2, 10,
+                   "the second reload to fail")
+        assert [job["name"] for job in r1.get("/jobs")] == ["keep"]
+        assert r1.proc is not None and r1.proc.poll() is None
+        write_config(config, ledger_job("fresh", "0 0 1 1 *", ledger))
+        r1.signal(signal.SIGHUP)
+        wait_until(lambda: [job["name"] for job in r1.get("/jobs")] == ["fresh"], 10,
+                   "the good file to apply")
+
+
 def test_a_replica_refuses_a_bad_config_file_and_starts_nothing(tmp_path: Path) -> None:
     config = tmp_path / "jobs.toml"
     config.write_text(ledger_job("broken", "61 * * * *", tmp_path / "ledger"))
@@ -225,6 +246,12 @@ def test_a_manual_trigger_runs_the_job_under_its_own_launch_id(tmp_path: Path) -
         run = wait_until(lambda: (r := r1.run(launch_id))["state"] == "succeeded" and r, 10,
                          "the manual run's record")
         assert run["slot"] is None
+
+
+def test_the_metrics_name_the_replica_and_its_version(tmp_path: Path) -> None:
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data")) as (r1,):
+        text = httpx.get(f"{r1.url}/metrics", timeout=5).text
+        assert f'distcron_replica_info{{replica="r1",version="{__version__}"}} 1.0' in text
 
 
 def test_sigterm_stops_a_replica_cleanly(tmp_path: Path) -> None:

@@ -1,27 +1,28 @@
-"""The leader's writes that stop a run on a worker agent, from the scheduler
-core's plans to a real SQLite store: the stop request (the assignment rewritten)
+"""The leader's writes that stop a run on a worker agent, from its rounds'
+decisions to a real SQLite store: the stop request (the assignment rewritten)
 commits in the transaction that records the decision; a launch started and
-stopped by one plan is assigned as a stop alone; a run the same plan records as
+stopped by one round is assigned as a stop alone; a run the same round records as
 ended gets no stop that would bring its deleted assignment back."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from distcron.executors.base import LaunchRequest
-from distcron.replica.agents import cleanup_ops, worker_ops
+from distcron.executors.base import LaunchRequest, RunState, RunStatus
+from distcron.jobs import build_spec
 from distcron.replica.commit import commit
-from distcron.scheduler.core import SchedulerCore, merge
-from distcron.scheduler.plan import Plan
+from distcron.scheduler.decision import Decision
+from distcron.scheduler.inputs import Input, JobChanged, Reported, Triggered, WorkersChanged
 from distcron.scheduler.records import LaunchRecord, LaunchState
-from distcron.store import KeyValue, Op, Store
+from distcron.scheduler.rounds import LeaderRounds
+from distcron.store import KeyValue, Store
 from distcron.store.layout import Cursor, assignment_key, launch_key
 from distcron.worker.protocol import stop_requested, stop_value
-from tests.scheduler.world import T0, Job
+from tests.scheduler.world import T0
 
 from .conftest import lead
 
@@ -37,26 +38,26 @@ class Worker:
     load: float = 0.0
 
 
-def _request(record: LaunchRecord) -> LaunchRequest:
-    assert record.run_id is not None
-    return LaunchRequest(launch_id=record.run_id, job=record.job, slot=record.slot, fence=1,
-                         command="true")
+class Leader:
+    """The leader's rounds, each decision committed to the real store."""
+
+    def __init__(self, store: Store, fence: int) -> None:
+        self.store = store
+        self.fence = fence
+        self.rounds = LeaderRounds(fence, "r1")
+
+    async def round(self, now: datetime, *inputs: Input) -> Decision:
+        decision = self.rounds.decide(inputs, now)
+        await commit(self.store, self.fence, decision, now)
+        return decision
 
 
-async def _leader(store: Store, job: Job) -> tuple[SchedulerCore, int]:
-    fence = await lead(store)
-    core = SchedulerCore(fence, "r1")
-    core.set_workers({"w1": Worker()}, T0)
-    core.set_job(job, Cursor(T0), T0)
-    return core, fence
-
-
-async def _commit(store: Store, fence: int, plan: Plan,
-                  extra: dict[str, list[Op]] | None = None) -> None:
-    """As LeaderTerm._commit does: the workers' writes beside the records."""
-    extra = extra if extra is not None else {}
-    worker_ops(plan, extra, _request)
-    await commit(store, fence, plan, extra)
+async def _leader(store: Store, **job: object) -> Leader:
+    leader = Leader(store, await lead(store))
+    spec = build_spec({"name": "backup", "schedule": "* * * * *", "executor": "agent",
+                       "command": "true", "concurrency": "replace", **job})
+    await leader.round(T0, WorkersChanged({"w1": Worker()}), JobChanged(spec, Cursor(T0)))
+    return leader
 
 
 async def _assignment(store: Store, launch_id: str) -> KeyValue:
@@ -67,13 +68,12 @@ async def _assignment(store: Store, launch_id: str) -> KeyValue:
 
 async def test_a_stop_request_commits_in_the_transaction_that_records_the_stop(
         store: Store) -> None:
-    core, fence = await _leader(store, Job(executor="agent", concurrency="replace"))
-    await _commit(store, fence, core.tick(T0 + timedelta(minutes=1)))
+    leader = await _leader(store)
+    await leader.round(T0 + timedelta(minutes=1))
     assert not stop_requested((await _assignment(store, FIRST)).value)
 
-    plan = core.tick(T0 + timedelta(minutes=2))
-    assert [r.launch_id for r in plan.stops] == [FIRST]
-    await _commit(store, fence, plan)
+    decision = await leader.round(T0 + timedelta(minutes=2))
+    assert [r.launch_id for r in decision.stop_requests] == [FIRST]
     stop = await _assignment(store, FIRST)
     assert stop.value == stop_value(FIRST)
     record = await store.get(launch_key(FIRST))
@@ -87,27 +87,24 @@ async def test_a_launch_started_and_stopped_by_one_plan_is_assigned_as_a_stop_al
         store: Store) -> None:
     # Catch-up "all" decides two slots at once: the second replaces the first
     # before any worker could have seen it.
-    core, fence = await _leader(store, Job(executor="agent", concurrency="replace",
-                                           catchup="all"))
-    plan = core.tick(T0 + timedelta(minutes=2, seconds=30))
-    assert [r.launch_id for r in plan.starts] == [FIRST, SECOND]
-    assert [r.launch_id for r in plan.stops] == [FIRST]
-    await _commit(store, fence, plan)
+    leader = await _leader(store, catchup="all")
+    decision = await leader.round(T0 + timedelta(minutes=2, seconds=30))
+    assert [s.record.launch_id for s in decision.assignments] == [SECOND]
+    assert [r.launch_id for r in decision.stop_requests] == [FIRST]
     assert (await _assignment(store, FIRST)).value == stop_value(FIRST)
     assert not stop_requested((await _assignment(store, SECOND)).value)
 
 
 async def test_a_run_the_same_plan_records_as_ended_gets_no_stop(store: Store) -> None:
-    core, fence = await _leader(store, Job(executor="agent", concurrency="replace"))
-    await _commit(store, fence, core.tick(T0 + timedelta(minutes=1)))
+    leader = await _leader(store)
+    await leader.round(T0 + timedelta(minutes=1))
     now = T0 + timedelta(minutes=1, seconds=10)
     # One round of the leader's loop: a manual run replaces the first, then the
     # worker's final report of the first is applied, with its clean-up.
-    stopping = core.trigger("backup", "backup@manual-1", now)
-    assert [r.launch_id for r in stopping.stops] == [FIRST]
-    ended = core.run_ended(FIRST, LaunchState.SUCCEEDED, now, exit_code=0)
-    plan = merge([stopping, ended])
-    await _commit(store, fence, plan, {FIRST: cleanup_ops(FIRST, "w1")})
+    ended = RunStatus(FIRST, RunState.SUCCEEDED, exit_code=0)
+    decision = await leader.round(now, Triggered("t1", "backup", "backup@manual-1"),
+                                  Reported(FIRST, "w1", ended))
+    assert not decision.stop_requests
     assert await store.get(assignment_key("w1", FIRST)) is None
     record = await store.get(launch_key(FIRST))
     assert record is not None

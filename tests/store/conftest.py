@@ -105,7 +105,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.cluster) if name == "etcd"
+                        else name for name in sorted(BACKENDS)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     harness = BACKENDS[request.param](request, tmp_path)
     try:

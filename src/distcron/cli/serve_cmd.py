@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from distcron.clock import Clock
 from distcron.errors import ConfigError, DistcronError
 from distcron.replica.config import ServeConfig, build_config, load_config_file
+from distcron.store import Store
 
 log = logging.getLogger("distcron.serve")
 
@@ -57,6 +59,36 @@ def serve_command(config_file: Path | None, store: str | None, listen: str | Non
         sys.exit(1)
 
 
+class _Reloader:
+    """SIGHUP: apply the jobs file again, one reload at a time, in the order the
+    signals came; a file that cannot be read or is invalid changes nothing."""
+
+    def __init__(self, store: Store, path: str | None, clock: Clock) -> None:
+        self.store = store
+        self.path = path
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._one_at_a_time = asyncio.Lock()
+
+    def reload(self) -> None:
+        if self.path is None:
+            log.info("event=reload_ignored reason=%r", "no jobs file was given")
+            return
+        task = asyncio.create_task(self._reload(self.path), name="reload-jobs")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self, path: str) -> None:
+        from distcron.replica.jobsync import apply_config_jobs
+
+        async with self._one_at_a_time:
+            try:
+                text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+                await apply_config_jobs(self.store, text, path, self.clock)
+            except (OSError, UnicodeDecodeError, DistcronError) as exc:
+                log.error("event=jobs_file_rejected file=%s error=%r", path, str(exc))
+
+
 async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
@@ -82,6 +114,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
         ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
                       config.lease_ttl, config.history),
         clock, metrics)
+    metrics.identify(replica.replica_id)
     token = config.token.get_secret_value() if config.token else None
     app = create_app(store, replica, token, registry)
     server = uvicorn.Server(uvicorn.Config(
@@ -91,16 +124,8 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    async def reload_jobs() -> None:
-        if jobs_text is None:
-            return
-        text = await asyncio.to_thread(Path(jobs_source).read_text, encoding="utf-8")
-        try:
-            await apply_config_jobs(store, text, jobs_source, clock)
-        except DistcronError as exc:
-            log.error("event=jobs_file_rejected file=%s error=%r", jobs_source, str(exc))
-
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_jobs()))
+    reloader = _Reloader(store, jobs_source if jobs_text is not None else None, clock)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     log.info("event=starting replica=%s listen=%s store=%s", replica.replica_id,
              config.listen, config.store_url.split("@")[-1])
     try:

@@ -94,6 +94,12 @@ class Metrics:
             "distcron_jobs_loaded", "Jobs this replica has loaded from the store.",
             registry=registry,
         )
+        self.jobs_quarantined = Gauge(
+            "distcron_jobs_quarantined",
+            "Jobs the leader gives no slots because their schedule cannot be computed "
+            "(see `distcron jobs list`).",
+            registry=registry,
+        )
         self.workers = Gauge(
             "distcron_workers", "Worker agents registered in the store.", registry=registry,
         )

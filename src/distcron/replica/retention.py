@@ -2,9 +2,10 @@
 
 The leader keeps the newest ``keep`` records of each job (and every live one,
 and the span its cursor still grows). It prunes a job after every
-``PRUNE_EVERY`` records it wrote for it, so the cost follows the write rate and
-an idle job costs nothing. Deletes carry the fence like every leader write; a
-prune that fails is simply tried again later.
+``PRUNE_EVERY`` records it wrote for it (:mod:`distcron.scheduler.policy`), so
+the cost follows the write rate and an idle job costs nothing. Deletes carry
+the fence like every leader write; a prune that fails is simply tried again
+later.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 from datetime import timedelta
 
-from distcron.replica.commit import MAX_TXN_OPS, fence_guard
+from distcron.replica.commit import fence_guard, txn_limit
 from distcron.store import Delete, Op, Store
 from distcron.store.layout import (
     LAUNCHES,
@@ -25,7 +26,6 @@ from distcron.store.layout import (
 )
 
 DEFAULT_HISTORY = 200
-PRUNE_EVERY = 50
 # Run directories of ended runs are removed this long after they ended: the
 # leader has long since copied their outcome and output into the store.
 RUN_DIR_RETENTION = timedelta(hours=1)
@@ -51,9 +51,10 @@ async def prune_job_history(store: Store, fence: int, job: str, keep: int) -> in
             ended.append((kv.create_revision, launch_id))
     ended.sort()
     doomed = [launch_id for _, launch_id in ended[: max(0, len(kvs) - keep)]]
-    for start in range(0, len(doomed), MAX_TXN_OPS // 2):
+    per_txn = txn_limit(store) // 2  # two deletes per record
+    for start in range(0, len(doomed), per_txn):
         ops: list[Op] = []
-        for launch_id in doomed[start:start + MAX_TXN_OPS // 2]:
+        for launch_id in doomed[start:start + per_txn]:
             ops += [Delete(launch_key(launch_id)), Delete(output_key(launch_id))]
         result = await store.txn([fence_guard(fence)], ops)
         if not result.succeeded:

@@ -1,7 +1,9 @@
-"""A plan: what the scheduler core decided, to be committed before anything runs."""
+"""A plan: what the scheduler core decided about launch records, to be committed
+before anything runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from distcron.scheduler.records import LaunchRecord
@@ -10,11 +12,13 @@ from distcron.store.layout import Cursor
 
 @dataclass(slots=True)
 class Plan:
-    """Records to write, cursors to advance, runs to start and stop.
+    """Records to write, cursors to advance, runs to start and stop, jobs put
+    into quarantine (with why) or taken out of it (``None``).
 
-    The runtime commits ``records`` and ``cursors`` in transactions guarded by
-    the leader's fence (and, for new records, by "the key must not exist");
-    only then does it ask executors to ``start`` and ``stop``.
+    The core builds one per call; the leader's round gathers a round's plans
+    into one :class:`~distcron.scheduler.decision.Decision`, which is committed
+    in transactions guarded by the leader's fence (and, for new records, by
+    "the key must not exist") before any executor is asked to start or stop.
     """
 
     records: dict[str, LaunchRecord] = field(default_factory=dict)
@@ -22,18 +26,30 @@ class Plan:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     starts: list[LaunchRecord] = field(default_factory=list)
     stops: list[LaunchRecord] = field(default_factory=list)
-    consumed_triggers: list[str] = field(default_factory=list)
+    quarantined: dict[str, str | None] = field(default_factory=dict)
 
     def write(self, record: LaunchRecord, *, create: bool = False) -> None:
         self.records[record.launch_id] = record
         if create:
             self.created.add(record.launch_id)
 
+    def absorb(self, later: Plan) -> None:
+        """Add a later plan's decisions to this one, its writes of a record winning."""
+        for launch_id, record in later.records.items():
+            self.write(record, create=launch_id in later.created)
+        self.cursors.update(later.cursors)
+        self.starts.extend(later.starts)
+        self.stops.extend(later.stops)
+        self.quarantined.update(later.quarantined)
+
     def __bool__(self) -> bool:
         return bool(self.records or self.cursors or self.starts or self.stops
-                    or self.consumed_triggers)
+                    or self.quarantined)
 
-    def jobs(self) -> set[str]:
-        """Every job this plan touches: its writes must commit together."""
-        return {r.job for r in self.records.values()} | set(self.cursors)
 
+def merge(plans: Iterable[Plan]) -> Plan:
+    """Several plans as one, later writes of a record winning."""
+    merged = Plan()
+    for plan in plans:
+        merged.absorb(plan)
+    return merged

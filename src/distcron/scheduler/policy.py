@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from distcron.jobs.spec import Catchup, Concurrency
+from distcron.jobs.spec import Executor as ExecutorKind
+
 # A slot counts as on time this long after its instant, even with catch-up
 # "none": long enough to cover a leader failover, short enough that "none"
 # still means "don't run what fell due while distcron was down".
@@ -30,6 +33,10 @@ PLACEMENT_RETRY = timedelta(seconds=1)
 # before its runs are declared lost.
 WORKER_GRACE = timedelta(seconds=10)
 
+# A job's oldest records are pruned after every this many records written for
+# it, so the cost follows the write rate and an idle job costs nothing.
+PRUNE_EVERY = 50
+
 # Past this many overdue slots of one job (e.g. a per-second job after a long
 # outage) the rest are counted as one missed span without visiting each.
 MAX_BACKLOG_SLOTS = 10_000
@@ -43,9 +50,9 @@ class JobPolicy(Protocol):
     @property
     def timezone(self) -> str: ...
     @property
-    def concurrency(self) -> str: ...  # forbid | allow | replace | queue
+    def concurrency(self) -> Concurrency: ...
     @property
-    def catchup(self) -> str: ...  # none | last | all
+    def catchup(self) -> Catchup: ...
     @property
     def starting_deadline(self) -> float | None: ...  # seconds
     @property
@@ -57,7 +64,7 @@ class JobPolicy(Protocol):
     @property
     def idempotent(self) -> bool: ...
     @property
-    def executor(self) -> str: ...
+    def executor(self) -> ExecutorKind: ...
     @property
     def tags(self) -> tuple[str, ...]: ...
 
@@ -70,14 +77,14 @@ class Policy:
     name: str
     schedule: str
     timezone: str
-    concurrency: str
-    catchup: str
+    concurrency: Concurrency
+    catchup: Catchup
     starting_deadline: float | None
     retries: int
     retry_backoff: float
     paused: bool
     idempotent: bool
-    executor: str
+    executor: ExecutorKind
     tags: tuple[str, ...]
 
     @classmethod

@@ -49,6 +49,22 @@ _LIVE = frozenset({LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.QUEUE
 _NEVER_LAUNCHED = frozenset({LaunchState.QUEUED, LaunchState.SKIPPED, LaunchState.MISSED})
 
 
+class Cause(StrEnum):
+    """Why a slot waits, or was skipped or missed: for programs (the metrics, the
+    core's own rules), beside ``reason``, which says it in words for people."""
+
+    WAITING_FOR_WORKER = "waiting_for_worker"  # queued: no eligible worker has a free slot
+    WAITING_FOR_RUN = "waiting_for_run"  # queued behind a live run (concurrency = queue)
+    PAUSED = "paused"  # skipped: the job is paused
+    OVERLAP = "overlap"  # skipped: a run of the job is live (forbid, queue)
+    REPLACED = "replaced"  # skipped or stopped: a newer run replaced it
+    JOB_REMOVED = "job_removed"  # skipped or stopped: the job was removed while it waited
+    DEADLINE = "deadline"  # missed: past its starting deadline
+    NO_CATCHUP = "no_catchup"  # missed: fell due while no leader ran (catch-up none)
+    SUPERSEDED = "superseded"  # missed: a later slot runs instead (catch-up last)
+    NO_WORKER_IN_TIME = "no_worker_in_time"  # missed: no worker took it before its deadline
+
+
 class LaunchKind(StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"
@@ -65,6 +81,7 @@ class LaunchRecord(BaseModel):
     kind: LaunchKind = LaunchKind.SCHEDULED
     state: LaunchState
     reason: str = ""
+    cause: Cause | None = None
     # Skipped/missed records may span consecutive slots: slot … until, count of them.
     until: datetime | None = None
     count: int = 1

@@ -13,6 +13,8 @@ key                        value                                           writt
                            that a new leader reads instead of every record)
 ``output/<launch id>``     the run's last output bytes                     leader
 ``triggers/<trigger id>``  a request to run a job now (JSON)               API
+``quarantined/<job>``      why the job gets no slots (JSON: ``reason``,    leader
+                           ``since``), until its spec changes
 ``election/leader``        the leader's registration (JSON, with ``id``);  leader
                            leased; its ``create_revision`` is the fence
 ``replicas/<id>``          a replica's registration (JSON); leased         each replica
@@ -44,6 +46,7 @@ LAUNCHES = "launches/"
 OUTPUT = "output/"
 ACTIVE = "active/"
 TRIGGERS = "triggers/"
+QUARANTINED = "quarantined/"
 REPLICAS = "replicas/"
 WORKERS = "workers/"
 ASSIGN = "assign/"
@@ -79,6 +82,10 @@ def output_key(launch_id: str) -> str:
 
 def trigger_key(trigger_id: str) -> str:
     return TRIGGERS + trigger_id
+
+
+def quarantine_key(job: str) -> str:
+    return QUARANTINED + job
 
 
 def replica_key(replica_id: str) -> str:

@@ -1,0 +1,73 @@
+"""One round's decision: everything the leader writes, then does.
+
+Built by :class:`~distcron.scheduler.rounds.LeaderRounds` (pure), committed by
+the leader in transactions guarded by its fence (``replica/commit.py``), and
+only then handed to executors. Nothing in it has been written or done yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from distcron.executors.base import LaunchRequest
+from distcron.scheduler.records import LaunchRecord
+from distcron.store.layout import Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A launch to start: on a worker agent (its assignment is written with the
+    record) or on this replica's executor (after the commit)."""
+
+    record: LaunchRecord
+    request: LaunchRequest
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    """A run on a worker agent, by its worker and the attempt's run id."""
+
+    worker: str
+    run_id: str
+    launch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One thing the round did and why, for the leader's log (``event=… k=v``)."""
+
+    event: str
+    fields: tuple[tuple[str, object], ...] = ()
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    # Launch records to write; those in ``created`` must not exist yet.
+    records: Mapping[str, LaunchRecord] = field(default_factory=dict)
+    created: frozenset[str] = frozenset()
+    cursors: Mapping[str, Cursor] = field(default_factory=dict)
+    consumed_triggers: tuple[str, ...] = ()
+    # Written with their launch's record:
+    outputs: Mapping[str, bytes] = field(default_factory=dict)  # by launch id
+    assignments: tuple[Start, ...] = ()  # launches given to worker agents
+    stop_requests: tuple[WorkerRun, ...] = ()  # runs on worker agents to stop
+    cleanups: tuple[WorkerRun, ...] = ()  # ended runs whose worker keys go
+    # Jobs put into quarantine (with why) or taken out of it (None).
+    quarantined: Mapping[str, str | None] = field(default_factory=dict)
+    # Done after the commit, by this replica:
+    starts: tuple[Start, ...] = ()  # on its executors
+    stops: tuple[LaunchRecord, ...] = ()  # on its executors
+    follows: tuple[LaunchRecord, ...] = ()  # runs adopted at takeover, followed to their end
+    prunes: tuple[str, ...] = ()  # jobs whose oldest records to delete
+    notes: tuple[Note, ...] = ()  # why, for the log
+
+    def writes(self) -> bool:
+        """Whether the decision has anything to commit."""
+        return bool(self.records or self.cursors or self.consumed_triggers or self.outputs
+                    or self.assignments or self.stop_requests or self.cleanups
+                    or self.quarantined)
+
+    def __bool__(self) -> bool:
+        return self.writes() or bool(self.starts or self.stops or self.follows or self.prunes)

@@ -1,0 +1,101 @@
+"""The jobs a leader schedules and their live records, as the core tracks them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from distcron.cron import Schedule
+from distcron.scheduler.plan import Plan
+from distcron.scheduler.policy import JobPolicy
+from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState
+
+ACTIVE = (LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.RETRYING)
+
+
+@dataclass(slots=True)
+class Job:
+    spec: JobPolicy
+    schedule: Schedule
+    cursor: datetime
+    live: dict[str, LaunchRecord] = field(default_factory=dict)
+    gap: LaunchRecord | None = None  # the skipped/missed span that may still grow
+    replacing: dict[str, str] = field(default_factory=dict)  # live id -> id replacing it
+    version: int = 0  # wake-ups of older versions are stale
+    held: bool = False  # quarantined: no slots until its spec changes
+
+    def active(self) -> list[LaunchRecord]:
+        return [r for r in self.live.values() if r.state in ACTIVE]
+
+    def queued(self) -> list[LaunchRecord]:
+        return [r for r in self.live.values() if r.state is LaunchState.QUEUED]
+
+
+class Ledger:
+    def __init__(self, fence: int, replica: str, local_location: str | None) -> None:
+        self.fence = fence
+        self.replica = replica
+        # Written into the intent of every local run, so a later leader knows
+        # whether its own executor can tell what became of the run.
+        self.local_location = local_location
+        self.jobs: dict[str, Job] = {}
+        # Live records of jobs removed while they ran: still tracked to their end.
+        self.orphans: dict[str, LaunchRecord] = {}
+        # Jobs with live records: a leader of many jobs visits only these.
+        self.with_live: set[str] = set()
+
+    def live_records(self) -> Iterator[LaunchRecord]:
+        for name in list(self.with_live):
+            job = self.jobs.get(name)
+            if job is not None:
+                yield from list(job.live.values())
+        yield from list(self.orphans.values())
+
+    def find(self, launch_id: str) -> LaunchRecord | None:
+        job = self.jobs.get(launch_id.partition("@")[0])
+        if job is not None and launch_id in job.live:
+            return job.live[launch_id]
+        return self.orphans.get(launch_id)
+
+    def add(self, job: Job, record: LaunchRecord) -> None:
+        job.live[record.launch_id] = record
+        self.with_live.add(job.spec.name)
+
+    def replace(self, record: LaunchRecord) -> None:
+        job = self.jobs.get(record.job)
+        if job is not None and record.launch_id in job.live:
+            job.live[record.launch_id] = record
+        elif record.launch_id in self.orphans:
+            self.orphans[record.launch_id] = record
+
+    def end(self, record: LaunchRecord, state: LaunchState, cause: Cause | None,
+            reason: str | None, now: datetime, plan: Plan) -> None:
+        """The record is final: no longer live, written as ``state``."""
+        update: dict[str, object] = {"state": state, "ended_at": record.ended_at or now,
+                                     "cause": cause}
+        if reason is not None:
+            update["reason"] = reason
+        ended = record.model_copy(update=update)
+        job = self.jobs.get(record.job)
+        if job is not None:
+            job.live.pop(record.launch_id, None)
+            if not job.live:
+                self.with_live.discard(job.spec.name)
+        self.orphans.pop(record.launch_id, None)
+        plan.write(ended)
+
+    def new_record(self, job: Job, slot: datetime | None, launch_id: str, state: LaunchState,
+                   now: datetime, cause: Cause | None = None,
+                   reason: str = "") -> LaunchRecord:
+        launched = state.launched
+        return LaunchRecord(
+            launch_id=launch_id, job=job.spec.name, slot=slot,
+            kind=LaunchKind.SCHEDULED if slot is not None else LaunchKind.MANUAL,
+            state=state, reason=reason, cause=cause, fence=self.fence, replica=self.replica,
+            executor=job.spec.executor if launched else None,
+            location=self.location(job.spec.executor) if launched else None,
+            run_id=launch_id if launched else None, intent_at=now)
+
+    def location(self, executor: str | None) -> str | None:
+        return self.local_location if executor == "local" else None

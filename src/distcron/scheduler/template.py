@@ -1,0 +1,40 @@
+"""What to run for a job, kept by the leader per job and made into each launch's
+request: only the fields a launch needs, so that a leader of many jobs holds
+little and decodes a job's spec once per change, not at every launch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from distcron.executors.base import HttpCall, LaunchRequest
+from distcron.jobs import JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchTemplate:
+    job: str
+    command: str | None = None
+    argv: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    timeout: float | None = None
+    http: HttpCall | None = None
+
+    @classmethod
+    def of(cls, spec: JobSpec) -> LaunchTemplate:
+        http = None
+        if spec.executor == "http":  # the spec has no command, argv, env or workdir then
+            assert spec.url is not None
+            http = HttpCall(spec.url, spec.method or "POST", dict(spec.headers or {}),
+                            spec.body)
+        return cls(spec.name, spec.command, spec.argv, dict(spec.env), spec.workdir,
+                   spec.timeout, http)
+
+    def request(self, run_id: str, slot: datetime | None, fence: int,
+                idempotency_key: str | None) -> LaunchRequest:
+        return LaunchRequest(
+            launch_id=run_id, job=self.job, slot=slot, fence=fence, timeout=self.timeout,
+            idempotency_key=idempotency_key, command=self.command, argv=self.argv,
+            env=dict(self.env), workdir=self.workdir, http=self.http)
