@@ -22,6 +22,7 @@ from distcron.scheduler.inputs import (
     RunStarted,
     RunUnknown,
     Settled,
+    StoreRestored,
     Triggered,
     WorkersChanged,
 )
@@ -198,3 +199,16 @@ def _live(launch_id: str, state: LaunchState) -> LaunchRecord:
     return LaunchRecord(launch_id=launch_id, job="backup", slot=slot, state=state, fence=7,
                         executor="local", location="here", run_id=launch_id,
                         intent_at=slot)
+
+
+def test_slots_before_a_restore_are_missed_never_run_and_the_marker_is_cleared_after() -> None:
+    rounds = leader(spec())
+    now = T0 + minutes(9.5)
+    decision = rounds.decide([StoreRestored(now, b'{"at": "..."}')], now)
+    assert not decision.starts and not decision.assignments
+    [span] = decision.records.values()
+    assert (span.state, span.cause, span.count) == (LaunchState.MISSED, Cause.RESTORED, 9)
+    assert decision.cursors["backup"] == Cursor(T0 + minutes(9), span.launch_id)
+    assert decision.restore_marker == b'{"at": "..."}'
+    # The slot after the restore instant runs as usual.
+    assert rounds.decide([], T0 + minutes(10)).created == {"backup@2026-11-24T06:10:00Z"}

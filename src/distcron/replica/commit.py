@@ -37,6 +37,7 @@ from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import Compare, Delete, Op, Put, Store
 from distcron.store.layout import (
     LEADER,
+    RESTORED,
     Cursor,
     active_key,
     assignment_key,
@@ -127,6 +128,10 @@ def _units(decision: Decision, room: int, now: datetime) -> Iterable[_Unit]:
         key = quarantine_key(job)
         yield _Unit(ops=[Delete(key) if reason is None else Put(key, quarantine_value(reason,
                                                                                       now))])
+    if decision.restore_marker is not None:
+        # Last: a leader that dies before this finds the marker again, and
+        # accounting for slots already accounted for changes nothing.
+        yield _Unit([Compare.value_is(RESTORED, decision.restore_marker)], [Delete(RESTORED)])
 
 
 _SPANS = (LaunchState.SKIPPED, LaunchState.MISSED)

@@ -53,7 +53,7 @@ from distcron.scheduler.inputs import Input, RunEnded, RunStarted, RunUnknown, W
 from distcron.scheduler.records import LaunchRecord
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store import Store
-from distcron.store.layout import launch_key
+from distcron.store.layout import RESTORED, launch_key
 from distcron.worker.protocol import WorkerInfo
 
 log = logging.getLogger("distcron.leader")
@@ -138,7 +138,10 @@ class LeaderTerm:
             self.rounds.load([watched.job_input(name, raw, state.cursors.get(name))
                               for name, raw in jobs[start:start + _LOAD_BATCH]], now)
         self.rounds.restore(state.records, now)
+        marker = await self.store.get(RESTORED)
         inputs: list[Input] = [
+            # First: what the restore says must not run must not look due.
+            *([watched.restored_input(marker.value, now)] if marker is not None else []),
             *await settle(self.rounds.to_settle(), self.executors),
             *watched.held_reports(state.reports),
             watched.workers_input(state.workers, state.reports),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from distcron.jobs import JobSpec
 from distcron.replica.mirror import StateMirror
@@ -20,6 +21,7 @@ from distcron.scheduler.inputs import (
     JobRemoved,
     JobUnreadable,
     Reported,
+    StoreRestored,
     Triggered,
     WorkersChanged,
 )
@@ -87,6 +89,18 @@ def held_reports(reports: Mapping[str, bytes]) -> list[Reported]:
 def held_triggers(triggers: Mapping[str, bytes]) -> list[Triggered]:
     return [found for trigger_id, raw in triggers.items()
             if (found := trigger_input(trigger_id, raw)) is not None]
+
+
+def restored_input(raw: bytes, now: datetime) -> StoreRestored:
+    """The restore marker; one that cannot be read fails closed: up to now."""
+    try:
+        at = datetime.fromisoformat(json.loads(raw)["at"])
+        if at.tzinfo is None:
+            raise ValueError("the instant has no offset")
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("event=restore_marker_unreadable error=%r", str(exc))
+        at = now
+    return StoreRestored(at, raw)
 
 
 def changes(batch: WatchBatch, mirror: StateMirror) -> Iterable[Input]:

@@ -106,6 +106,18 @@ class SchedulerCore:
             self.quarantined[name] = reason
             plan.quarantined[name] = reason
 
+    def restored(self, until: datetime, now: datetime) -> Plan:
+        """The store was restored from a copy older than what ran: every job's
+        slots up to ``until`` that the copy does not account for may have run,
+        so they are recorded missed, never run again (fail closed)."""
+        plan = Plan()
+        for job in self._jobs.values():
+            if not job.held and job.cursor < until:
+                self._account(job, now, plan, until, forced=(LaunchState.MISSED,
+                                                             Cause.RESTORED))
+                self._wake(job, now, plan)
+        return plan
+
     def remove_job(self, name: str, now: datetime) -> Plan:
         """Forget a job. Its live runs finish and are recorded; what waits
         (queued, retrying) is dropped with a reason."""
@@ -277,8 +289,9 @@ class SchedulerCore:
 
     # -- decisions -------------------------------------------------------------
 
-    def _account(self, job: Job, now: datetime, plan: Plan, until: datetime) -> None:
-        """Decide every slot of ``job`` in (cursor, until]."""
+    def _account(self, job: Job, now: datetime, plan: Plan, until: datetime,
+                 forced: tuple[LaunchState, Cause] | None = None) -> None:
+        """Decide every slot of ``job`` in (cursor, until] (all as ``forced``, if given)."""
         due = slots.due_slots(job, until)
         if not due:
             return
@@ -292,7 +305,7 @@ class SchedulerCore:
             due = [last]
         latest = due[-1]
         for slot in due:
-            fate = slots.fate(job, slot, slot == latest, now)
+            fate = forced or slots.fate(job, slot, slot == latest, now)
             if fate is None:
                 self._admit(job, slot, launch_id_for(job.spec.name, slot), now, plan)
             else:

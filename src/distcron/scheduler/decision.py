@@ -54,6 +54,8 @@ class Decision:
     assignments: tuple[Start, ...] = ()  # launches given to worker agents
     stop_requests: tuple[WorkerRun, ...] = ()  # runs on worker agents to stop
     cleanups: tuple[WorkerRun, ...] = ()  # ended runs whose worker keys go
+    # The restore marker whose slots this decision accounts for: deleted last.
+    restore_marker: bytes | None = None
     # Jobs put into quarantine (with why) or taken out of it (None).
     quarantined: Mapping[str, str | None] = field(default_factory=dict)
     # Done after the commit, by this replica:
@@ -67,7 +69,7 @@ class Decision:
         """Whether the decision has anything to commit."""
         return bool(self.records or self.cursors or self.consumed_triggers or self.outputs
                     or self.assignments or self.stop_requests or self.cleanups
-                    or self.quarantined)
+                    or self.quarantined or self.restore_marker is not None)
 
     def __bool__(self) -> bool:
         return self.writes() or bool(self.starts or self.stops or self.follows or self.prunes)

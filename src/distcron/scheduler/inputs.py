@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from distcron.executors.base import RunStatus
 from distcron.jobs import JobSpec
@@ -107,5 +108,14 @@ class Settled:
     worker: str | None = None  # what the run records as its worker when adopted
 
 
+@dataclass(frozen=True, slots=True)
+class StoreRestored:
+    """The store was restored from a copy (``meta/restored``, written by the
+    restore): slots up to ``at`` that the copy does not account for are missed."""
+
+    at: datetime
+    marker: bytes  # the marker's value, deleted once the slots are accounted for
+
+
 Input = (JobChanged | JobUnreadable | JobRemoved | Triggered | Reported | WorkersChanged
-         | RunStarted | RunEnded | RunUnknown | Settled)
+         | RunStarted | RunEnded | RunUnknown | Settled | StoreRestored)

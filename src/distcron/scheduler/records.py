@@ -63,6 +63,7 @@ class Cause(StrEnum):
     NO_CATCHUP = "no_catchup"  # missed: fell due while no leader ran (catch-up none)
     SUPERSEDED = "superseded"  # missed: a later slot runs instead (catch-up last)
     NO_WORKER_IN_TIME = "no_worker_in_time"  # missed: no worker took it before its deadline
+    RESTORED = "restored"  # missed: fell due before the store was restored from a copy
 
 
 class LaunchKind(StrEnum):

@@ -32,6 +32,7 @@ from distcron.scheduler.inputs import (
     RunStarted,
     RunUnknown,
     Settled,
+    StoreRestored,
     Triggered,
     WorkersChanged,
 )
@@ -58,6 +59,7 @@ class _Pending:
     outputs: dict[str, bytes] = field(default_factory=dict)
     cleanups: list[WorkerRun] = field(default_factory=list)
     follows: list[str] = field(default_factory=list)
+    restore_marker: bytes | None = None
     notes: list[Note] = field(default_factory=list)
 
 
@@ -123,7 +125,8 @@ class LeaderRounds:
             assignments=tuple(a for a in assignments if a.record.launch_id not in stopped),
             stop_requests=tuple(stop_requests), cleanups=tuple(pending.cleanups),
             quarantined=plan.quarantined, starts=tuple(starts), stops=tuple(stops),
-            follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes))
+            follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes),
+            restore_marker=pending.restore_marker)
 
     def next_wakeup(self) -> datetime | None:
         return self.core.next_wakeup()
@@ -165,6 +168,10 @@ class LeaderRounds:
                                               ("reason", repr(item.reason))), warning=True))
             return self.core.run_ended(item.launch_id, LaunchState.UNKNOWN, now,
                                        reason=item.reason)
+        if isinstance(item, StoreRestored):
+            self._pending.restore_marker = item.marker
+            notes.append(Note("store_restored", (("at", item.at.isoformat()),), warning=True))
+            return self.core.restored(item.at, now)
         return self._settled(item, now)
 
     def _ended(self, launch_id: str, status: RunStatus, output: bytes, now: datetime) -> Plan:

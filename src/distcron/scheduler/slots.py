@@ -22,6 +22,8 @@ REASONS = {
     Cause.DEADLINE: "past its starting deadline",
     Cause.NO_CATCHUP: "fell due while no leader ran (catch-up none)",
     Cause.SUPERSEDED: "a later slot runs instead (catch-up last)",
+    Cause.RESTORED: "fell due before the store was restored from an older copy: it may "
+                    "have run, so it is not run again",
 }
 
 

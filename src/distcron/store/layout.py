@@ -13,6 +13,10 @@ key                        value                                           writt
                            that a new leader reads instead of every record)
 ``output/<launch id>``     the run's last output bytes                     leader
 ``triggers/<trigger id>``  a request to run a job now (JSON)               API
+``meta/identity``          the store's identity, made with it (a UUID)     first writer
+``meta/restored``          the store was restored from a copy (JSON:       restore
+                           ``at``): slots up to it are missed              (the leader
+                                                                           deletes it)
 ``quarantined/<job>``      why the job gets no slots (JSON: ``reason``,    leader
                            ``since``), until its spec changes
 ``election/leader``        the leader's registration (JSON, with ``id``);  leader
@@ -47,6 +51,8 @@ OUTPUT = "output/"
 ACTIVE = "active/"
 TRIGGERS = "triggers/"
 QUARANTINED = "quarantined/"
+IDENTITY = "meta/identity"
+RESTORED = "meta/restored"
 REPLICAS = "replicas/"
 WORKERS = "workers/"
 ASSIGN = "assign/"
