@@ -47,7 +47,9 @@ class World:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)  # run ids handed to the executor
     stopped: list[str] = field(default_factory=list)
+    staged: set[str] = field(default_factory=set)  # run ids prepared, not yet released
     fence: int = 1
+    stage_lead: timedelta = timedelta(0)  # > 0: leaders stage "local" launches
 
     def commit(self, plan: Plan) -> Plan:
         for launch_id, record in plan.records.items():
@@ -56,13 +58,24 @@ class World:
             assert launch_id in plan.created or launch_id in self.records, launch_id
             self.records[launch_id] = record
         self.cursors.update(plan.cursors)
-        for record in plan.starts:
+        for record in plan.unstages:
+            self.staged.discard(record.run_id or "")
+        for record in plan.stages:
+            assert record.run_id is not None and record.staged
+            self.staged.add(record.run_id)
+        for record in [*plan.starts, *plan.releases]:
             assert record.run_id is not None
             if record.run_id in self.started:
                 raise DoubleLaunch(f"run {record.run_id} started twice")
             self.started.append(record.run_id)
+            self.staged.discard(record.run_id)
         self.stopped += [r.launch_id for r in plan.stops]
         return plan
+
+    def new_core(self) -> SchedulerCore:
+        return SchedulerCore(self.fence, f"replica-{self.fence}", "here",
+                             stage_lead=self.stage_lead,
+                             staging_executors=frozenset({"local"}))
 
     def of(self, job: str, state: LaunchState | None = None) -> list[LaunchRecord]:
         found = [r for r in self.records.values() if r.job == job]
@@ -72,13 +85,19 @@ class World:
     def takeover(self, jobs: list[Job], now: datetime) -> SchedulerCore:
         """A new leader: a new core built only from what the store holds."""
         self.fence += 1
-        core = SchedulerCore(self.fence, f"replica-{self.fence}", "here")
+        core = self.new_core()
         for job in jobs:
             self.commit(core.set_job(job, self.cursors.get(job.name), now))
         wanted = {c.gap for c in self.cursors.values() if c.gap}
         for record in self.records.values():
             if record.state.live or record.launch_id in wanted:
                 core.restore(record, now)
+        for record in list(self.records.values()):
+            # A staged launch never released is known not to have started (the
+            # round learns it from the release marks); one released runs on.
+            if (record.staged and record.state is LaunchState.LAUNCHING
+                    and record.run_id not in self.started):
+                self.commit(core.adopt_staged(record.launch_id, now, prepare=True))
         return core
 
 

@@ -112,7 +112,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     replica = Replica(
         store, executors,
         ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
-                      config.lease_ttl, config.history),
+                      config.lease_ttl, config.history, config.stage_lead),
         clock, metrics)
     metrics.identify(replica.replica_id)
     token = config.token.get_secret_value() if config.token else None

@@ -22,12 +22,13 @@ On failure:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from distcron.errors import ExecutorError
 from distcron.timefmt import utc_iso
 
 DEFAULT_OUTPUT_LIMIT = 64 * 1024
@@ -143,6 +144,7 @@ class LaunchRequest:
 
 class RunState(StrEnum):
     NOT_FOUND = "not_found"  # this executor never started it
+    STAGED = "staged"  # prepared to start at once on release; nothing of the job has run
     RUNNING = "running"  # started (or being started) and not ended
     SUCCEEDED = "succeeded"  # exit code 0
     FAILED = "failed"  # non-zero exit, killed by a signal, or could not be executed
@@ -153,7 +155,7 @@ class RunState(StrEnum):
     @property
     def final(self) -> bool:
         """Nothing more will ever be learned about the run: ``wait`` returns it."""
-        return self not in (RunState.NOT_FOUND, RunState.RUNNING)
+        return self not in (RunState.NOT_FOUND, RunState.STAGED, RunState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ class Executor(abc.ABC):
     """
 
     name: ClassVar[str]
+    # Whether stage() prepares launches ahead (else release() simply starts them).
+    stages: ClassVar[bool] = False
     location: str | None = None
     worker_name: str | None = None
 
@@ -239,6 +243,35 @@ class Executor(abc.ABC):
     async def output(self, launch_id: str) -> bytes:
         """The last ``output_limit`` bytes of the run's stdout and stderr, interleaved
         in the order they were written; ``b""`` for a run this executor does not know."""
+
+    async def stage(self, requests: Sequence[LaunchRequest], release_by: datetime
+                    ) -> list[RunStatus | ExecutorError]:
+        """Prepare each launch so that :meth:`release` starts it at once; nothing of
+        the job runs. Idempotent by launch id, like ``start``. A launch still
+        unreleased at ``release_by`` lets itself go (its leader died or was
+        paused) and reads ``NOT_FOUND`` afterwards, so a later start takes it
+        over. Per launch: ``STAGED``, or the ExecutorError that kept it from
+        being staged (nothing of it exists then). An executor that does not
+        stage stages nothing: ``NOT_FOUND``."""
+        return [RunStatus(request.launch_id, RunState.NOT_FOUND) for request in requests]
+
+    async def release(self, requests: Sequence[LaunchRequest]
+                      ) -> list[RunStatus | ExecutorError]:
+        """Start these launches now: a staged one at once, any other as ``start``
+        would; per launch, what ``start`` returns or the ExecutorError it raises.
+        Works for launches staged by another executor on the same runs."""
+        results: list[RunStatus | ExecutorError] = []
+        for request in requests:
+            try:
+                results.append(await self.start(request))
+            except ExecutorError as exc:
+                results.append(exc)
+        return results
+
+    async def unstage(self, launch_ids: Sequence[str]) -> None:
+        """Let staged launches go without running anything (their job was edited,
+        paused or removed before the slot); they read ``NOT_FOUND`` afterwards."""
+        return None
 
     async def prune(self, before: datetime) -> list[str]:
         """Forget ended runs whose end is older than ``before``; returns their ids.

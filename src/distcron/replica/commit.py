@@ -47,6 +47,7 @@ from distcron.store.layout import (
     launch_key,
     output_key,
     quarantine_key,
+    released_key,
     report_key,
     trigger_key,
 )
@@ -128,6 +129,10 @@ def _units(decision: Decision, room: int, now: datetime) -> Iterable[_Unit]:
         key = quarantine_key(job)
         yield _Unit(ops=[Delete(key) if reason is None else Put(key, quarantine_value(reason,
                                                                                       now))])
+    for mark, launch_ids in decision.release_marks.items():
+        yield _Unit(ops=[Put(released_key(mark), json.dumps(launch_ids).encode())])
+    for mark in decision.release_cleanups:
+        yield _Unit(ops=[Delete(released_key(mark))])
     if decision.restore_marker is not None:
         # Last: a leader that dies before this finds the marker again, and
         # accounting for slots already accounted for changes nothing.

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from distcron.errors import ConfigError
 from distcron.replica.retention import DEFAULT_HISTORY
+from distcron.scheduler.policy import STAGE_LEAD
 
 DEFAULT_LISTEN = "127.0.0.1:8500"
 DEFAULT_DATA_DIR = "distcron-data"
@@ -30,6 +31,7 @@ _ENVIRONMENT = {
     "lease_ttl": "DISTCRON_LEASE_TTL",
     "token_file": "DISTCRON_TOKEN_FILE",
     "history": "DISTCRON_HISTORY",
+    "stage_lead": "DISTCRON_STAGE_LEAD",
 }
 
 
@@ -42,6 +44,8 @@ class ServeConfig(BaseModel):
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     lease_ttl: float = Field(default=3.0, gt=0.5, le=300)
     history: int = Field(default=DEFAULT_HISTORY, ge=1)  # launch records kept per job
+    # Seconds before its slot a launch may be committed and prepared (0: never).
+    stage_lead: float = Field(default=STAGE_LEAD, ge=0, le=60)
     token_file: Path | None = None
     token: SecretStr | None = None
 

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from distcron.clock import Clock
@@ -43,6 +46,7 @@ from distcron.executors.base import Executor, RunState, RunStatus
 from distcron.metrics import Metrics
 from distcron.replica import watched
 from distcron.replica.commit import commit
+from distcron.replica.lanes import Lanes
 from distcron.replica.mirror import StateMirror, Subscription
 from distcron.replica.observer import DecisionObserver, log_notes
 from distcron.replica.reconcile import settle
@@ -50,6 +54,7 @@ from distcron.replica.retention import DEFAULT_HISTORY, RUN_DIR_RETENTION, prune
 from distcron.replica.snapshot import Snapshot
 from distcron.scheduler.decision import Decision, Start
 from distcron.scheduler.inputs import Input, RunEnded, RunStarted, RunUnknown, WorkersChanged
+from distcron.scheduler.policy import ON_TIME_TOLERANCE, STAGE_LEAD
 from distcron.scheduler.records import LaunchRecord
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store import Store
@@ -77,7 +82,8 @@ class LeaderTerm:
     def __init__(self, store: Store, mirror: StateMirror, executors: Mapping[str, Executor],
                  fence: int, replica_id: str,
                  clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
-                 history: int = DEFAULT_HISTORY, catch_up_timeout: float = 3.0) -> None:
+                 history: int = DEFAULT_HISTORY, catch_up_timeout: float = 3.0,
+                 stage_lead: float = STAGE_LEAD) -> None:
         self.store = store
         self.mirror = mirror
         self.catch_up_timeout = catch_up_timeout
@@ -89,7 +95,11 @@ class LeaderTerm:
         self.lease_valid = lease_valid
         self.history = history
         local = executors.get("local")
-        self.rounds = LeaderRounds(fence, replica_id, local.location if local else None)
+        self.rounds = LeaderRounds(
+            fence, replica_id, local.location if local else None,
+            stage_lead=timedelta(seconds=stage_lead),
+            staging_executors=frozenset(n for n, e in executors.items() if e.stages))
+        self._lanes = Lanes()
         self._observer = DecisionObserver(metrics)
         self._inputs: list[Input] = []
         self._wakeup = asyncio.Event()
@@ -117,6 +127,7 @@ class LeaderTerm:
         finally:
             self.mirror.unsubscribe(changes)
             self.metrics.worker_running.clear()  # another replica reports them now
+            await self._lanes.close()
             for task in self._tasks:
                 task.cancel()
             for task in list(self._tasks):
@@ -138,6 +149,7 @@ class LeaderTerm:
             self.rounds.load([watched.job_input(name, raw, state.cursors.get(name))
                               for name, raw in jobs[start:start + _LOAD_BATCH]], now)
         self.rounds.restore(state.records, now)
+        self.rounds.load_marks(watched.release_marks(state.released))
         marker = await self.store.get(RESTORED)
         inputs: list[Input] = [
             # First: what the restore says must not run must not look due.
@@ -213,6 +225,7 @@ class LeaderTerm:
             # Committed with the record: the worker stops the run and reports its end.
             log.info("event=run_stop_requested launch_id=%s worker=%s", run.launch_id,
                      run.worker)
+        self._act_on_staged(decision)
         for job in decision.prunes:
             self._spawn(self._prune(job), f"prune {job}")
         if self.clock.monotonic() - self._pruned_runs_at > RUN_DIR_RETENTION.total_seconds() / 6:
@@ -297,6 +310,60 @@ class LeaderTerm:
                 delay *= 2
         self._post(RunUnknown(launch_id, f"the leader could not follow the run: {error}"))
         return None
+
+    def _act_on_staged(self, decision: Decision) -> None:
+        """Staged launches: let go, prepared, released, each executor in order."""
+        for record in decision.unstages:
+            if (executor := self.executors.get(record.executor or "local")) is not None:
+                self._lanes.submit(executor.name, functools.partial(
+                    self._unstage, executor, record))
+        by_slot: dict[tuple[str, datetime], list[Start]] = defaultdict(list)
+        for start in decision.stages:
+            assert start.record.slot is not None
+            by_slot[(start.record.executor or "local", start.record.slot)].append(start)
+        for (name, slot), starts in by_slot.items():
+            if (executor := self.executors.get(name)) is not None:
+                self._lanes.submit(name, functools.partial(
+                    self._stage, executor, starts, slot + ON_TIME_TOLERANCE))
+        released: dict[str, list[Start]] = defaultdict(list)
+        for start in decision.releases:
+            released[start.record.executor or "local"].append(start)
+        for name, starts in released.items():
+            self._lanes.submit(name, functools.partial(self._release, name, starts))
+
+    async def _unstage(self, executor: Executor, record: LaunchRecord) -> None:
+        assert record.run_id is not None
+        log.info("event=run_unstaged launch_id=%s", record.launch_id)
+        with contextlib.suppress(ExecutorError):
+            await executor.unstage([record.run_id])
+
+    async def _stage(self, executor: Executor, starts: list[Start], release_by: datetime
+                     ) -> None:
+        results = await executor.stage([s.request for s in starts], release_by)
+        for start, result in zip(starts, results, strict=True):
+            if isinstance(result, ExecutorError):
+                # Its release starts it as a start would.
+                log.warning("event=stage_failed launch_id=%s error=%r",
+                            start.record.launch_id, str(result))
+
+    async def _release(self, name: str, starts: list[Start]) -> None:
+        if not self.lease_valid():
+            # The release mark is committed: the next leader asks the executor.
+            log.warning("event=release_withheld fence=%d launches=%d", self.fence,
+                        len(starts))
+            return
+        executor = self.executors[name]
+        results = await executor.release([s.request for s in starts])
+        for start, result in zip(starts, results, strict=True):
+            launch_id = start.record.launch_id
+            if isinstance(result, ExecutorError):
+                log.warning("event=start_failed launch_id=%s error=%r", launch_id,
+                            str(result))
+                self._post(RunEnded(launch_id, RunStatus.failed(start.request.launch_id,
+                                                                str(result))))
+            else:
+                self._spawn(self._follow(executor, launch_id, result),
+                            f"follow {start.request.launch_id}", following=launch_id)
 
     async def _stop(self, record: LaunchRecord) -> None:
         assert record.run_id is not None

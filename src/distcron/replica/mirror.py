@@ -37,6 +37,7 @@ from distcron.store.layout import (
     CURSORS,
     JOBS,
     LAUNCHES,
+    RELEASED,
     REPLICAS,
     REPORTS,
     TRIGGERS,
@@ -49,7 +50,7 @@ from distcron.store.layout import (
 log = logging.getLogger("distcron.replica")
 
 # Prefixes whose keys the mirror holds as they are, by name.
-HELD = (JOBS, CURSORS, TRIGGERS, WORKERS, REPORTS, REPLICAS)
+HELD = (JOBS, CURSORS, TRIGGERS, WORKERS, REPORTS, REPLICAS, RELEASED)
 
 # Past this many records to fetch, one range read of every record is cheaper
 # than a read per record.
@@ -147,6 +148,7 @@ class StateMirror:
         snapshot.triggers = dict(state.held[TRIGGERS])
         snapshot.workers = dict(state.held[WORKERS])
         snapshot.reports = dict(state.held[REPORTS])
+        snapshot.released = dict(state.held[RELEASED])
         return snapshot
 
     def subscribe(self) -> Subscription:

@@ -35,7 +35,7 @@ class DecisionObserver:
         for record in decision.records.values():
             self._log_record(record, record.launch_id in decision.created)
             self._count(record)
-        for start in (*decision.starts, *decision.assignments):
+        for start in (*decision.starts, *decision.assignments, *decision.releases):
             record = start.record
             if record.slot is not None and record.attempt == 1:
                 self.metrics.launch_lag.observe((committed_at - record.slot).total_seconds())

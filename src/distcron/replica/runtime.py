@@ -31,6 +31,7 @@ from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
 from distcron.replica.mirror import StateMirror
 from distcron.replica.retention import DEFAULT_HISTORY
+from distcron.scheduler.policy import STAGE_LEAD
 from distcron.store import Store
 from distcron.store.layout import REPLICAS
 
@@ -49,6 +50,7 @@ class ReplicaConfig:
     listen: str
     lease_ttl: float = 3.0
     history: int = DEFAULT_HISTORY
+    stage_lead: float = STAGE_LEAD
 
 
 def default_replica_id(listen: str) -> str:
@@ -156,7 +158,8 @@ class Replica:
         log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
         term = LeaderTerm(self.store, self.mirror, self.executors, fence, self.replica_id,
                           self.clock, self.metrics, self.membership.lease_valid,
-                          self.config.history, catch_up_timeout=self.config.lease_ttl)
+                          self.config.history, catch_up_timeout=self.config.lease_ttl,
+                          stage_lead=self.config.stage_lead)
         try:
             await self._until_any(stop, self.membership.lost, term.run())
         except NotLeader as exc:

@@ -20,4 +20,5 @@ class Snapshot:
     triggers: dict[str, bytes] = field(default_factory=dict)  # not yet consumed
     workers: dict[str, bytes] = field(default_factory=dict)  # registrations as stored
     reports: dict[str, bytes] = field(default_factory=dict)  # by launch id
+    released: dict[str, bytes] = field(default_factory=dict)  # release marks as stored
 

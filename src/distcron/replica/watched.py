@@ -91,6 +91,18 @@ def held_triggers(triggers: Mapping[str, bytes]) -> list[Triggered]:
             if (found := trigger_input(trigger_id, raw)) is not None]
 
 
+def release_marks(marks: Mapping[str, bytes]) -> dict[str, list[str] | None]:
+    """The release marks as stored: the launch ids each names (None: unreadable)."""
+    found: dict[str, list[str] | None] = {}
+    for mark, raw in marks.items():
+        try:
+            found[mark] = [str(launch_id) for launch_id in json.loads(raw)]
+        except (ValueError, TypeError):
+            log.error("event=release_mark_unreadable mark=%s", mark)
+            found[mark] = None
+    return found
+
+
 def restored_input(raw: bytes, now: datetime) -> StoreRestored:
     """The restore marker; one that cannot be read fails closed: up to now."""
     try:

@@ -22,7 +22,7 @@ and every other job runs on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from distcron.cron import parse
 from distcron.scheduler import slots
@@ -44,6 +44,7 @@ from distcron.scheduler.records import (
     launch_id_for,
     run_id_for,
 )
+from distcron.scheduler.staging import Staging
 from distcron.scheduler.wakeups import WakeKind, Wakeup, Wakeups
 from distcron.store.layout import Cursor
 
@@ -54,13 +55,16 @@ _FAILED = (LaunchState.FAILED, LaunchState.TIMED_OUT)
 class SchedulerCore:
     """The leader's decisions, for one term of leadership (one fence)."""
 
-    def __init__(self, fence: int, replica: str, local_location: str | None = None) -> None:
+    def __init__(self, fence: int, replica: str, local_location: str | None = None, *,
+                 stage_lead: timedelta = timedelta(0),
+                 staging_executors: frozenset[str] = frozenset()) -> None:
         self.fence = fence
         self.replica = replica
         self._ledger = Ledger(fence, replica, local_location)
         self._jobs = self._ledger.jobs
         self._wakeups = Wakeups(self._stale)
         self._placement = Placement(self._ledger, self._wakeups)
+        self._staging = Staging(self._ledger, self._wakeups, stage_lead, staging_executors)
         self.quarantined: dict[str, str] = {}  # job -> why it cannot be scheduled
 
     # -- the job set -------------------------------------------------------
@@ -78,6 +82,7 @@ class SchedulerCore:
             # replica (each would hit it again at every restart).
             if job is not None:
                 job.spec = spec
+                self._staging.edited(job, spec, None, now, plan)
             elif cursor is None:
                 plan.cursors[spec.name] = Cursor(now)  # it owns the slots after now
             self.quarantine(spec.name, f"its schedule cannot be read: {exc}", plan)
@@ -86,13 +91,19 @@ class SchedulerCore:
             job = self._jobs[spec.name] = Job(spec, schedule, cursor.slot if cursor else now)
             if cursor is None:
                 plan.cursors[spec.name] = Cursor(job.cursor)
+            # Staged at the next tick, not now: at takeover its live records
+            # are restored after the jobs, and staging must see them.
+            self._release(job, plan)
+            self._schedule(job, now, plan, stage=False)
+            return plan
         else:
             if job.spec.paused and not spec.paused and not job.held:
                 # Slots that fell due while paused are the pause's, not catch-up's.
                 self._account(job, now, plan, until=now)
             job.spec, job.schedule = spec, schedule
+            self._staging.edited(job, spec, schedule, now, plan)
         self._release(job, plan)
-        self._wake(job, now, plan)
+        self._schedule(job, now, plan)
         return plan
 
     def quarantine(self, name: str, reason: str, plan: Plan) -> None:
@@ -115,7 +126,29 @@ class SchedulerCore:
             if not job.held and job.cursor < until:
                 self._account(job, now, plan, until, forced=(LaunchState.MISSED,
                                                              Cause.RESTORED))
-                self._wake(job, now, plan)
+                self._schedule(job, now, plan)
+        return plan
+
+    def adopt_staged(self, launch_id: str, now: datetime, *, prepare: bool) -> Plan:
+        """Takeover: a staged launch still to release. With ``prepare``, its
+        executor here prepares it again (it is not staged anywhere any more)."""
+        plan = Plan()
+        record = self._ledger.find(launch_id)
+        job = self._jobs.get(record.job) if record is not None else None
+        if record is None:
+            return plan
+        deadline = starting_deadline(job.spec) if job is not None else None
+        if job is None:
+            self._ledger.end(record, LaunchState.SKIPPED, Cause.JOB_REMOVED,
+                             "the job was removed before its slot", now, plan)
+            plan.unstages.append(record)
+        elif deadline is not None and record.slot is not None and now - record.slot > deadline:
+            self._ledger.end(record, LaunchState.MISSED, Cause.DEADLINE,
+                             "staged, never released, and now past its starting deadline",
+                             now, plan)
+            plan.unstages.append(record)
+        else:
+            self._staging.adopt(job, record, now, plan, prepare=prepare)
         return plan
 
     def remove_job(self, name: str, now: datetime) -> Plan:
@@ -128,7 +161,8 @@ class SchedulerCore:
             plan.quarantined[name] = None
         if job is None:
             return plan
-        for record in job.live.values():
+        self._staging.removed(job, now, plan)
+        for record in list(job.live.values()):
             if record.state is LaunchState.QUEUED:
                 self._ledger.end(record, LaunchState.SKIPPED, Cause.JOB_REMOVED,
                                  "the job was removed", now, plan)
@@ -212,7 +246,11 @@ class SchedulerCore:
                     self.quarantine(job.spec.name,
                                     f"its next slots cannot be computed: {exc}", plan)
                     continue
-                self._wake(job, now, plan)
+                self._schedule(job, now, plan)
+            elif entry.kind is WakeKind.RELEASE:
+                released = self._staging.release(entry.key, plan)
+                if released is not None and released.spec.concurrency == "allow":
+                    self._schedule(released, now, plan)  # its next slot may be staged now
             elif entry.kind is WakeKind.PLACE:
                 self._placement.place_again(entry.key, now, plan)
             elif entry.kind is WakeKind.VANISHED:
@@ -275,6 +313,8 @@ class SchedulerCore:
             self._ledger.end(record.model_copy(update=update), outcome, cause, None, now, plan)
         if job is not None and not job.active():
             self._release_queued(job, now, plan)
+            if not job.live:  # its next slot may be staged now
+                self._schedule(job, now, plan)
         return plan
 
     def relaunch(self, launch_id: str, now: datetime, reason: str) -> Plan:
@@ -412,13 +452,18 @@ class SchedulerCore:
         if self.quarantined.pop(job.spec.name, None) is not None:
             plan.quarantined[job.spec.name] = None
 
-    def _wake(self, job: Job, now: datetime, plan: Plan) -> None:
-        """Queue the job's next wake-up (see :func:`slots.next_wake`)."""
+    def _schedule(self, job: Job, now: datetime, plan: Plan, *, stage: bool = True) -> None:
+        """Stage the job's next slot if it is close and may be, then queue its next
+        wake-up: that slot, or ``lead`` before it when it may be staged."""
         try:
+            if stage:
+                self._staging.stage_next(job, now, plan)
             when = slots.next_wake(job, now)
         except Exception as exc:  # see set_job
             self.quarantine(job.spec.name, f"its next slot cannot be computed: {exc}", plan)
             return
+        if self._staging.can_stage(job):
+            when = max(now, when - self._staging.lead)
         job.version += 1
         self._wakeups.push(when, WakeKind.SLOT, job.spec.name, job.version)
 
@@ -427,6 +472,8 @@ class SchedulerCore:
             return entry.key not in self._placement.vanished
         if entry.kind is WakeKind.PLACE:
             return self._placement.stale(entry)
+        if entry.kind is WakeKind.RELEASE:
+            return self._staging.stale(entry)
         if entry.kind is WakeKind.RETRY:
             return self._ledger.find(entry.key) is None
         job = self._jobs.get(entry.key)

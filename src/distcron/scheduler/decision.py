@@ -54,6 +54,10 @@ class Decision:
     assignments: tuple[Start, ...] = ()  # launches given to worker agents
     stop_requests: tuple[WorkerRun, ...] = ()  # runs on worker agents to stop
     cleanups: tuple[WorkerRun, ...] = ()  # ended runs whose worker keys go
+    # Release marks (``released/<key>``: the staged launches this decision
+    # releases, written before any is released), and marks no longer needed.
+    release_marks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    release_cleanups: tuple[str, ...] = ()
     # The restore marker whose slots this decision accounts for: deleted last.
     restore_marker: bytes | None = None
     # Jobs put into quarantine (with why) or taken out of it (None).
@@ -61,6 +65,9 @@ class Decision:
     # Done after the commit, by this replica:
     starts: tuple[Start, ...] = ()  # on its executors
     stops: tuple[LaunchRecord, ...] = ()  # on its executors
+    stages: tuple[Start, ...] = ()  # prepared now by its executors, released at their slot
+    releases: tuple[Start, ...] = ()  # staged launches to start now (their marks committed)
+    unstages: tuple[LaunchRecord, ...] = ()  # staged launches to let go
     follows: tuple[LaunchRecord, ...] = ()  # runs adopted at takeover, followed to their end
     prunes: tuple[str, ...] = ()  # jobs whose oldest records to delete
     notes: tuple[Note, ...] = ()  # why, for the log
@@ -69,7 +76,9 @@ class Decision:
         """Whether the decision has anything to commit."""
         return bool(self.records or self.cursors or self.consumed_triggers or self.outputs
                     or self.assignments or self.stop_requests or self.cleanups
-                    or self.quarantined or self.restore_marker is not None)
+                    or self.quarantined or self.restore_marker is not None
+                    or self.release_marks or self.release_cleanups)
 
     def __bool__(self) -> bool:
-        return self.writes() or bool(self.starts or self.stops or self.follows or self.prunes)
+        return self.writes() or bool(self.starts or self.stops or self.follows or self.prunes
+                                     or self.stages or self.releases or self.unstages)

@@ -24,6 +24,7 @@ class Job:
     replacing: dict[str, str] = field(default_factory=dict)  # live id -> id replacing it
     version: int = 0  # wake-ups of older versions are stale
     held: bool = False  # quarantined: no slots until its spec changes
+    staged: str | None = None  # its launch committed ahead, waiting for its slot
 
     def active(self) -> list[LaunchRecord]:
         return [r for r in self.live.values() if r.state in ACTIVE]

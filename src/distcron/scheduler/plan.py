@@ -26,6 +26,10 @@ class Plan:
     cursors: dict[str, Cursor] = field(default_factory=dict)
     starts: list[LaunchRecord] = field(default_factory=list)
     stops: list[LaunchRecord] = field(default_factory=list)
+    # Launches committed ahead of their slot: to prepare, to start now, to let go.
+    stages: list[LaunchRecord] = field(default_factory=list)
+    releases: list[LaunchRecord] = field(default_factory=list)
+    unstages: list[LaunchRecord] = field(default_factory=list)
     quarantined: dict[str, str | None] = field(default_factory=dict)
 
     def write(self, record: LaunchRecord, *, create: bool = False) -> None:
@@ -40,11 +44,14 @@ class Plan:
         self.cursors.update(later.cursors)
         self.starts.extend(later.starts)
         self.stops.extend(later.stops)
+        self.stages.extend(later.stages)
+        self.releases.extend(later.releases)
+        self.unstages.extend(later.unstages)
         self.quarantined.update(later.quarantined)
 
     def __bool__(self) -> bool:
         return bool(self.records or self.cursors or self.starts or self.stops
-                    or self.quarantined)
+                    or self.stages or self.releases or self.unstages or self.quarantined)
 
 
 def merge(plans: Iterable[Plan]) -> Plan:

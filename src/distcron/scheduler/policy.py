@@ -37,6 +37,13 @@ WORKER_GRACE = timedelta(seconds=10)
 # it, so the cost follows the write rate and an idle job costs nothing.
 PRUNE_EVERY = 50
 
+# How long before its slot a launch may be committed and staged (seconds): long
+# enough to prepare a few thousand launches on a small machine.
+STAGE_LEAD = 5.0
+
+# At most this many launches are staged (committed ahead of their slot) at once.
+MAX_STAGED = 20_000
+
 # Past this many overdue slots of one job (e.g. a per-second job after a long
 # outage) the rest are counted as one missed span without visiting each.
 MAX_BACKLOG_SLOTS = 10_000

@@ -59,6 +59,7 @@ class Cause(StrEnum):
     OVERLAP = "overlap"  # skipped: a run of the job is live (forbid, queue)
     REPLACED = "replaced"  # skipped or stopped: a newer run replaced it
     JOB_REMOVED = "job_removed"  # skipped or stopped: the job was removed while it waited
+    EDITED = "edited"  # skipped: the job's schedule changed after its slot was staged
     DEADLINE = "deadline"  # missed: past its starting deadline
     NO_CATCHUP = "no_catchup"  # missed: fell due while no leader ran (catch-up none)
     SUPERSEDED = "superseded"  # missed: a later slot runs instead (catch-up last)
@@ -99,6 +100,9 @@ class LaunchRecord(BaseModel):
     # deduplication key of that attempt, so it can recognise the repeat.
     idempotency_key: str | None = None
     intent_at: datetime | None = None
+    # Committed ahead of its slot and handed to the executor to wait there: it
+    # starts only once a leader has written its release (``released/``).
+    staged: bool = False
     started_at: datetime | None = None
     ended_at: datetime | None = None
     retry_at: datetime | None = None

@@ -15,9 +15,9 @@ prune), with notes saying why, for the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from distcron.executors.base import RunState, RunStatus
 from distcron.scheduler.core import SchedulerCore
@@ -39,7 +39,11 @@ from distcron.scheduler.inputs import (
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import PRUNE_EVERY, Policy
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_of
+from distcron.scheduler.staging import ReleaseMarks
 from distcron.scheduler.template import LaunchTemplate
+
+# Launch ids per release mark: a value well within etcd's request size.
+MARK_SIZE = 5000
 
 OUTCOMES = {
     RunState.SUCCEEDED: LaunchState.SUCCEEDED,
@@ -65,9 +69,13 @@ class _Pending:
 
 class LeaderRounds:
     def __init__(self, fence: int, replica: str, local_location: str | None = None,
-                 prune_every: int = PRUNE_EVERY) -> None:
+                 prune_every: int = PRUNE_EVERY, *, stage_lead: timedelta = timedelta(0),
+                 staging_executors: frozenset[str] = frozenset()) -> None:
         self.fence = fence
-        self.core = SchedulerCore(fence, replica, local_location)
+        self.core = SchedulerCore(fence, replica, local_location, stage_lead=stage_lead,
+                                  staging_executors=staging_executors)
+        self.marks = ReleaseMarks(fence)
+        self._idle_marks: list[str] = []  # found at takeover with nothing left to release
         self.templates: dict[str, LaunchTemplate] = {}
         self.prune_every = prune_every
         self._written: dict[str, int] = {}  # records created per job since its last prune
@@ -80,6 +88,13 @@ class LeaderRounds:
         cursors point at). Call after the jobs are applied, before a decision."""
         for record in records:
             self.core.restore(record, now)
+
+    def load_marks(self, marks: Mapping[str, Iterable[str] | None]) -> None:
+        """The release marks a new leader found. Call after :meth:`restore`."""
+        def launching(launch_id: str) -> bool:
+            record = self.core.live_record(launch_id)
+            return record is not None and record.state is LaunchState.LAUNCHING
+        self._idle_marks += self.marks.load(marks, launching)
 
     def to_settle(self) -> list[LaunchRecord]:
         """The launches a new leader must ask its executors about (see
@@ -111,6 +126,12 @@ class LeaderRounds:
         plan = pending.plan
         plan.absorb(self.core.tick(now))
         starts, assignments = self._starts(plan, now)
+        stages = self._requests(plan.stages)
+        releases = self._requests(plan.releases)
+        marks = dict(self.marks.mark(s.record.launch_id for s in releases[n:n + MARK_SIZE])
+                     for n in range(0, len(releases), MARK_SIZE))
+        cleanups = [*self._idle_marks, *self.marks.settle(plan.records.values())]
+        self._idle_marks = []
         stop_requests, stopped, stops = self._stops(plan)
         for record in plan.records.values():
             if record.state is LaunchState.LOST and record.worker is not None:
@@ -126,7 +147,9 @@ class LeaderRounds:
             stop_requests=tuple(stop_requests), cleanups=tuple(pending.cleanups),
             quarantined=plan.quarantined, starts=tuple(starts), stops=tuple(stops),
             follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes),
-            restore_marker=pending.restore_marker)
+            restore_marker=pending.restore_marker, stages=stages, releases=releases,
+            unstages=tuple(plan.unstages), release_marks=marks,
+            release_cleanups=tuple(cleanups))
 
     def next_wakeup(self) -> datetime | None:
         return self.core.next_wakeup()
@@ -224,6 +247,15 @@ class LeaderRounds:
         notes = self._pending.notes
         if record is None:
             return Plan()
+        if status is not None and status.state is RunState.STAGED:
+            notes.append(Note("reconcile_staged", (("launch_id", launch_id),)))
+            return self.core.adopt_staged(launch_id, now, prepare=False)
+        if (record.staged and record.state is LaunchState.LAUNCHING
+                and not self.marks.released_before(launch_id)
+                and (status is None or status.state is RunState.NOT_FOUND)):
+            # No leader committed its release: it certainly never started.
+            notes.append(Note("reconcile_restage", (("launch_id", launch_id),)))
+            return self.core.adopt_staged(launch_id, now, prepare=True)
         if status is not None and status.state is RunState.NOT_FOUND:
             if record.state is LaunchState.LAUNCHING:
                 # The executor never received it: start it now (idempotent by run id).
@@ -269,6 +301,17 @@ class LeaderRounds:
                                                    record.idempotency_key))
             (workers if record.executor == "agent" else here).append(start)
         return here, workers
+
+    def _requests(self, records: Iterable[LaunchRecord]) -> tuple[Start, ...]:
+        """Staged launches with their requests (their jobs are live: removing or
+        pausing a job lets its staged launch go)."""
+        found = []
+        for record in records:
+            template = self.templates.get(record.job)
+            if template is not None and record.run_id is not None:
+                found.append(Start(record, template.request(
+                    record.run_id, record.slot, self.fence, record.idempotency_key)))
+        return tuple(found)
 
     def _stops(self, plan: Plan) -> tuple[list[WorkerRun], set[str], list[LaunchRecord]]:
         """The plan's stops: a request to a worker for a run on a worker agent

@@ -20,6 +20,7 @@ class WakeKind(Enum):
     PLACE = "place"  # a launch waiting for a worker looks again (key: the launch id)
     RETRY = "retry"  # a failed run's next attempt (key: the launch id)
     VANISHED = "vanished"  # a vanished worker's grace ends (key: the worker)
+    RELEASE = "release"  # a staged launch's slot (key: the launch id)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -17,6 +17,9 @@ key                        value                                           writt
 ``meta/restored``          the store was restored from a copy (JSON:       restore
                            ``at``): slots up to it are missed              (the leader
                                                                            deletes it)
+``released/<mark>``        the staged launches a leader released (JSON    leader
+                           list of launch ids), written before it
+                           releases them; gone once none still launches
 ``quarantined/<job>``      why the job gets no slots (JSON: ``reason``,    leader
                            ``since``), until its spec changes
 ``election/leader``        the leader's registration (JSON, with ``id``);  leader
@@ -51,6 +54,7 @@ OUTPUT = "output/"
 ACTIVE = "active/"
 TRIGGERS = "triggers/"
 QUARANTINED = "quarantined/"
+RELEASED = "released/"
 IDENTITY = "meta/identity"
 RESTORED = "meta/restored"
 REPLICAS = "replicas/"
@@ -92,6 +96,10 @@ def trigger_key(trigger_id: str) -> str:
 
 def quarantine_key(job: str) -> str:
     return QUARANTINED + job
+
+
+def released_key(mark: str) -> str:
+    return RELEASED + mark
 
 
 def replica_key(replica_id: str) -> str:
