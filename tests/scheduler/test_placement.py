@@ -3,7 +3,11 @@ can take a launch, and runs lost with their worker."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distcron.scheduler.core import SchedulerCore
 from distcron.scheduler.records import LaunchState
@@ -93,3 +97,39 @@ def test_a_worker_that_comes_back_within_the_grace_keeps_its_runs() -> None:
     world.commit(core.set_workers({"a": a}, T0 + minutes(1) + seconds(4)))
     world.commit(core.tick(T0 + minutes(1) + seconds(30)))
     assert world.records[launch_id].state is LaunchState.LAUNCHING
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["tick", "start", "end", "workers", "remove", "trigger"]),
+    st.integers(0, 3)), max_size=40))
+def test_the_count_of_launches_per_worker_is_what_the_live_records_say(
+        steps: list[tuple[str, int]]) -> None:
+    """Placement reads a count kept as records change, not a recount: check it."""
+    world = World()
+    jobs = [Job(name=f"j{n}", executor="agent", concurrency="allow", retries=1) for n in range(3)]
+    pool = {w.id: w for w in (Worker("w0"), Worker("w1", slots=3))}
+    core = leader(world, *jobs, workers=tuple(pool.values()))
+    now = T0
+    for kind, arg in steps:
+        now += seconds(20)
+        if kind == "tick":
+            world.commit(core.tick(now))
+        elif kind in {"start", "end"}:
+            live = [r for r in core.live_records() if r.state in (
+                LaunchState.LAUNCHING, LaunchState.RUNNING)]
+            if live:
+                record = live[arg % len(live)]
+                world.commit(core.run_started(record.launch_id, now) if kind == "start"
+                             else core.run_ended(record.launch_id, LaunchState.FAILED, now))
+        elif kind == "workers":
+            present = {k: v for n, (k, v) in enumerate(pool.items()) if n != arg % 3}
+            world.commit(core.set_workers(present, now))
+        elif kind == "remove":
+            world.commit(core.remove_job(jobs[arg % 3].name, now))
+        else:
+            world.commit(core.trigger(jobs[arg % 3].name, f"{jobs[arg % 3].name}@m-{now}", now))
+        recount = Counter(r.worker for r in core.live_records()
+                          if r.executor == "agent" and r.worker is not None
+                          and r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING))
+        assert core._ledger.busy == recount

@@ -155,8 +155,7 @@ class SchedulerCore:
         """Forget a job. Its live runs finish and are recorded; what waits
         (queued, retrying) is dropped with a reason."""
         plan = Plan()
-        job = self._jobs.pop(name, None)
-        self._ledger.with_live.discard(name)
+        job = self._jobs.get(name)
         if self.quarantined.pop(name, None) is not None:
             plan.quarantined[name] = None
         if job is None:
@@ -169,8 +168,7 @@ class SchedulerCore:
             elif record.state is LaunchState.RETRYING:
                 self._ledger.end(record, LaunchState.STOPPED, Cause.JOB_REMOVED,
                                  "the job was removed", now, plan)
-            else:
-                self._ledger.orphans[record.launch_id] = record
+        self._ledger.forget(name)
         return plan
 
     def restore(self, record: LaunchRecord, now: datetime) -> None:
@@ -179,7 +177,7 @@ class SchedulerCore:
         job = self._jobs.get(record.job)
         if job is None:
             if record.state.live:
-                self._ledger.orphans[record.launch_id] = record
+                self._ledger.add_orphan(record)
             return
         if record.state.live:
             self._ledger.add(job, record)
@@ -408,7 +406,8 @@ class SchedulerCore:
             "run_id": run_id_for(record.launch_id, attempt), "intent_at": now,
             "fence": self.fence, "replica": self.replica, "retry_at": None,
             "started_at": None, "ended_at": None, "exit_code": None, "signal": None,
-            "pid": None, "reason": reason, "cause": None, "idempotency_key": idempotency_key,
+            "pid": None, "worker": None, "reason": reason, "cause": None,
+            "idempotency_key": idempotency_key,
             "executor": executor, "location": self._ledger.location(executor)})
         self._placement.dispatch(started, now, plan)
 
@@ -436,7 +435,10 @@ class SchedulerCore:
             plan.stops.append(stopping)
 
     def _release_queued(self, job: Job, now: datetime, plan: Plan) -> None:
-        for record in job.queued()[:1]:
+        """The live run ended: the slot queued behind it (concurrency queue) starts.
+        (A launch queued for a worker waits for a worker, not for this.)"""
+        behind = [r for r in job.queued() if r.cause is Cause.WAITING_FOR_RUN]
+        for record in behind[:1]:
             deadline = starting_deadline(job.spec)
             if (deadline is not None and record.slot is not None
                     and now - record.slot > deadline):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,9 @@ class Ledger:
         self.orphans: dict[str, LaunchRecord] = {}
         # Jobs with live records: a leader of many jobs visits only these.
         self.with_live: set[str] = set()
+        # Launches on each worker agent (launching or running): kept as records
+        # change, so that placing a launch costs the same however many run.
+        self.busy: Counter[str] = Counter()
 
     def live_records(self) -> Iterator[LaunchRecord]:
         for name in list(self.with_live):
@@ -60,15 +64,42 @@ class Ledger:
         return self.orphans.get(launch_id)
 
     def add(self, job: Job, record: LaunchRecord) -> None:
+        self._count(job.live.get(record.launch_id), -1)
         job.live[record.launch_id] = record
+        self._count(record, 1)
         self.with_live.add(job.spec.name)
+
+    def add_orphan(self, record: LaunchRecord) -> None:
+        """A live record whose job is gone: tracked to its end all the same."""
+        self._count(self.orphans.get(record.launch_id), -1)
+        self.orphans[record.launch_id] = record
+        self._count(record, 1)
+
+    def forget(self, name: str) -> None:
+        """Drop a job; its live records are tracked to their end all the same."""
+        job = self.jobs.pop(name, None)
+        self.with_live.discard(name)
+        if job is not None:
+            self.orphans.update(job.live)  # counted in busy already
 
     def replace(self, record: LaunchRecord) -> None:
         job = self.jobs.get(record.job)
         if job is not None and record.launch_id in job.live:
+            self._count(job.live[record.launch_id], -1)
             job.live[record.launch_id] = record
         elif record.launch_id in self.orphans:
+            self._count(self.orphans[record.launch_id], -1)
             self.orphans[record.launch_id] = record
+        else:
+            return
+        self._count(record, 1)
+
+    def _count(self, record: LaunchRecord | None, change: int) -> None:
+        if (record is not None and record.executor == "agent" and record.worker is not None
+                and record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)):
+            self.busy[record.worker] += change
+            if not self.busy[record.worker]:
+                del self.busy[record.worker]
 
     def end(self, record: LaunchRecord, state: LaunchState, cause: Cause | None,
             reason: str | None, now: datetime, plan: Plan) -> None:
@@ -80,10 +111,10 @@ class Ledger:
         ended = record.model_copy(update=update)
         job = self.jobs.get(record.job)
         if job is not None:
-            job.live.pop(record.launch_id, None)
+            self._count(job.live.pop(record.launch_id, None), -1)
             if not job.live:
                 self.with_live.discard(job.spec.name)
-        self.orphans.pop(record.launch_id, None)
+        self._count(self.orphans.pop(record.launch_id, None), -1)
         plan.write(ended)
 
     def new_record(self, job: Job, slot: datetime | None, launch_id: str, state: LaunchState,

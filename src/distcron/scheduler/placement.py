@@ -7,7 +7,6 @@ from the core's ledger.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -91,9 +90,7 @@ class Placement:
     def choose(self, job: JobPolicy) -> str | None:
         """The eligible worker (its tags include the job's, a slot free) that is
         least busy: the share of its slots in use plus its machine's load."""
-        busy = Counter(r.worker for r in self._ledger.live_records()
-                       if r.executor == "agent" and r.worker is not None
-                       and r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING))
+        busy = self._ledger.busy
         needed = set(job.tags)
         best: tuple[float, str] | None = None
         for worker in self.workers.values():
