@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.records import LaunchKind, LaunchState
+from distcron.scheduler.policy import PAUSED_ACCOUNTING_INTERVAL
+from distcron.scheduler.records import Cause, LaunchKind, LaunchState
 from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, Job, World, minutes, seconds
 
@@ -161,13 +162,15 @@ def test_a_paused_job_skips_its_slots_and_does_not_catch_them_up_on_resume() -> 
     assert [r.slot for r in world.of("backup", LaunchState.LAUNCHING)] == [T0 + minutes(6)]
 
 
-def test_a_paused_job_wakes_the_leader_at_most_once_a_minute() -> None:
+def test_a_paused_job_wakes_the_leader_once_every_few_seconds_not_at_every_slot() -> None:
     world = World()
     core = leader(world, Job(schedule="* * * * * *", paused=True))
-    assert core.next_wakeup() == T0 + seconds(60)
-    world.commit(core.tick(T0 + seconds(60)))
-    assert world.of("backup")[0].count == 60
-    assert core.next_wakeup() == T0 + seconds(120)
+    every = PAUSED_ACCOUNTING_INTERVAL.total_seconds()
+    assert core.next_wakeup() == T0 + seconds(every)
+    world.commit(core.tick(T0 + seconds(every)))
+    [skipped] = world.of("backup")
+    assert skipped.count == every and skipped.cause is Cause.PAUSED
+    assert core.next_wakeup() == T0 + seconds(2 * every)
 
 
 def test_a_failed_run_is_retried_with_backoff_under_the_same_launch_id() -> None:
@@ -273,3 +276,34 @@ def test_a_queued_slot_past_its_deadline_is_missed_instead_of_run(
         assert queued.state is LaunchState.LAUNCHING
     else:
         assert queued.state is LaunchState.MISSED and not plan.starts
+
+
+def test_after_an_outage_catchup_all_runs_every_late_slot_one_after_another() -> None:
+    for concurrency in ("forbid", "queue"):
+        world = World()
+        core = leader(world, Job(schedule="*/5 * * * * *", catchup="all",
+                                 concurrency=concurrency, starting_deadline=600))
+        now = T0 + seconds(31)
+        world.commit(core.tick(now))
+        slots = [T0 + seconds(n) for n in range(5, 31, 5)]
+        assert [r.slot for r in world.of("backup", LaunchState.LAUNCHING)] == slots[:1]
+        assert [r.slot for r in world.of("backup", LaunchState.QUEUED)] == slots[1:]
+        ran = [slots[0]]
+        for _ in slots[1:]:
+            now += seconds(1)
+            [current] = world.of("backup", LaunchState.LAUNCHING)
+            world.commit(core.run_ended(current.launch_id, LaunchState.SUCCEEDED, now))
+            [following] = world.of("backup", LaunchState.LAUNCHING)
+            ran.append(following.slot)
+        assert ran == slots, concurrency
+        assert not world.of("backup", LaunchState.SKIPPED)
+
+
+def test_catchup_last_runs_the_latest_of_two_slots_due_at_once_within_the_window() -> None:
+    world = World()
+    core = leader(world, Job(schedule="*/5 * * * * *"))
+    world.commit(core.tick(T0 + seconds(11)))
+    [launched] = world.of("backup", LaunchState.LAUNCHING)
+    assert launched.slot == T0 + seconds(10)
+    [missed] = world.of("backup", LaunchState.MISSED)
+    assert missed.slot == T0 + seconds(5) and "later slot runs instead" in missed.reason

@@ -31,6 +31,7 @@ from distcron.scheduler.placement import Placement
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import (
     MAX_BACKLOG_SLOTS,
+    ON_TIME_TOLERANCE,
     WORKER_GRACE,
     JobPolicy,
     WorkerView,
@@ -342,10 +343,12 @@ class SchedulerCore:
                              count=MAX_BACKLOG_SLOTS)
             due = [last]
         latest = due[-1]
+        backlog = len(due) > 1  # after downtime: what catch-up is for
         for slot in due:
             fate = forced or slots.fate(job, slot, slot == latest, now)
             if fate is None:
-                self._admit(job, slot, launch_id_for(job.spec.name, slot), now, plan)
+                self._admit(job, slot, launch_id_for(job.spec.name, slot), now, plan,
+                            catching_up=backlog or now - slot > ON_TIME_TOLERANCE)
             else:
                 state, cause = fate
                 slots.record_gap(self._ledger, job, slot, state, cause, slots.REASONS[cause],
@@ -354,12 +357,18 @@ class SchedulerCore:
         plan.cursors[job.spec.name] = Cursor(latest, job.gap.launch_id if job.gap else None)
 
     def _admit(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-               plan: Plan) -> None:
-        """The overlap policy, for a slot (or a manual run) that is due now."""
+               plan: Plan, *, catching_up: bool = False) -> None:
+        """The overlap policy, for a slot (or a manual run) that is due now. Late
+        slots of a ``catchup = "all"`` job that forbids or queues overlap wait
+        behind each other, in slot order, each within its starting deadline."""
         active, queued = job.active(), job.queued()
         policy = job.spec.concurrency
         if policy == "allow" or not (active or queued):
             self._launch(job, slot, launch_id, now, plan)
+        elif catching_up and job.spec.catchup == "all" and policy in ("forbid", "queue"):
+            blocker = (queued or active)[-1]
+            self._queue(job, slot, launch_id, now, plan, f"waiting for {blocker.launch_id} "
+                        "(catch-up all)")
         elif policy == "replace":
             for record in active:
                 self._stop(job, record, launch_id, now, plan)
@@ -368,16 +377,19 @@ class SchedulerCore:
                                  f"replaced by {launch_id}", now, plan)
             self._launch(job, slot, launch_id, now, plan)
         elif policy == "queue" and not queued:
-            record = self._ledger.new_record(job, slot, launch_id, LaunchState.QUEUED, now,
-                                             cause=Cause.WAITING_FOR_RUN,
-                                             reason=f"waiting for {active[0].launch_id}")
-            self._ledger.add(job, record)
-            plan.write(record, create=True)
-            job.gap = None
+            self._queue(job, slot, launch_id, now, plan, f"waiting for {active[0].launch_id}")
         else:
             blocker = queued[0] if queued and policy == "queue" else (active or queued)[0]
             reason = f"overlap: {blocker.launch_id} is {blocker.state.value}"
             self._skip(job, slot, launch_id, reason, now, plan)
+
+    def _queue(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
+               plan: Plan, reason: str) -> None:
+        record = self._ledger.new_record(job, slot, launch_id, LaunchState.QUEUED, now,
+                                         cause=Cause.WAITING_FOR_RUN, reason=reason)
+        self._ledger.add(job, record)
+        plan.write(record, create=True)
+        job.gap = None
 
     def _launch(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
                 plan: Plan) -> None:
@@ -435,17 +447,20 @@ class SchedulerCore:
             plan.stops.append(stopping)
 
     def _release_queued(self, job: Job, now: datetime, plan: Plan) -> None:
-        """The live run ended: the slot queued behind it (concurrency queue) starts.
-        (A launch queued for a worker waits for a worker, not for this.)"""
+        """The live run ended: the first slot queued behind it starts; those
+        queued past their starting deadline are missed on the way. (A launch
+        queued for a worker waits for a worker, not for this.)"""
         behind = [r for r in job.queued() if r.cause is Cause.WAITING_FOR_RUN]
-        for record in behind[:1]:
-            deadline = starting_deadline(job.spec)
+        behind.sort(key=lambda r: r.slot or r.intent_at or now)
+        deadline = starting_deadline(job.spec)
+        for record in behind:
             if (deadline is not None and record.slot is not None
                     and now - record.slot > deadline):
                 self._ledger.end(record, LaunchState.MISSED, Cause.DEADLINE, "waited in the "
                                  "queue past its starting deadline", now, plan)
             else:
                 self._start_attempt(record, 1, now, plan)
+                return
 
     # -- bookkeeping -----------------------------------------------------------
 

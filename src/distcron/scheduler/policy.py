@@ -22,8 +22,9 @@ ON_TIME_TOLERANCE = timedelta(seconds=10)
 MAX_RETRY_BACKOFF = timedelta(hours=1)
 
 # How often a paused job's slots are accounted for (as one growing "skipped"
-# record) instead of waking the leader at every slot.
-PAUSED_ACCOUNTING_INTERVAL = timedelta(seconds=60)
+# record) instead of waking the leader at every slot: seen within seconds, and
+# a job paused at one run a second grows its record once every few seconds.
+PAUSED_ACCOUNTING_INTERVAL = timedelta(seconds=5)
 
 # How often a launch that no worker can take yet looks for one again (it also
 # looks whenever the set of workers changes).
