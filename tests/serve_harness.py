@@ -90,6 +90,8 @@ class Replica:
         if config is not None:
             self.args += ["--config", str(config)]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DISTCRON_")}
+        # A replica without a token leaves a copy of its own for the CLI there.
+        self.env["XDG_STATE_HOME"] = str(workdir / "state")
         if token:
             self.env["DISTCRON_TOKEN"] = token
         self.proc: subprocess.Popen[bytes] | None = None

@@ -55,6 +55,7 @@ def distcron(*args: str, server: str | None, token: str | None = TOKEN,
              ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISTCRON_SERVER", "DISTCRON_TOKEN")}
+    env["XDG_STATE_HOME"] = "/nonexistent"  # no token left by a replica of this machine
     if server is not None:
         env["DISTCRON_SERVER"] = server
     if token is not None:

@@ -232,6 +232,34 @@ def test_a_replica_will_not_listen_beyond_loopback_without_a_token(tmp_path: Pat
     assert "without an API token" in result.stderr
 
 
+def test_a_replica_without_a_token_makes_one_that_only_its_users_cli_finds(
+        tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    config = write_config(tmp_path / "jobs.toml",
+                          ledger_job("hello", "* * * * * *", ledger, then="echo hi there"))
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config, token=None)
+    with replicas(member):
+        wait_until(lambda: read_ledger(ledger), 10, "a run")
+        token_file = tmp_path / "data" / "token"
+        token = token_file.read_text().strip()
+        assert token and token_file.stat().st_mode & 0o077 == 0
+        assert token not in member.log()
+        launch_id = read_ledger(ledger)[0]
+        assert httpx.get(f"{member.url}/runs/{launch_id}", params={"output": "true"},
+                         timeout=5).status_code == 401
+        env = {**member.env, "PATH": "/usr/bin:/bin"}
+
+        def show(**extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "distcron", "runs", "show", launch_id, "--server",
+                 member.url], env={**env, **extra}, capture_output=True, text=True,
+                timeout=30, check=False)
+        shown = show()
+        assert shown.returncode == 0 and "hi there" in shown.stdout, shown.stderr
+        elsewhere = show(XDG_STATE_HOME=str(tmp_path / "someone-else"))
+        assert "hi there" not in elsewhere.stdout
+
+
 def test_a_manual_trigger_runs_the_job_under_its_own_launch_id(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     config = write_config(tmp_path / "jobs.toml", ledger_job("yearly", "0 0 1 1 *", ledger))

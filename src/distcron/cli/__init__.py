@@ -35,7 +35,10 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, invoke_without_command=True)
 @click.version_option(package_name="distcron")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """distcron: a distributed cron that keeps its promises when machines fail."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())

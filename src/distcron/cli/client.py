@@ -2,7 +2,8 @@
 
 Every client command takes ``--server`` (default ``http://127.0.0.1:8500``,
 or ``DISTCRON_SERVER``) and ``--json``, on the group or on the subcommand,
-and reads the API token from ``DISTCRON_TOKEN``. Exit codes: 0 done, 1 the
+and reads the API token from ``DISTCRON_TOKEN``, else from the copy a replica on
+this machine left for its user (see :mod:`distcron.cli.local_token`). Exit codes: 0 done, 1 the
 call failed (server unreachable, refused, not found, conflict, store down),
 2 bad input (usage, or a job spec the server rejected).
 """
@@ -11,14 +12,21 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 import httpx
 from click.core import ParameterSource
 
+from distcron.cli.local_token import find_token
+
 DEFAULT_SERVER = "http://127.0.0.1:8500"
+# How long a call waits for a replica on this machine whose port refuses (it is
+# starting, as right after `distcron serve &`).
+STARTING_PATIENCE = 5.0
 _SERVER = "distcron.client.server"
 _JSON = "distcron.client.json"
 
@@ -77,21 +85,20 @@ class ApiClient:
 
     def __init__(self, server: str, token: str | None, timeout: float = 10.0) -> None:
         self.server = server.rstrip("/")
+        self.has_token = bool(token)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout
 
     @classmethod
     def from_context(cls, ctx: click.Context) -> ApiClient:
         server: str = ctx.meta.get(_SERVER, (DEFAULT_SERVER, 0))[0]
-        return cls(server, os.environ.get("DISTCRON_TOKEN"))
+        return cls(server, os.environ.get("DISTCRON_TOKEN") or find_token(server))
 
     def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
              body: Any = None) -> Any:
         """The decoded JSON answer of a successful call."""
         try:
-            with httpx.Client(base_url=self.server, headers=self._headers,
-                              timeout=self._timeout) as http:
-                response = http.request(method, path, params=params, json=body)
+            response = self._send(method, path, params, body)
         except httpx.TransportError as exc:
             raise ClientError(
                 f"cannot reach the distcron server at {self.server} ({exc or type(exc).__name__});"
@@ -105,6 +112,26 @@ class ApiClient:
             raise ClientError(
                 f"{self.server} answered {path} without JSON: is it a distcron replica?"
             ) from None
+
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None,
+              body: Any) -> httpx.Response:
+        """One request; a replica on this machine that is still starting (its
+        port refuses) is given a few seconds."""
+        patience = time.monotonic() + (STARTING_PATIENCE if _is_loopback(self.server) else 0)
+        with httpx.Client(base_url=self.server, headers=self._headers,
+                          timeout=self._timeout) as http:
+            while True:
+                try:
+                    return http.request(method, path, params=params, json=body)
+                except httpx.ConnectError:
+                    if time.monotonic() > patience:
+                        raise
+                time.sleep(0.2)
+
+
+def _is_loopback(server: str) -> bool:
+    return urlsplit(server).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def _failure(response: httpx.Response) -> ClientError:

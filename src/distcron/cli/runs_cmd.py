@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -44,9 +43,10 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
 @client_options
 @click.pass_context
 def show_run(ctx: click.Context, launch_id: str) -> None:
-    """One run's record, and its output when DISTCRON_TOKEN is set (output may hold secrets)."""
-    with_output = bool(os.environ.get("DISTCRON_TOKEN"))
-    run = ApiClient.from_context(ctx).call(
+    """One run's record, and its output when the token is known (output may hold secrets)."""
+    client = ApiClient.from_context(ctx)
+    with_output = client.has_token
+    run = client.call(
         "GET", f"/runs/{quote(launch_id, safe='@:')}",
         params={"output": "true"} if with_output else None)
     if wants_json(ctx):

@@ -89,6 +89,18 @@ class _Reloader:
                 log.error("event=jobs_file_rejected file=%s error=%r", path, str(exc))
 
 
+def _token(config: ServeConfig) -> str:
+    """The token given, or this data directory's own (see cli/local_token.py)."""
+    from distcron.cli.local_token import ensure_token, publish
+
+    if config.token is not None:
+        return config.token.get_secret_value()
+    token = ensure_token(config.data_dir)
+    path = publish(token, config.host, config.port)
+    log.info("event=token_generated file=%s copy=%s", config.data_dir / "token", path)
+    return token
+
+
 async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -> None:
     import uvicorn
     from prometheus_client import CollectorRegistry
@@ -103,6 +115,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     from distcron.store import open_store
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    token = _token(config)
     store = open_store(config.store_url)
     clock = SystemClock()
     registry = CollectorRegistry()
@@ -115,7 +128,6 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
                       config.lease_ttl, config.history, config.stage_lead),
         clock, metrics)
     metrics.identify(replica.replica_id)
-    token = config.token.get_secret_value() if config.token else None
     app = create_app(store, replica, token, registry)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, lifespan="off"))
