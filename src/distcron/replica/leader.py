@@ -33,28 +33,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from distcron.clock import Clock
-from distcron.errors import CommitRejected, ExecutorError, NotLeader, StoreUnavailable
-from distcron.executors.base import Executor, RunState, RunStatus
+from distcron.errors import CommitRejected, NotLeader, StoreUnavailable
+from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.replica import watched
 from distcron.replica.commit import commit
-from distcron.replica.lanes import Lanes
 from distcron.replica.mirror import StateMirror, Subscription
 from distcron.replica.observer import DecisionObserver, log_notes
 from distcron.replica.reconcile import settle
-from distcron.replica.retention import DEFAULT_HISTORY, RUN_DIR_RETENTION, prune_job_history
+from distcron.replica.retention import DEFAULT_HISTORY, prune_job_history
+from distcron.replica.runs import LocalRuns
 from distcron.replica.snapshot import Snapshot
-from distcron.scheduler.decision import Decision, Start
-from distcron.scheduler.inputs import Input, RunEnded, RunStarted, RunUnknown, WorkersChanged
-from distcron.scheduler.policy import ON_TIME_TOLERANCE, STAGE_LEAD
+from distcron.scheduler.decision import Decision
+from distcron.scheduler.inputs import Input, RunUnknown, WorkersChanged
+from distcron.scheduler.policy import STAGE_LEAD
 from distcron.scheduler.records import LaunchRecord
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store import Store
@@ -65,14 +63,6 @@ log = logging.getLogger("distcron.leader")
 
 # Jobs loaded between two yields to the event loop at the start of a term.
 _LOAD_BATCH = 500
-
-# Process starts at once: a thousand jobs due together must not fork a thousand
-# supervisors in the same instant.
-START_CONCURRENCY = 32
-
-# A wait for a run that fails this many times in a row gives the run up as unknown.
-WAIT_ATTEMPTS = 4
-_WAIT_RETRY_FIRST = 0.5
 
 
 class LeaderTerm:
@@ -99,14 +89,12 @@ class LeaderTerm:
             fence, replica_id, local.location if local else None,
             stage_lead=timedelta(seconds=stage_lead),
             staging_executors=frozenset(n for n, e in executors.items() if e.stages))
-        self._lanes = Lanes()
+        self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)
         self._observer = DecisionObserver(metrics)
         self._inputs: list[Input] = []
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._starts = asyncio.Semaphore(START_CONCURRENCY)
-        self._pruned_runs_at = clock.monotonic()
 
     async def run(self) -> None:
         """Lead until leadership is lost (raises NotLeader) or the task is cancelled."""
@@ -127,7 +115,7 @@ class LeaderTerm:
         finally:
             self.mirror.unsubscribe(changes)
             self.metrics.worker_running.clear()  # another replica reports them now
-            await self._lanes.close()
+            await self._runs.close()
             for task in self._tasks:
                 task.cancel()
             for task in list(self._tasks):
@@ -213,24 +201,13 @@ class LeaderTerm:
 
     def _act(self, decision: Decision) -> None:
         """What the committed decision asks of this replica."""
-        for start in decision.starts:
-            self._spawn(self._run(start), f"start {start.record.run_id}",
-                        following=start.record.launch_id)
-        for record in decision.stops:
-            self._spawn(self._stop(record), f"stop {record.run_id}")
-        for record in decision.follows:
-            self._spawn(self._follow_adopted(record), f"follow {record.run_id}",
-                        following=record.launch_id)
+        self._runs.act(decision)
         for run in decision.stop_requests:
             # Committed with the record: the worker stops the run and reports its end.
             log.info("event=run_stop_requested launch_id=%s worker=%s", run.launch_id,
                      run.worker)
-        self._act_on_staged(decision)
         for job in decision.prunes:
             self._spawn(self._prune(job), f"prune {job}")
-        if self.clock.monotonic() - self._pruned_runs_at > RUN_DIR_RETENTION.total_seconds() / 6:
-            self._pruned_runs_at = self.clock.monotonic()
-            self._spawn(self._prune_run_dirs(), "prune run directories")
 
     def _gauge_workers(self, change: WorkersChanged) -> None:
         self.metrics.workers.set(len(change.workers))
@@ -243,141 +220,8 @@ class LeaderTerm:
         self.metrics.jobs_loaded.set(len(self.rounds.templates))
         self.metrics.jobs_quarantined.set(len(self.rounds.core.quarantined))
 
-    # -- runs on this replica's executors ----------------------------------------
-
-    def _executor_for(self, record: LaunchRecord) -> Executor:
-        executor = self.executors.get(record.executor or "local")
-        if executor is None:
-            raise ExecutorError(f"launch {record.launch_id}: no {record.executor!r} executor "
-                                "on this replica")
-        return executor
-
-    async def _run(self, start: Start) -> None:
-        record = start.record
-        assert record.run_id is not None
-        async with self._starts:
-            if not self.lease_valid():
-                # Committed, but leadership may be gone: the next leader finds
-                # the intent and starts it (idempotently) itself.
-                return
-            try:
-                executor = self._executor_for(record)
-                status = await executor.start(start.request)
-            except ExecutorError as exc:
-                log.warning("event=start_failed launch_id=%s error=%r", record.launch_id,
-                            str(exc))
-                self._post(RunEnded(record.launch_id, RunStatus.failed(record.run_id,
-                                                                       str(exc))))
-                return
-        await self._follow(executor, record.launch_id, status)
-
-    async def _follow_adopted(self, record: LaunchRecord) -> None:
-        assert record.run_id is not None
-        executor = self._executor_for(record)
-        await self._follow(executor, record.launch_id,
-                           RunStatus(record.run_id, RunState.RUNNING), adopted=True)
-
-    async def _follow(self, executor: Executor, launch_id: str, status: RunStatus,
-                      adopted: bool = False) -> None:
-        """Record that a run started, then wait for its end and record that."""
-        if status.state is RunState.RUNNING:
-            if not adopted:
-                log.info("event=run_started launch_id=%s pid=%s", launch_id, status.pid)
-                self._post(RunStarted(launch_id, status, executor.worker_name))
-            ended = await self._wait(executor, launch_id, status.launch_id)
-            if ended is None:
-                return
-            status = ended
-        try:
-            output = await executor.output(status.launch_id)
-        except ExecutorError:
-            output = b""
-        self._post(RunEnded(launch_id, status, output))
-
-    async def _wait(self, executor: Executor, launch_id: str, run_id: str) -> RunStatus | None:
-        """The run's final status; None (and the run given up as unknown) when
-        the executor keeps failing to tell."""
-        delay = _WAIT_RETRY_FIRST
-        for attempt in range(1, WAIT_ATTEMPTS + 1):
-            try:
-                return await executor.wait(run_id)
-            except ExecutorError as exc:
-                log.warning("event=wait_failed launch_id=%s attempt=%d error=%r", launch_id,
-                            attempt, str(exc))
-                error = str(exc)
-            if attempt < WAIT_ATTEMPTS:
-                await self.clock.sleep(delay)
-                delay *= 2
-        self._post(RunUnknown(launch_id, f"the leader could not follow the run: {error}"))
-        return None
-
-    def _act_on_staged(self, decision: Decision) -> None:
-        """Staged launches: let go, prepared, released, each executor in order."""
-        for record in decision.unstages:
-            if (executor := self.executors.get(record.executor or "local")) is not None:
-                self._lanes.submit(executor.name, functools.partial(
-                    self._unstage, executor, record))
-        by_slot: dict[tuple[str, datetime], list[Start]] = defaultdict(list)
-        for start in decision.stages:
-            assert start.record.slot is not None
-            by_slot[(start.record.executor or "local", start.record.slot)].append(start)
-        for (name, slot), starts in by_slot.items():
-            if (executor := self.executors.get(name)) is not None:
-                self._lanes.submit(name, functools.partial(
-                    self._stage, executor, starts, slot + ON_TIME_TOLERANCE))
-        released: dict[str, list[Start]] = defaultdict(list)
-        for start in decision.releases:
-            released[start.record.executor or "local"].append(start)
-        for name, starts in released.items():
-            self._lanes.submit(name, functools.partial(self._release, name, starts))
-
-    async def _unstage(self, executor: Executor, record: LaunchRecord) -> None:
-        assert record.run_id is not None
-        log.info("event=run_unstaged launch_id=%s", record.launch_id)
-        with contextlib.suppress(ExecutorError):
-            await executor.unstage([record.run_id])
-
-    async def _stage(self, executor: Executor, starts: list[Start], release_by: datetime
-                     ) -> None:
-        results = await executor.stage([s.request for s in starts], release_by)
-        for start, result in zip(starts, results, strict=True):
-            if isinstance(result, ExecutorError):
-                # Its release starts it as a start would.
-                log.warning("event=stage_failed launch_id=%s error=%r",
-                            start.record.launch_id, str(result))
-
-    async def _release(self, name: str, starts: list[Start]) -> None:
-        if not self.lease_valid():
-            # The release mark is committed: the next leader asks the executor.
-            log.warning("event=release_withheld fence=%d launches=%d", self.fence,
-                        len(starts))
-            return
-        executor = self.executors[name]
-        results = await executor.release([s.request for s in starts])
-        for start, result in zip(starts, results, strict=True):
-            launch_id = start.record.launch_id
-            if isinstance(result, ExecutorError):
-                log.warning("event=start_failed launch_id=%s error=%r", launch_id,
-                            str(result))
-                self._post(RunEnded(launch_id, RunStatus.failed(start.request.launch_id,
-                                                                str(result))))
-            else:
-                self._spawn(self._follow(executor, launch_id, result),
-                            f"follow {start.request.launch_id}", following=launch_id)
-
-    async def _stop(self, record: LaunchRecord) -> None:
-        assert record.run_id is not None
-        log.info("event=run_stopping launch_id=%s", record.launch_id)
-        with contextlib.suppress(ExecutorError):
-            await self._executor_for(record).stop(record.run_id)
-
     async def _prune(self, job: str) -> None:
         await prune_job_history(self.store, self.fence, job, self.history)
-
-    async def _prune_run_dirs(self) -> None:
-        for executor in self.executors.values():
-            with contextlib.suppress(ExecutorError):
-                await executor.prune(self.clock.now() - RUN_DIR_RETENTION)
 
     # -- the store's changes ---------------------------------------------------------
 

@@ -9,7 +9,10 @@ new one from the store, so the core never has to undo a decision.
 Each job keeps its *cursor*, the last slot already accounted for. A job's
 slots after the cursor are visited in order and each ends in exactly one
 record: launched, queued, skipped (overlap or pause) or missed (starting
-deadline or catch-up); :mod:`distcron.scheduler.slots` decides each one.
+deadline or catch-up): :mod:`distcron.scheduler.slots` decides what needs only
+the slot, :mod:`distcron.scheduler.overlap` the overlap policy, and
+:mod:`distcron.scheduler.placement` which worker runs it;
+:mod:`distcron.scheduler.staging` commits launches ahead of their slot.
 Consecutive slots skipped or missed for the same reason share one record that
 spans them.
 
@@ -27,6 +30,7 @@ from datetime import datetime, timedelta
 from distcron.cron import parse
 from distcron.scheduler import slots
 from distcron.scheduler.ledger import Job, Ledger
+from distcron.scheduler.overlap import Admission
 from distcron.scheduler.placement import Placement
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import (
@@ -43,7 +47,6 @@ from distcron.scheduler.records import (
     LaunchRecord,
     LaunchState,
     launch_id_for,
-    run_id_for,
 )
 from distcron.scheduler.staging import Staging
 from distcron.scheduler.wakeups import WakeKind, Wakeup, Wakeups
@@ -65,6 +68,7 @@ class SchedulerCore:
         self._jobs = self._ledger.jobs
         self._wakeups = Wakeups(self._stale)
         self._placement = Placement(self._ledger, self._wakeups)
+        self._admission = Admission(self._ledger, self._placement)
         self._staging = Staging(self._ledger, self._wakeups, stage_lead, staging_executors)
         self.quarantined: dict[str, str] = {}  # job -> why it cannot be scheduled
 
@@ -255,7 +259,7 @@ class SchedulerCore:
             elif entry.kind is WakeKind.VANISHED:
                 self._lose_runs(entry.key, now, plan)
             else:
-                self._retry(entry.key, now, plan)
+                self._admission.retry(entry.key, now, plan)
         return plan
 
     # -- events ----------------------------------------------------------------
@@ -266,7 +270,7 @@ class SchedulerCore:
         plan = Plan()
         job = self._jobs.get(job_name)
         if job is not None:
-            self._admit(job, None, launch_id, now, plan)
+            self._admission.admit(job, None, launch_id, now, plan)
         return plan
 
     def run_started(self, launch_id: str, started_at: datetime, pid: int | None = None,
@@ -311,7 +315,7 @@ class SchedulerCore:
         else:
             self._ledger.end(record.model_copy(update=update), outcome, cause, None, now, plan)
         if job is not None and not job.active():
-            self._release_queued(job, now, plan)
+            self._admission.release_queued(job, now, plan)
             if not job.live:  # its next slot may be staged now
                 self._schedule(job, now, plan)
         return plan
@@ -322,7 +326,7 @@ class SchedulerCore:
         plan = Plan()
         record = self._ledger.find(launch_id)
         if record is not None:
-            self._start_attempt(record, record.attempt + 1, now, plan, reason,
+            self._admission.start_attempt(record, record.attempt + 1, now, plan, reason,
                                 idempotency_key=record.idempotency_key or record.run_id)
         return plan
 
@@ -347,7 +351,7 @@ class SchedulerCore:
         for slot in due:
             fate = forced or slots.fate(job, slot, slot == latest, now)
             if fate is None:
-                self._admit(job, slot, launch_id_for(job.spec.name, slot), now, plan,
+                self._admission.admit(job, slot, launch_id_for(job.spec.name, slot), now, plan,
                             catching_up=backlog or now - slot > ON_TIME_TOLERANCE)
             else:
                 state, cause = fate
@@ -355,112 +359,6 @@ class SchedulerCore:
                                  now, plan)
             job.cursor = slot
         plan.cursors[job.spec.name] = Cursor(latest, job.gap.launch_id if job.gap else None)
-
-    def _admit(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-               plan: Plan, *, catching_up: bool = False) -> None:
-        """The overlap policy, for a slot (or a manual run) that is due now. Late
-        slots of a ``catchup = "all"`` job that forbids or queues overlap wait
-        behind each other, in slot order, each within its starting deadline."""
-        active, queued = job.active(), job.queued()
-        policy = job.spec.concurrency
-        if policy == "allow" or not (active or queued):
-            self._launch(job, slot, launch_id, now, plan)
-        elif catching_up and job.spec.catchup == "all" and policy in ("forbid", "queue"):
-            blocker = (queued or active)[-1]
-            self._queue(job, slot, launch_id, now, plan, f"waiting for {blocker.launch_id} "
-                        "(catch-up all)")
-        elif policy == "replace":
-            for record in active:
-                self._stop(job, record, launch_id, now, plan)
-            for record in queued:
-                self._ledger.end(record, LaunchState.SKIPPED, Cause.REPLACED,
-                                 f"replaced by {launch_id}", now, plan)
-            self._launch(job, slot, launch_id, now, plan)
-        elif policy == "queue" and not queued:
-            self._queue(job, slot, launch_id, now, plan, f"waiting for {active[0].launch_id}")
-        else:
-            blocker = queued[0] if queued and policy == "queue" else (active or queued)[0]
-            reason = f"overlap: {blocker.launch_id} is {blocker.state.value}"
-            self._skip(job, slot, launch_id, reason, now, plan)
-
-    def _queue(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-               plan: Plan, reason: str) -> None:
-        record = self._ledger.new_record(job, slot, launch_id, LaunchState.QUEUED, now,
-                                         cause=Cause.WAITING_FOR_RUN, reason=reason)
-        self._ledger.add(job, record)
-        plan.write(record, create=True)
-        job.gap = None
-
-    def _launch(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-                plan: Plan) -> None:
-        record = self._ledger.new_record(job, slot, launch_id, LaunchState.LAUNCHING, now)
-        self._ledger.add(job, record)
-        job.gap = None
-        plan.created.add(launch_id)
-        self._placement.dispatch(record, now, plan)
-
-    def _skip(self, job: Job, slot: datetime | None, launch_id: str, reason: str,
-              now: datetime, plan: Plan) -> None:
-        if slot is None:
-            record = self._ledger.new_record(job, None, launch_id, LaunchState.SKIPPED, now,
-                                             cause=Cause.OVERLAP, reason=reason)
-            plan.write(record.model_copy(update={"ended_at": now}), create=True)
-        else:
-            slots.record_gap(self._ledger, job, slot, LaunchState.SKIPPED, Cause.OVERLAP,
-                             reason, now, plan)
-
-    def _start_attempt(self, record: LaunchRecord, attempt: int, now: datetime, plan: Plan,
-                       reason: str = "", idempotency_key: str | None = None) -> None:
-        job = self._jobs.get(record.job)
-        executor = job.spec.executor if job else record.executor
-        started = record.model_copy(update={
-            "state": LaunchState.LAUNCHING, "attempt": attempt,
-            "run_id": run_id_for(record.launch_id, attempt), "intent_at": now,
-            "fence": self.fence, "replica": self.replica, "retry_at": None,
-            "started_at": None, "ended_at": None, "exit_code": None, "signal": None,
-            "pid": None, "worker": None, "reason": reason, "cause": None,
-            "idempotency_key": idempotency_key,
-            "executor": executor, "location": self._ledger.location(executor)})
-        self._placement.dispatch(started, now, plan)
-
-    def _retry(self, launch_id: str, now: datetime, plan: Plan) -> None:
-        record = self._ledger.find(launch_id)
-        if record is None or record.state is not LaunchState.RETRYING:
-            return
-        if record.retry_at is not None and record.retry_at > now:
-            return
-        self._start_attempt(record, record.attempt + 1, now, plan)
-
-    def _stop(self, job: Job, record: LaunchRecord, by: str, now: datetime,
-              plan: Plan) -> None:
-        if record.state is LaunchState.RETRYING:
-            self._ledger.end(record, LaunchState.STOPPED, Cause.REPLACED, f"replaced by {by}",
-                             now, plan)
-        elif record.launch_id not in job.replacing:
-            job.replacing[record.launch_id] = by
-            # Written, so that the stop is on the record, and so that whatever
-            # the leader sends with it (a worker's stop request) is committed
-            # with the decision.
-            stopping = record.model_copy(update={"reason": f"stopping: replaced by {by}"})
-            self._ledger.replace(stopping)
-            plan.write(stopping)
-            plan.stops.append(stopping)
-
-    def _release_queued(self, job: Job, now: datetime, plan: Plan) -> None:
-        """The live run ended: the first slot queued behind it starts; those
-        queued past their starting deadline are missed on the way. (A launch
-        queued for a worker waits for a worker, not for this.)"""
-        behind = [r for r in job.queued() if r.cause is Cause.WAITING_FOR_RUN]
-        behind.sort(key=lambda r: r.slot or r.intent_at or now)
-        deadline = starting_deadline(job.spec)
-        for record in behind:
-            if (deadline is not None and record.slot is not None
-                    and now - record.slot > deadline):
-                self._ledger.end(record, LaunchState.MISSED, Cause.DEADLINE, "waited in the "
-                                 "queue past its starting deadline", now, plan)
-            else:
-                self._start_attempt(record, 1, now, plan)
-                return
 
     # -- bookkeeping -----------------------------------------------------------
 
