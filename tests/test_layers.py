@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"replica"},
     {"api"},
     {"worker"},
+    {"notify"},
     {"scheduler"},
     {"jobs"},
     {"executors"},

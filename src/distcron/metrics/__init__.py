@@ -100,6 +100,11 @@ class Metrics:
             "(see `distcron jobs list`).",
             registry=registry,
         )
+        self.notifications = Counter(
+            "distcron_notifications_total",
+            "Notifications sent, by notifier and outcome (delivered, failed, given_up).",
+            ["notifier", "outcome"], registry=registry,
+        )
         self.workers = Gauge(
             "distcron_workers", "Worker agents registered in the store.", registry=registry,
         )

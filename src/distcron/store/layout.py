@@ -20,6 +20,10 @@ key                        value                                           writt
 ``released/<mark>``        the staged launches a leader released (JSON    leader
                            list of launch ids), written before it
                            releases them; gone once none still launches
+``notifiers/<name>``       a notifier (JSON: ``name``, ``url``)            jobs apply
+``notify/<id>:<state>``    a notification to deliver (JSON: ``body``,      leader
+                           ``notifiers``, ``delivered``, ``output``);
+                           gone once every notifier acknowledged it
 ``quarantined/<job>``      why the job gets no slots (JSON: ``reason``,    leader
                            ``since``), until its spec changes
 ``election/leader``        the leader's registration (JSON, with ``id``);  leader
@@ -54,6 +58,8 @@ OUTPUT = "output/"
 ACTIVE = "active/"
 TRIGGERS = "triggers/"
 QUARANTINED = "quarantined/"
+NOTIFIERS = "notifiers/"
+NOTIFY = "notify/"
 RELEASED = "released/"
 IDENTITY = "meta/identity"
 RESTORED = "meta/restored"
@@ -92,6 +98,15 @@ def output_key(launch_id: str) -> str:
 
 def trigger_key(trigger_id: str) -> str:
     return TRIGGERS + trigger_id
+
+
+def notifier_key(name: str) -> str:
+    return NOTIFIERS + name
+
+
+def notify_key(launch_id: str, state: str) -> str:
+    """A notification: one per launch and state (``Idempotency-Key`` is its name)."""
+    return f"{NOTIFY}{launch_id}:{state}"
 
 
 def quarantine_key(job: str) -> str:

@@ -1,0 +1,1 @@
+"""Telling people about launches: sending notifications and delivering them once acknowledged."""
