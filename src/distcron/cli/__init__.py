@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "runs": "distcron.cli.runs_cmd:runs_command",
     "status": "distcron.cli.status_cmd:status_command",
     "import-crontab": "distcron.cli.import_crontab_cmd:import_crontab_command",
+    "snapshot": "distcron.cli.snapshot_cmd:snapshot_command",
     "worker": "distcron.cli.worker_cmd:worker_command",
 }
 

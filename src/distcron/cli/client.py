@@ -97,6 +97,20 @@ class ApiClient:
     def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
              body: Any = None) -> Any:
         """The decoded JSON answer of a successful call."""
+        response = self._response(method, path, params, body)
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"{self.server} answered {path} without JSON: is it a distcron replica?"
+            ) from None
+
+    def call_text(self, method: str, path: str) -> str:
+        """The text answer of a successful call."""
+        return self._response(method, path, None, None).text
+
+    def _response(self, method: str, path: str, params: dict[str, Any] | None,
+                  body: Any) -> httpx.Response:
         try:
             response = self._send(method, path, params, body)
         except httpx.TransportError as exc:
@@ -106,12 +120,7 @@ class ApiClient:
             ) from exc
         if not response.is_success:
             raise _failure(response)
-        try:
-            return response.json()
-        except ValueError:
-            raise ClientError(
-                f"{self.server} answered {path} without JSON: is it a distcron replica?"
-            ) from None
+        return response
 
 
     def _send(self, method: str, path: str, params: dict[str, Any] | None,
