@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from distcron import __version__
-from distcron.api import apply, cluster, jobs, runs, snapshot
+from distcron.api import apply, cluster, jobs, notifiers, runs, snapshot
 from distcron.api.context import ApiContext
 from distcron.api.view import ReplicaView
 from distcron.clock import Clock, SystemClock
@@ -34,7 +34,7 @@ def create_app(
         store=store, replica=replica, token=token or None, registry=registry,
         clock=clock or SystemClock(),
     )
-    for module in (cluster, jobs, apply, runs, snapshot):
+    for module in (cluster, jobs, apply, runs, notifiers, snapshot):
         app.include_router(module.router)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Conflict, _conflict)

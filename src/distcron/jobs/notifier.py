@@ -25,6 +25,13 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 _ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+", re.ASCII)
 
 
+def check_notifier_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a notifier name: letters, digits, '.', '_' "
+                         "and '-', starting with a letter or digit")
+    return value
+
+
 class NotifierSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,10 +41,7 @@ class NotifierSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a notifier name: letters, digits, '.', '_' "
-                             "and '-', starting with a letter or digit")
-        return value
+        return check_notifier_name(value)
 
     @field_validator("url")
     @classmethod

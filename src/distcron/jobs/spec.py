@@ -35,6 +35,7 @@ from pydantic import (
 from distcron.cron import parse
 from distcron.durations import parse_duration
 from distcron.errors import KeyProblems
+from distcron.jobs.notifier import DEFAULT_NOTIFY_ON, NotifyState, check_notifier_name
 from distcron.jobs.problems import JobSpecErrors, problems_from_validation_error, suggest
 
 Concurrency = Literal["forbid", "allow", "replace", "queue"]
@@ -122,6 +123,10 @@ class JobSpec(BaseModel):
     retry_backoff: Duration = DEFAULT_RETRY_BACKOFF
     tags: tuple[StrictStr, ...] = ()
     paused: StrictBool = False
+    # Who is told, and about which ends (see jobs/notifier.py).
+    notify: tuple[StrictStr, ...] = ()
+    notify_on: tuple[NotifyState, ...] = DEFAULT_NOTIFY_ON
+    notify_output: StrictBool = False  # send the end of the run's output with it
 
     @field_validator("name")
     @classmethod
@@ -188,6 +193,17 @@ class JobSpec(BaseModel):
             if key.startswith(_RESERVED_ENV_PREFIX):
                 raise ValueError(f"{key!r}: names starting with DISTCRON_ are set by distcron")
             _no_nul(text, f"the value of {key}")
+        return value
+
+    @field_validator("notify", "notify_on")
+    @classmethod
+    def _check_listed_once(cls, value: tuple[str, ...], info: ValidationInfo
+                           ) -> tuple[str, ...]:
+        for i, item in enumerate(value):
+            if info.field_name == "notify":
+                check_notifier_name(item)
+            if item in value[:i]:
+                raise ValueError(f"{item!r} is listed twice")
         return value
 
     @field_validator("tags")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from distcron.errors import CommitRejected
+from distcron.notify.delivery import encode
 from distcron.scheduler.decision import Decision, WorkerRun
 from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import Compare, Delete, Op, Put, Store
@@ -45,6 +46,7 @@ from distcron.store.layout import (
     cursor_key,
     cursor_value,
     launch_key,
+    notify_key,
     output_key,
     quarantine_key,
     released_key,
@@ -211,6 +213,9 @@ def _extras(decision: Decision) -> dict[str, list[Op]]:
                                          stop_value(run.run_id)))
     for run in decision.cleanups:
         extras[run.launch_id] += cleanup_ops(run)
+    for note in decision.notifications:
+        extras[note.launch_id].append(Put(notify_key(note.launch_id, note.state), encode(
+            note.body, note.notifiers, set(), note.with_output)))
     return extras
 
 

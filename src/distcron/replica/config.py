@@ -8,6 +8,7 @@ starts (and on SIGHUP). A bad value fails at load with the setting named.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from distcron.errors import ConfigError
+from distcron.notify.senders import Smtp
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 
@@ -32,6 +34,8 @@ _ENVIRONMENT = {
     "token_file": "DISTCRON_TOKEN_FILE",
     "history": "DISTCRON_HISTORY",
     "stage_lead": "DISTCRON_STAGE_LEAD",
+    "smtp": "DISTCRON_SMTP",
+    "smtp_from": "DISTCRON_SMTP_FROM",
 }
 
 
@@ -46,6 +50,9 @@ class ServeConfig(BaseModel):
     history: int = Field(default=DEFAULT_HISTORY, ge=1)  # launch records kept per job
     # Seconds before its slot a launch may be committed and prepared (0: never).
     stage_lead: float = Field(default=STAGE_LEAD, ge=0, le=60)
+    # The SMTP server mailto: notifiers are sent through, HOST:PORT, and the sender.
+    smtp: str | None = None
+    smtp_from: str | None = None
     token_file: Path | None = None
     token: SecretStr | None = None
 
@@ -56,6 +63,20 @@ class ServeConfig(BaseModel):
         if not 0 <= port < 65536:
             raise ValueError(f"port {port} is out of range")
         return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+    @field_validator("smtp")
+    @classmethod
+    def _check_smtp(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @property
+    def smtp_server(self) -> Smtp | None:
+        if self.smtp is None:
+            return None
+        host, port = split_listen(self.smtp)
+        return Smtp(host, port, self.smtp_from or f"distcron@{socket.gethostname()}")
 
     @property
     def store_url(self) -> str:

@@ -42,6 +42,8 @@ from distcron.clock import Clock
 from distcron.errors import CommitRejected, NotLeader, StoreUnavailable
 from distcron.executors.base import Executor
 from distcron.metrics import Metrics
+from distcron.notify.delivery import Deliveries
+from distcron.notify.senders import Smtp
 from distcron.replica import watched
 from distcron.replica.commit import commit
 from distcron.replica.mirror import StateMirror, Subscription
@@ -56,7 +58,7 @@ from distcron.scheduler.policy import STAGE_LEAD
 from distcron.scheduler.records import LaunchRecord
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store import Store
-from distcron.store.layout import RESTORED, launch_key
+from distcron.store.layout import NOTIFIERS, NOTIFY, RESTORED, launch_key
 from distcron.worker.protocol import WorkerInfo
 
 log = logging.getLogger("distcron.leader")
@@ -73,7 +75,7 @@ class LeaderTerm:
                  fence: int, replica_id: str,
                  clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
                  history: int = DEFAULT_HISTORY, catch_up_timeout: float = 3.0,
-                 stage_lead: float = STAGE_LEAD) -> None:
+                 stage_lead: float = STAGE_LEAD, smtp: Smtp | None = None) -> None:
         self.store = store
         self.mirror = mirror
         self.catch_up_timeout = catch_up_timeout
@@ -91,6 +93,8 @@ class LeaderTerm:
             staging_executors=frozenset(n for n, e in executors.items() if e.stages))
         self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)
         self._observer = DecisionObserver(metrics)
+        self._deliveries = Deliveries(store, fence, lambda: mirror.held(NOTIFIERS), smtp,
+                                      clock, metrics)
         self._inputs: list[Input] = []
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
@@ -111,6 +115,7 @@ class LeaderTerm:
         try:
             await self._start_term(state)
             self._spawn(self._follow_store(changes), "follow-changes", critical=True)
+            self._spawn(self._deliveries.run(), "deliver-notifications")
             await self._loop()
         finally:
             self.mirror.unsubscribe(changes)
@@ -137,6 +142,8 @@ class LeaderTerm:
             self.rounds.load([watched.job_input(name, raw, state.cursors.get(name))
                               for name, raw in jobs[start:start + _LOAD_BATCH]], now)
         self.rounds.restore(state.records, now)
+        for name, value in state.notifications.items():
+            self._deliveries.offer(NOTIFY + name, value)
         self.rounds.load_marks(watched.release_marks(state.released))
         marker = await self.store.get(RESTORED)
         inputs: list[Input] = [
@@ -227,6 +234,12 @@ class LeaderTerm:
 
     async def _follow_store(self, changes: Subscription) -> None:
         async for batch in changes:
+            for event in batch.events:
+                if event.kv.key.startswith(NOTIFY):
+                    if event.type == "put":
+                        self._deliveries.offer(event.kv.key, event.kv.value)
+                    else:
+                        self._deliveries.withdraw(event.kv.key)
             inputs = list(watched.changes(batch, self.mirror))
             if inputs:
                 self._inputs.extend(inputs)

@@ -37,6 +37,8 @@ from distcron.store.layout import (
     CURSORS,
     JOBS,
     LAUNCHES,
+    NOTIFIERS,
+    NOTIFY,
     RELEASED,
     REPLICAS,
     REPORTS,
@@ -50,7 +52,7 @@ from distcron.store.layout import (
 log = logging.getLogger("distcron.replica")
 
 # Prefixes whose keys the mirror holds as they are, by name.
-HELD = (JOBS, CURSORS, TRIGGERS, WORKERS, REPORTS, REPLICAS, RELEASED)
+HELD = (JOBS, CURSORS, TRIGGERS, WORKERS, REPORTS, REPLICAS, RELEASED, NOTIFIERS, NOTIFY)
 
 # Past this many records to fetch, one range read of every record is cheaper
 # than a read per record.
@@ -149,6 +151,7 @@ class StateMirror:
         snapshot.workers = dict(state.held[WORKERS])
         snapshot.reports = dict(state.held[REPORTS])
         snapshot.released = dict(state.held[RELEASED])
+        snapshot.notifications = dict(state.held[NOTIFY])
         return snapshot
 
     def subscribe(self) -> Subscription:

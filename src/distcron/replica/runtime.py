@@ -27,6 +27,7 @@ from distcron.clock import Clock
 from distcron.errors import NotLeader, StoreError
 from distcron.executors.base import Executor
 from distcron.metrics import Metrics
+from distcron.notify.senders import Smtp
 from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
 from distcron.replica.mirror import StateMirror
@@ -51,6 +52,7 @@ class ReplicaConfig:
     lease_ttl: float = 3.0
     history: int = DEFAULT_HISTORY
     stage_lead: float = STAGE_LEAD
+    smtp: Smtp | None = None  # where mail notifications go out
 
 
 def default_replica_id(listen: str) -> str:
@@ -159,7 +161,7 @@ class Replica:
         term = LeaderTerm(self.store, self.mirror, self.executors, fence, self.replica_id,
                           self.clock, self.metrics, self.membership.lease_valid,
                           self.config.history, catch_up_timeout=self.config.lease_ttl,
-                          stage_lead=self.config.stage_lead)
+                          stage_lead=self.config.stage_lead, smtp=self.config.smtp)
         try:
             await self._until_any(stop, self.membership.lost, term.run())
         except NotLeader as exc:

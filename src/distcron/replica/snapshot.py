@@ -21,4 +21,5 @@ class Snapshot:
     workers: dict[str, bytes] = field(default_factory=dict)  # registrations as stored
     reports: dict[str, bytes] = field(default_factory=dict)  # by launch id
     released: dict[str, bytes] = field(default_factory=dict)  # release marks as stored
+    notifications: dict[str, bytes] = field(default_factory=dict)  # pending, by name
 

@@ -34,6 +34,18 @@ class WorkerRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Notification:
+    """People to tell that a launch reached a state: written with its record
+    (``notify/<launch id>:<state>``), delivered by the leader."""
+
+    launch_id: str
+    state: str
+    body: Mapping[str, object]
+    notifiers: tuple[str, ...]
+    with_output: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """One thing the round did and why, for the leader's log (``event=… k=v``)."""
 
@@ -58,6 +70,7 @@ class Decision:
     # releases, written before any is released), and marks no longer needed.
     release_marks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     release_cleanups: tuple[str, ...] = ()
+    notifications: tuple[Notification, ...] = ()  # written with their launch's record
     # The restore marker whose slots this decision accounts for: deleted last.
     restore_marker: bytes | None = None
     # Jobs put into quarantine (with why) or taken out of it (None).
@@ -76,6 +89,7 @@ class Decision:
         """Whether the decision has anything to commit."""
         return bool(self.records or self.cursors or self.consumed_triggers or self.outputs
                     or self.assignments or self.stop_requests or self.cleanups
+                    or self.notifications
                     or self.quarantined or self.restore_marker is not None
                     or self.release_marks or self.release_cleanups)
 

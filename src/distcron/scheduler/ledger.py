@@ -116,6 +116,7 @@ class Ledger:
                 self.with_live.discard(job.spec.name)
         self._count(self.orphans.pop(record.launch_id, None), -1)
         plan.write(ended)
+        plan.ended.add(ended.launch_id)
 
     def new_record(self, job: Job, slot: datetime | None, launch_id: str, state: LaunchState,
                    now: datetime, cause: Cause | None = None,

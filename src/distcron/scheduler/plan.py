@@ -23,6 +23,7 @@ class Plan:
 
     records: dict[str, LaunchRecord] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)  # launch ids whose key must not exist yet
+    ended: set[str] = field(default_factory=set)  # launch ids that were live and are not now
     cursors: dict[str, Cursor] = field(default_factory=dict)
     starts: list[LaunchRecord] = field(default_factory=list)
     stops: list[LaunchRecord] = field(default_factory=list)
@@ -41,6 +42,7 @@ class Plan:
         """Add a later plan's decisions to this one, its writes of a record winning."""
         for launch_id, record in later.records.items():
             self.write(record, create=launch_id in later.created)
+        self.ended |= later.ended
         self.cursors.update(later.cursors)
         self.starts.extend(later.starts)
         self.stops.extend(later.stops)

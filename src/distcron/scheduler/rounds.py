@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from distcron.executors.base import RunState, RunStatus
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.decision import Decision, Note, Start, WorkerRun
+from distcron.scheduler.decision import Decision, Note, Notification, Start, WorkerRun
 from distcron.scheduler.inputs import (
     Input,
     JobChanged,
@@ -148,6 +148,7 @@ class LeaderRounds:
             quarantined=plan.quarantined, starts=tuple(starts), stops=tuple(stops),
             follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes),
             restore_marker=pending.restore_marker, stages=stages, releases=releases,
+            notifications=self._notifications(plan),
             unstages=tuple(plan.unstages), release_marks=marks,
             release_cleanups=tuple(cleanups))
 
@@ -338,6 +339,20 @@ class LeaderRounds:
                                           current.launch_id))
         return requests, stopped, here
 
+    def _notifications(self, plan: Plan) -> tuple[Notification, ...]:
+        """Who is told: each launch that ended (or slot span recorded) in a state
+        its job's ``notify_on`` names, once per launch and state."""
+        found = []
+        for launch_id in plan.ended | plan.created:
+            record = plan.records.get(launch_id)
+            template = self.templates.get(record.job) if record is not None else None
+            if (record is None or template is None or not template.notify
+                    or record.state.live or record.state.value not in template.notify_on):
+                continue
+            found.append(Notification(launch_id, record.state.value, _body(record),
+                                      template.notify, template.notify_output))
+        return tuple(sorted(found, key=lambda n: (n.launch_id, n.state)))
+
     def _prunes(self, plan: Plan) -> tuple[str, ...]:
         due = []
         for launch_id in plan.created:
@@ -347,3 +362,12 @@ class LeaderRounds:
                 self._written[job] = 0
                 due.append(job)
         return tuple(due)
+
+
+def _body(record: LaunchRecord) -> dict[str, object]:
+    """What a notification says of its launch."""
+    body = record.model_dump(mode="json", include={
+        "launch_id", "job", "slot", "until", "count", "kind", "state", "cause", "reason",
+        "attempt", "worker", "exit_code", "signal", "started_at", "ended_at", "fence",
+        "replica"})
+    return {key: value for key, value in body.items() if value is not None}

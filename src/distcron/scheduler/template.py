@@ -21,6 +21,9 @@ class LaunchTemplate:
     workdir: str | None = None
     timeout: float | None = None
     http: HttpCall | None = None
+    notify: tuple[str, ...] = ()
+    notify_on: frozenset[str] = frozenset()
+    notify_output: bool = False
 
     @classmethod
     def of(cls, spec: JobSpec) -> LaunchTemplate:
@@ -30,7 +33,8 @@ class LaunchTemplate:
             http = HttpCall(spec.url, spec.method or "POST", dict(spec.headers or {}),
                             spec.body)
         return cls(spec.name, spec.command, spec.argv, dict(spec.env), spec.workdir,
-                   spec.timeout, http)
+                   spec.timeout, http, spec.notify, frozenset(spec.notify_on),
+                   spec.notify_output)
 
     def request(self, run_id: str, slot: datetime | None, fence: int,
                 idempotency_key: str | None) -> LaunchRequest:

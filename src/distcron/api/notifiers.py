@@ -1,0 +1,53 @@
+"""``/notifiers``: where people are told about launches (see
+:mod:`distcron.jobs.notifier`). A notifier's URL may hold a secret (a webhook's
+token): without the API token it is shown without its user info and query."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, status
+from pydantic import ValidationError
+
+from distcron.api.auth import Authorized, require_token
+from distcron.api.context import Context
+from distcron.errors import JobSpecError
+from distcron.jobs.notifier import NotifierSpec
+from distcron.notify.senders import shown_url
+from distcron.store.layout import NOTIFIERS, name_of, notifier_key
+
+router = APIRouter(tags=["notifiers"])
+
+
+def _shown(spec: NotifierSpec, authorized: bool) -> NotifierSpec:
+    return spec if authorized else spec.model_copy(update={"url": shown_url(spec.url)})
+
+
+@router.get("/notifiers", response_model=list[NotifierSpec])
+async def list_notifiers(context: Context, authorized: Authorized) -> list[NotifierSpec]:
+    kvs, _ = await context.store.range(NOTIFIERS)
+    return [_shown(NotifierSpec.from_json(kv.value, source=name_of(kv.key, NOTIFIERS)),
+                   authorized) for kv in kvs]
+
+
+@router.put("/notifiers/{name}", response_model=NotifierSpec,
+            dependencies=[Depends(require_token)])
+async def put_notifier(name: str, body: Annotated[dict[str, Any], Body()],
+                       context: Context) -> NotifierSpec:
+    """Create or replace a notifier: ``{"url": "https://…" | "mailto:…"}``."""
+    try:
+        spec = NotifierSpec.model_validate({**body, "name": name})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        raise JobSpecError(str(problem["msg"]).removeprefix("Value error, "),
+                           field=f"notifier {name!r}, {where}") from None
+    await context.store.put(notifier_key(name), spec.to_json().encode())
+    return spec
+
+
+@router.delete("/notifiers/{name}", dependencies=[Depends(require_token)])
+async def remove_notifier(name: str, context: Context) -> dict[str, str]:
+    if not await context.store.delete(notifier_key(name)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"notifier {name!r} not found")
+    return {"removed": name}
