@@ -55,9 +55,11 @@ def fate(job: Job, slot: datetime, latest: bool, now: datetime) -> tuple[LaunchS
         return LaunchState.MISSED, Cause.DEADLINE
     if lag > ON_TIME_TOLERANCE and spec.catchup == "none":
         return LaunchState.MISSED, Cause.NO_CATCHUP
-    if spec.catchup == "last" and not latest:
-        # Several slots due at once (even within the on-time window): the
-        # latest runs, not the oldest.
+    if spec.catchup == "last" and not latest and (
+            lag > ON_TIME_TOLERANCE or spec.concurrency != "allow"):
+        # Several slots due at once: the latest runs, not the oldest, which would
+        # make it overlap. (Slots still on time all run when overlap is allowed:
+        # a failover delays them, it does not lose them.)
         return LaunchState.MISSED, Cause.SUPERSEDED
     return None
 
