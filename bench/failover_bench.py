@@ -91,7 +91,8 @@ from bench.store_bench import batched_creates, ms  # noqa: E402
 from distcron.store import open_store  # noqa: E402
 from distcron.store.layout import LAUNCHES  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
-from tests.serve_harness import Replica, read_ledger, wait_until  # noqa: E402
+from tests.serve_harness import Replica, read_ledger  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 TARGET_INTENTS_PER_S = 1000
 

@@ -21,13 +21,14 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_until
 
 ETCD = os.environ.get("DISTCRON_TEST_ETCD", "/usr/bin/etcd")
 # 50 ms heartbeats, 500 ms elections: a leader is replaced within a second.
@@ -56,14 +57,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -275,15 +268,7 @@ class EtcdCluster:
 
     def leader(self, timeout: float = 10.0) -> EtcdMember:
         """The member that is raft leader (waiting for an election if need be)."""
-        found: list[EtcdMember] = []
-
-        def known() -> bool:
-            leader = self.leader_now()
-            found[:] = [leader] if leader is not None else []
-            return bool(found)
-
-        wait_until(known, timeout, "an etcd leader")
-        return found[0]
+        return wait_until(self.leader_now, timeout, "an etcd leader")
 
     def leader_now(self) -> EtcdMember | None:
         ids: dict[int, EtcdMember] = {}

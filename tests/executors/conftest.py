@@ -1,19 +1,16 @@
-"""Real processes in a fresh run directory per test, and ways to wait for them.
+"""Real processes in a fresh run directory per test, and ways to look at them.
 
 Nothing here sleeps to make a test pass: tests wait for a condition, with a
-deadline, and jobs that must run for a while wait for a gate file that the test
-creates when it wants them to end.
+deadline (:mod:`tests.waiting`), and jobs that must run for a while wait for a
+gate file that the test creates when it wants them to end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,20 +78,6 @@ def launch(command: str | None = None, *, argv: tuple[str, ...] | None = None,
 def gated(gate: Path, then: str = "exit 0") -> str:
     """A shell command that waits for ``gate`` to exist, then runs ``then``."""
     return f"while [ ! -e '{gate}' ]; do sleep 0.02; done; {then}"
-
-
-async def eventually(predicate: Callable[[], bool | Awaitable[bool]], what: str,
-                     within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await _holds(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {within}s: {what}")
-        await asyncio.sleep(0.01)
-
-
-async def _holds(predicate: Callable[[], bool | Awaitable[bool]]) -> bool:
-    result = predicate()
-    return await result if inspect.isawaitable(result) else result
 
 
 def lines(path: Path) -> list[str]:

@@ -23,10 +23,10 @@ from distcron.executors.forkserver import (
 )
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import RunSpec, claim, run_of
+from tests.waiting import eventually
 
 from .conftest import (
     NewExecutor,
-    eventually,
     fork_servers,
     gated,
     gone,
@@ -74,7 +74,7 @@ async def test_a_fork_server_killed_between_launches_is_replaced_and_nothing_run
     first_ended = await executor.wait(first.launch_id)
     killed = one_fork_server(os.getpid())
     os.kill(killed, signal.SIGKILL)
-    await eventually(lambda: gone(killed), "the fork server is dead")
+    await eventually(lambda: gone(killed), 10, "the fork server is dead")
 
     assert (await executor.start(second)).state in (RunState.RUNNING, RunState.SUCCEEDED)
     assert (await executor.wait(second.launch_id)).state is RunState.SUCCEEDED
@@ -90,14 +90,14 @@ async def test_launches_queued_in_a_fork_server_that_dies_are_sent_again_and_run
     await executor.start(launch("exit 0", launch_id="warm@1"))
     stuck = one_fork_server(os.getpid())
     os.kill(stuck, signal.SIGSTOP)
-    await eventually(lambda: _state(stuck) == b"T", "the fork server is stopped")
+    await eventually(lambda: _state(stuck) == b"T", 10, "the fork server is stopped")
     try:
         requests = [launch(_ledger_job(ledger), launch_id=f"q@{n}") for n in range(10)]
         starts = [asyncio.ensure_future(executor.start(request)) for request in requests]
         # Each is sent right after it is claimed; one sent after the kill finds
         # the socket closed instead, and goes to the new fork server at once.
         for request in requests:
-            await eventually(functools.partial(_claimed, executor, request.launch_id),
+            await eventually(functools.partial(_claimed, executor, request.launch_id), 10,
                              f"{request.launch_id} is claimed")
     finally:
         os.kill(stuck, signal.SIGKILL)
@@ -132,7 +132,7 @@ async def test_a_launch_queued_in_a_fork_server_that_dies_comes_back_unforked_an
         process, ready = _hand_off(fork_server, run_dir, launch("exit 0", launch_id="w@1"))
         assert (await asyncio.to_thread(_read_all, ready)).startswith(FORKED)
         os.kill(process.pid, signal.SIGSTOP)
-        await eventually(lambda: _state(process.pid) == b"T", "the fork server is stopped")
+        await eventually(lambda: _state(process.pid) == b"T", 10, "the fork server is stopped")
         queued_in, ready = _hand_off(fork_server, run_dir, request)
         assert queued_in is process
         os.kill(process.pid, signal.SIGKILL)
@@ -181,7 +181,7 @@ async def test_a_killed_replica_takes_its_fork_server_along_and_its_runs_live_on
     fork_server = one_fork_server(replica.pid)
     replica.kill()
     await replica.wait()
-    await eventually(lambda: gone(fork_server), "the fork server is gone")
+    await eventually(lambda: gone(fork_server), 10, "the fork server is gone")
 
     adopter = new_executor()
     assert (await adopter.query(request.launch_id)).state is RunState.RUNNING

@@ -24,8 +24,9 @@ import pytest
 from distcron.errors import ExecutorError
 from distcron.executors.base import HttpCall, LaunchRequest, RunState
 from distcron.executors.http import MAX_IN_FLIGHT, HttpExecutor
+from tests.waiting import eventually
 
-from .conftest import SLOT, eventually
+from .conftest import SLOT
 
 pytestmark = pytest.mark.anyio
 
@@ -131,7 +132,7 @@ def closed_port() -> int:
 
 
 async def arrived(server: _Server, count: int = 1) -> None:
-    await eventually(lambda: len(server.received) >= count, f"{count} request(s) arrived")
+    await eventually(lambda: len(server.received) >= count, 10, f"{count} request(s) arrived")
 
 
 async def test_the_request_carries_the_jobs_method_headers_and_body_and_the_launch(

@@ -9,8 +9,9 @@ import pytest
 
 from distcron.executors.base import RunState
 from distcron.executors.local import LocalExecutor
+from tests.waiting import eventually
 
-from .conftest import GRACE, eventually, gone, launch
+from .conftest import GRACE, gone, launch
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +21,7 @@ async def test_a_timeout_kills_the_whole_group_including_grandchildren(
     grandchild = tmp_path / "grandchild"
     request = launch(f"sleep 100 & echo $! > '{grandchild}'; sleep 100", timeout=0.5)
     started = await executor.start(request)
-    await eventually(lambda: grandchild.exists() and grandchild.read_text().strip() != "",
+    await eventually(lambda: grandchild.exists() and grandchild.read_text().strip() != "", 10,
                      "the job wrote its grandchild's pid")
     status = await executor.wait(request.launch_id)
     assert status.state is RunState.TIMED_OUT
@@ -58,7 +59,7 @@ async def test_stop_escalates_to_sigkill_for_a_job_that_traps_sigterm(
     request = launch("trap 'echo got TERM' TERM; echo ready; "
                      "while :; do sleep 0.02; done")
     await executor.start(request)
-    await eventually(lambda: _output_starts(executor, request.launch_id, b"ready"),
+    await eventually(lambda: _output_starts(executor, request.launch_id, b"ready"), 10,
                      "the trap is in place")
     began = time.monotonic()
     status = await executor.stop(request.launch_id, grace=GRACE)

@@ -12,8 +12,9 @@ from distcron.errors import ExecutorError
 from distcron.executors.base import RunState
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import RunSpec, claim, request_stop
+from tests.waiting import eventually
 
-from .conftest import NewExecutor, eventually, gated, launch, lines
+from .conftest import NewExecutor, gated, launch, lines
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +103,7 @@ async def test_a_start_cancelled_midway_still_hands_the_run_to_a_supervisor(
     start.cancel()
     with pytest.raises(asyncio.CancelledError):
         await start
-    await eventually(lambda: _known(executor, request.launch_id), "the launch was claimed")
+    await eventually(lambda: _known(executor, request.launch_id), 10, "the launch was claimed")
     async with asyncio.timeout(10):
         assert (await executor.wait(request.launch_id)).state is RunState.SUCCEEDED
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_harness import Replica, ledger_job, read_ledger, replicas, wait_until
+from tests.serve_harness import Replica, ledger_job, read_ledger, replicas
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.etcd_cluster import EtcdCluster, etcd_available
-from tests.serve_harness import Replica, read_ledger, replicas, wait_until
+from tests.serve_harness import Replica, read_ledger, replicas
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster,
               pytest.mark.skipif(not etcd_available(), reason="no etcd binary")]

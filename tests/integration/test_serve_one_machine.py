@@ -26,8 +26,8 @@ from tests.serve_harness import (
     ledger_job,
     read_ledger,
     replicas,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 
 import pytest
 
 from distcron.store import Event, WatchBatch
 
 
-# These helpers take a timeout, against ASYNC109's advice, so that a failure can
-# say what was being waited for (and, for a watch, what had arrived).
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]],
-    timeout: float = 5.0,  # noqa: ASYNC109
-    what: str = "condition",
-) -> float:
-    """Check ``condition`` until it holds and return when (monotonic seconds);
-    fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await condition():
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
+# This takes a timeout, against ASYNC109's advice, so that a failure can say
+# what had arrived.
 async def collect(
     watch: AsyncGenerator[WatchBatch, None],
     count: int,

@@ -8,19 +8,15 @@ file that the test creates when it wants them to end.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -29,8 +25,8 @@ from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
 from distcron.store import Store, open_store
 from distcron.store.layout import assignment_key, claim_key, report_key, worker_key
 from distcron.worker.protocol import Claim, Report, WorkerInfo
+from tests.waiting import eventually
 
-T = TypeVar("T")
 SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
 
 
@@ -73,8 +69,8 @@ class WorkerProcess:
     async def exited(self, within: float = 10.0) -> int:
         process = self.process
         assert process is not None
-        await eventually(lambda: process.poll() is not None, f"worker {self.worker_id} to exit",
-                         within)
+        await eventually(lambda: process.poll() is not None, within,
+                         f"worker {self.worker_id} to exit")
         return process.returncode
 
     def log(self) -> str:
@@ -84,7 +80,7 @@ class WorkerProcess:
         """Wait until one log line holds every needle."""
         def found() -> bool:
             return any(all(n in line for n in needles) for line in self.log().splitlines())
-        await eventually(found, f"worker {self.worker_id} to log {needles}", within)
+        await eventually(found, within, f"worker {self.worker_id} to log {needles}")
 
     def kill_all(self) -> None:
         """Kill the worker and whatever of its runs is still alive."""
@@ -147,21 +143,6 @@ def workers(tmp_path: Path, store_path: Path) -> Iterator[Workers]:
         worker.kill_all()
 
 
-async def eventually(predicate: Callable[[], T | Awaitable[T]], what: str,
-                     within: float = 10.0) -> T:
-    """The predicate's first truthy value; fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {within}s: {what}")
-        await asyncio.sleep(0.02)
-
-
 def request(launch_id: str, command: str) -> LaunchRequest:
     return LaunchRequest(launch_id=launch_id, job=launch_id.partition("@")[0], slot=SLOT, fence=7,
                          command=command)
@@ -210,4 +191,4 @@ async def final_report(store: Store, launch_id: str, within: float = 10.0) -> Re
     async def ended() -> Report | None:
         found = await report(store, launch_id)
         return found if found is not None and found.run_status().state.final else None
-    return await eventually(ended, f"a final report of {launch_id}", within)
+    return await eventually(ended, within, f"a final report of {launch_id}")

@@ -16,11 +16,11 @@ import distcron
 from distcron.store import Store
 from distcron.store.layout import claim_key, worker_key
 from distcron.worker.protocol import WorkerInfo
+from tests.waiting import eventually
 
 from .conftest import (
     Workers,
     assign,
-    eventually,
     final_report,
     ledger,
     ledger_command,
@@ -36,13 +36,13 @@ async def _registered(store: Store, worker_id: str, *, other_than: int = 0,
     async def found() -> tuple[WorkerInfo, int] | None:
         current = await registration(store, worker_id)
         return current if current is not None and current[1] != other_than else None
-    return await eventually(found, f"worker {worker_id} to register")
+    return await eventually(found, 10, f"worker {worker_id} to register")
 
 
 async def _unregistered(store: Store, worker_id: str, within: float) -> None:
     async def gone() -> bool:
         return await registration(store, worker_id) is None
-    await eventually(gone, f"the registration of {worker_id} to vanish", within)
+    await eventually(gone, within, f"the registration of {worker_id} to vanish")
 
 
 async def test_a_worker_registers_its_info_under_a_lease_that_ends_within_its_ttl_after_sigkill(

@@ -10,11 +10,11 @@ import pytest
 from distcron.executors.base import RunState
 from distcron.store import Store
 from distcron.store.layout import output_key
+from tests.waiting import eventually
 
 from .conftest import (
     Workers,
     assign,
-    eventually,
     final_report,
     ledger,
     ledger_command,
@@ -39,7 +39,7 @@ async def test_a_worker_killed_mid_run_adopts_the_run_after_restart_and_runs_not
     async def reported_running() -> bool:
         found = await report(store, long.launch_id)
         return found is not None and found.run_status().state is RunState.RUNNING
-    await eventually(reported_running, "the long launch to be reported running")
+    await eventually(reported_running, 10, "the long launch to be reported running")
     running = await report(store, long.launch_id)
     assert running is not None
     before = await registration(store, "w1")
@@ -53,7 +53,7 @@ async def test_a_worker_killed_mid_run_adopts_the_run_after_restart_and_runs_not
     async def registered_again() -> bool:
         current = await registration(store, "w1")
         return current is not None and current[1] != before[1]
-    await eventually(registered_again, "the restarted worker to register")
+    await eventually(registered_again, 10, "the restarted worker to register")
     await worker.logged(f"event=adopted launch_id={long.launch_id} state=running")
 
     gate.touch()

@@ -11,13 +11,13 @@ from distcron.executors.base import RunState, RunStatus
 from distcron.store import Delete, Put, Store
 from distcron.store.layout import assignment_key, claim_key, output_key, report_key
 from distcron.worker.protocol import Claim, Report
+from tests.waiting import eventually
 
 from .conftest import (
     Workers,
     assign,
     assignment,
     claim,
-    eventually,
     final_report,
     ledger,
     ledger_command,
@@ -33,14 +33,14 @@ async def _running(store: Store, worker_id: str, count: int) -> None:
     async def holds() -> bool:
         current = await registration(store, worker_id)
         return current is not None and current[0].running == count
-    await eventually(holds, f"worker {worker_id} to say it runs {count}")
+    await eventually(holds, 10, f"worker {worker_id} to say it runs {count}")
 
 
 async def _reported_running(store: Store, launch_id: str) -> Report:
     async def running() -> Report | None:
         found = await report(store, launch_id)
         return found if found and found.run_status().state is RunState.RUNNING else None
-    return await eventually(running, f"a running report of {launch_id}")
+    return await eventually(running, 10, f"a running report of {launch_id}")
 
 
 def _most_at_once(lines: list[str]) -> int:
@@ -115,7 +115,7 @@ async def test_a_worker_never_runs_more_launches_at_once_than_its_slots(
     await store.txn((), [Put(assignment_key("w1", launch.launch_id),
                              assignment(launch)) for launch in launches])
 
-    await eventually(lambda: len(ledger(book)) == 2, "two launches to start")
+    await eventually(lambda: len(ledger(book)) == 2, 10, "two launches to start")
     started = {line.split()[1] for line in ledger(book)}
     (waiting,) = set(gates) - started
     await worker.logged(f"event=assignment_waiting launch_id={waiting} reason=slots_full")
@@ -123,7 +123,7 @@ async def test_a_worker_never_runs_more_launches_at_once_than_its_slots(
     await _running(store, "w1", 2)
 
     gates[sorted(started)[0]].touch()
-    await eventually(lambda: f"start {waiting}" in ledger(book), "the third launch to start")
+    await eventually(lambda: f"start {waiting}" in ledger(book), 10, "the third launch to start")
     for gate in gates.values():
         gate.touch()
     for launch_id in gates:

@@ -20,12 +20,12 @@ from distcron.store.layout import CLAIMS, assignment_key, claim_key, output_key,
 from distcron.worker.agent import WorkerAgent, WorkerConfig
 from distcron.worker.protocol import Report, stop_value
 from tests.interposing_store import InterposingStore
+from tests.waiting import eventually
 
 from .conftest import (
     Workers,
     assign,
     claim,
-    eventually,
     final_report,
     ledger,
     ledger_command,
@@ -46,7 +46,7 @@ async def _reported_running(store: Store, launch_id: str) -> Report:
     async def running() -> Report | None:
         found = await report(store, launch_id)
         return found if found and found.run_status().state is RunState.RUNNING else None
-    return await eventually(running, f"a running report of {launch_id}")
+    return await eventually(running, 10, f"a running report of {launch_id}")
 
 
 def _gone(pid: int) -> bool:
@@ -73,7 +73,7 @@ async def test_a_stop_request_for_a_running_launch_kills_its_process_group_and_r
     await assign(store, "w1", launch)
     running = (await _reported_running(store, launch.launch_id)).run_status()
     assert running.pid is not None
-    child_pid = int(await eventually(lambda: child.exists() and child.read_text().strip(),
+    child_pid = int(await eventually(lambda: child.exists() and child.read_text().strip(), 10,
                                      "the job's child to write its pid"))
 
     await _stop(store, "w1", launch.launch_id)
@@ -83,7 +83,7 @@ async def test_a_stop_request_for_a_running_launch_kills_its_process_group_and_r
     await worker.logged(f"event=run_stopping launch_id={launch.launch_id}")
     # The whole process group went, the job and what it started; the gate was
     # never opened, so the job never got to its end.
-    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid),
+    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid), 10,
                      "the job and its child to be gone")
     assert ledger(book) == [f"start {launch.launch_id}"]
     assert await store.get(output_key(launch.launch_id)) is not None
@@ -134,7 +134,7 @@ async def test_stop_requests_written_while_the_worker_was_down_hold_after_its_re
     worker = workers("w1", slots=2)
     await assign(store, "w1", live)
     running = (await _reported_running(store, live.launch_id)).run_status()
-    child_pid = int(await eventually(lambda: child.exists() and child.read_text().strip(),
+    child_pid = int(await eventually(lambda: child.exists() and child.read_text().strip(), 10,
                                      "the job's child to write its pid"))
 
     worker.signal(signal.SIGKILL)
@@ -151,7 +151,7 @@ async def test_stop_requests_written_while_the_worker_was_down_hold_after_its_re
     await worker.logged(f"event=adopted launch_id={live.launch_id} state=running")
     late_end = (await final_report(store, late.launch_id)).run_status()
     assert late_end.state is RunState.STOPPED and "before it started" in late_end.reason
-    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid),
+    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid), 10,
                      "the adopted job and its child to be gone")
     assert ledger(book) == [f"start {live.launch_id}"]
 
@@ -178,7 +178,7 @@ async def test_a_stop_written_between_the_workers_read_and_its_claim_means_it_ne
     done = asyncio.Event()
     running = asyncio.create_task(agent.run(done))
     try:
-        await eventually(lambda: registration(store, "w1"), "the worker to register")
+        await eventually(lambda: registration(store, "w1"), 10, "the worker to register")
         await assign(store, "w1", launch)
         ended = (await final_report(store, launch.launch_id)).run_status()
         assert raced.is_set()

@@ -2,20 +2,22 @@
 
 The agent reads ``assign/<id>/`` once and then watches it from the revision of
 that read, so assignments already there (a restarted worker's) are handled
-first. Each assignment gets a task of :class:`~distcron.worker.runner.LaunchRunner`
-that claims, runs and reports it. At most ``slots`` tasks hold a slot at once:
-a task holds one from before its claim until its run ends, so extra
-assignments stay unclaimed (the leader should not send them, but a worker does
-not trust that) until a slot frees. Launches a restarted worker finds claimed
-by itself go first and regardless of the slots, since their runs may be live
-already; they hold slots too. Claims are made only while the registration is
-alive.
+first. It keeps one record per launch (:mod:`distcron.worker.launches`: the
+states, their transitions, and which waiting launch gets a task when) and
+applies the transitions: what the watch sees, and what each launch's task of
+:class:`~distcron.worker.runner.LaunchRunner` tells as it claims, runs and
+reports. At most ``slots`` launches hold a slot at once, from before their
+claim until their run ends, so extra assignments stay unclaimed (the leader
+should not send them, but a worker does not trust that) until a slot frees.
+Launches a restarted worker finds claimed by itself go first and regardless of
+the slots, since their runs may be live already; they hold slots too. Claims
+are made only while the registration is alive.
 
 A stop request (the leader rewrites an assignment with ``"stop": true``, see
-:mod:`distcron.worker.protocol`) sets the launch's stop event, which its task
-follows: a run not started yet is never started, a live one is stopped. A
-stopped assignment not yet claimed is dispatched at once whatever the slots:
-it starts nothing, and the leader waits for its report.
+:mod:`distcron.worker.protocol`) sets the stop event of the launch's task,
+which follows it: a run not started yet is never started, a live one is
+stopped. A stopped assignment not yet claimed gets its task at once whatever
+the slots: it starts nothing, and the leader waits for its report.
 
 On failure:
 
@@ -41,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,9 +52,10 @@ from distcron.errors import Compacted, ConfigError, ExecutorError, StoreUnavaila
 from distcron.executors.base import Executor
 from distcron.store import Event, KeyValue, Store
 from distcron.store.layout import assignment_prefix, claim_key, name_of
-from distcron.worker.protocol import stop_requested
+from distcron.worker import launches
+from distcron.worker.launches import Launch, Outcome, State, Step
 from distcron.worker.registration import Registration, RegistrationConfig
-from distcron.worker.runner import RETRY_FIRST, RETRY_MAX, LaunchRunner, Outcome, claimant
+from distcron.worker.runner import RETRY_FIRST, RETRY_MAX, LaunchRunner, claimant
 
 log = logging.getLogger("distcron.worker")
 
@@ -80,6 +83,17 @@ class WorkerConfig:
             raise ConfigError(f"worker {self.worker_id!r}: the lease TTL must be positive")
 
 
+@dataclass
+class _Tracked:
+    """A launch's record, with the handles of its task: ``task`` while it has
+    one (``launch.state.has_task``), and ``stop``, set once the leader asked
+    for the launch to be stopped (a task, now or later, follows it)."""
+
+    launch: Launch
+    task: asyncio.Task[Outcome] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class WorkerAgent:
     """Runs the launches assigned to one worker; see the module docstring."""
 
@@ -93,19 +107,12 @@ class WorkerAgent:
             store, RegistrationConfig(config.worker_id, config.slots, config.tags,
                                       config.lease_ttl, config.info_interval,
                                       config.load_file),
-            clock, running=lambda: len(self._busy), on_registered=self._dispatch)
+            clock, running=self._busy, on_registered=self._dispatch)
         self.runner = LaunchRunner(store, executor, self.registration, clock)
         self._prefix = assignment_prefix(config.worker_id)
-        # launch id -> assignment value, in the order the assignments came.
-        self._assigned: dict[str, bytes] = {}
-        # launch id -> set once the leader asked for it to be stopped; its task
-        # (now or later) follows it.
-        self._stop_requests: dict[str, asyncio.Event] = {}
-        self._tasks: dict[str, asyncio.Task[Outcome]] = {}
-        self._busy: set[str] = set()  # launches holding a slot
-        self._done: set[str] = set()  # handled while their assignment lives on
-        self._ours: set[str] = set()  # found claimed by this worker, not yet adopted
-        self._stopping = False
+        # launch id -> what this worker knows of it, in the order the assignments came.
+        self._launches: dict[str, _Tracked] = {}
+        self._stopping = False  # shutting down: no task is started any more
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then shut down (see the module docstring)."""
@@ -122,8 +129,9 @@ class WorkerAgent:
         finally:
             self._stopping = True
             log.info("event=worker_stopping worker=%s running=%s", self.config.worker_id,
-                     len(self._busy))
-            tasks = [stopper, *background, *self._tasks.values()]
+                     self._busy())
+            tasks = [stopper, *background,
+                     *(t.task for t in self._launches.values() if t.task is not None)]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -133,19 +141,23 @@ class WorkerAgent:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
+    def _records(self) -> list[Launch]:
+        return [tracked.launch for tracked in self._launches.values()]
+
+    def _busy(self) -> int:
+        return launches.busy(self._records())
+
     async def _watch(self) -> None:
         delay = RETRY_FIRST
         while True:
             try:
                 kvs, revision = await self.store.range(self._prefix)
-                await self._find_ours(kvs)
-                self._reconcile(kvs)
+                self._reconcile(kvs, await self._find_ours(kvs))
                 delay = RETRY_FIRST
                 watch = self.store.watch(self._prefix, revision + 1)
                 try:
                     async for batch in watch:
-                        for event in batch.events:
-                            self._apply(event)
+                        self._take([self._change(event) for event in batch.events])
                 finally:
                     await watch.aclose()
             except Compacted as exc:
@@ -159,128 +171,130 @@ class WorkerAgent:
             await self.clock.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
-    async def _find_ours(self, kvs: list[KeyValue]) -> None:
-        """Note which of the assignments not yet known this worker has claimed
+    async def _find_ours(self, kvs: list[KeyValue]) -> set[str]:
+        """Which of the assignments not yet known this worker has claimed
         already (before a restart): their runs may be live, so they are adopted
-        first and whatever the slots (see ``_dispatch``)."""
+        first and whatever the slots."""
+        ours = set()
         for kv in kvs:
             launch_id = name_of(kv.key, self._prefix)
-            if launch_id in self._assigned:
+            if launch_id in self._launches:
                 continue
             if claimant(await self.store.get(claim_key(launch_id))) == self.config.worker_id:
-                self._ours.add(launch_id)
+                ours.add(launch_id)
+        return ours
 
-    def _reconcile(self, kvs: list[KeyValue]) -> None:
+    def _reconcile(self, kvs: list[KeyValue], ours: set[str]) -> None:
         """Make the known assignments those of a fresh read."""
         present = {name_of(kv.key, self._prefix): kv.value for kv in kvs}
-        for launch_id in [lid for lid in self._assigned if lid not in present]:
-            self._forget(launch_id)
-        for launch_id, value in present.items():
-            self._add(launch_id, value)
+        gone: list[tuple[str, bytes | None]] = [
+            (launch_id, None) for launch_id, tracked in self._launches.items()
+            if tracked.launch.assigned and launch_id not in present]
+        self._take([*gone, *present.items()], ours)
 
-    def _apply(self, event: Event) -> None:
-        launch_id = name_of(event.kv.key, self._prefix)
-        if event.type == "put":
-            self._add(launch_id, event.kv.value)
-        else:
-            self._forget(launch_id)
+    def _change(self, event: Event) -> tuple[str, bytes | None]:
+        return (name_of(event.kv.key, self._prefix),
+                event.kv.value if event.type == "put" else None)
 
-    def _add(self, launch_id: str, value: bytes) -> None:
-        known = self._assigned.get(launch_id)
-        if known is not None:
-            # Seen again by a re-read, or rewritten: the only rewrite the leader
-            # makes is a stop request.
-            self._assigned[launch_id] = value
-            if known != value and stop_requested(value):
-                self._stop(launch_id)
-            return
-        log.info("event=assigned launch_id=%s", launch_id)
-        self._assigned[launch_id] = value
-        self._stop_requests[launch_id] = asyncio.Event()
-        if stop_requested(value):
-            self._stop(launch_id)  # (it dispatches)
-        else:
-            self._dispatch()
-        if launch_id not in self._tasks and not self._stopping:
-            reason = ("slots_full" if len(self._busy) >= self.config.slots
-                      else "not_registered")
-            log.info("event=assignment_waiting launch_id=%s reason=%s", launch_id, reason)
-
-    def _stop(self, launch_id: str) -> None:
-        """The leader asked for the launch to be stopped: tell its task, or
-        dispatch it now (see ``_dispatch``)."""
-        requested = self._stop_requests[launch_id]
-        if requested.is_set():
-            return
-        log.info("event=stop_received launch_id=%s worker=%s handled=%s", launch_id,
-                 self.config.worker_id, launch_id in self._done)
-        requested.set()
+    def _take(self, changes: list[tuple[str, bytes | None]],
+              ours: set[str] | None = None) -> None:
+        """Apply what the store says of assignments (``None``: deleted), then
+        give waiting launches their tasks."""
+        new = []
+        for launch_id, value in changes:
+            if value is None:
+                self._unassigned(launch_id)
+            elif self._seen(launch_id, value, ours=launch_id in (ours or ())):
+                new.append(launch_id)
         self._dispatch()
+        if self._stopping:
+            return
+        for launch_id in new:
+            tracked = self._launches.get(launch_id)
+            if tracked is not None and tracked.launch.state is State.ASSIGNED:
+                reason = launches.waiting_reason(self._records(), self.config.slots)
+                log.info("event=assignment_waiting launch_id=%s reason=%s", launch_id,
+                         reason.value)
 
-    def _forget(self, launch_id: str) -> None:
-        """The leader deleted the assignment (after recording the outcome). A task
-        still following the run keeps its slot until the run ends; its reports
-        are dropped."""
+    def _seen(self, launch_id: str, value: bytes, *, ours: bool) -> bool:
+        """The assignment was read or written; True if it is new. The only
+        rewrite the leader makes is a stop request: tell its task, if any."""
+        now = self.clock.monotonic()
+        tracked = self._launches.get(launch_id)
+        new = tracked is None
+        if tracked is None:
+            log.info("event=assigned launch_id=%s", launch_id)
+            tracked = _Tracked(launches.assigned(launch_id, value, now, ours=ours))
+            self._launches[launch_id] = tracked
+        else:
+            self._update(launch_id, tracked.launch.seen(value, now))
+        if tracked.launch.stop and not tracked.stop.is_set():
+            log.info("event=stop_received launch_id=%s worker=%s handled=%s", launch_id,
+                     self.config.worker_id,
+                     tracked.launch.state in (State.ENDED, State.REPORTED))
+            tracked.stop.set()
+        return new
+
+    def _unassigned(self, launch_id: str) -> None:
+        """The leader deleted the assignment (after recording the outcome)."""
+        tracked = self._launches.get(launch_id)
+        if tracked is None:
+            return
         log.info("event=unassigned launch_id=%s", launch_id)
-        del self._assigned[launch_id]
-        # The task keeps its own reference to the event, if it still runs.
-        del self._stop_requests[launch_id]
-        self._done.discard(launch_id)
-        self._ours.discard(launch_id)
+        self._update(launch_id, tracked.launch.unassigned())
+
+    def _update(self, launch_id: str, after: Launch | None) -> None:
+        """Apply one transition of the launch's record (``None``: forget it)."""
+        tracked = self._launches[launch_id]
+        before = tracked.launch
+        if after is None:
+            del self._launches[launch_id]
+        else:
+            tracked.launch = after
+        if before.state.holds_slot != (after is not None and after.state.holds_slot):
+            self.registration.changed()
 
     def _dispatch(self) -> None:
-        """Start a task for each waiting assignment, while slots are free.
-
-        Launches already ours go first and regardless of the slots: adopting a
-        run starts nothing, and a live run must be followed and reported; it
-        takes a slot, so new claims wait until the slots are free again. So do
-        launches the leader asked to stop: they start nothing either, and the
-        leader waits for their report.
-        """
+        """Start a task for each waiting launch that gets one now (see
+        :func:`distcron.worker.launches.to_dispatch`)."""
         if self._stopping or not self.registration.alive():
             return
-        urgent = [launch_id for launch_id in self._assigned if self._urgent(launch_id)]
-        others = [launch_id for launch_id in self._assigned if not self._urgent(launch_id)]
-        for launch_id in urgent + others:
-            if launch_id in self._tasks or launch_id in self._done:
-                continue
-            if len(self._busy) >= self.config.slots and not self._urgent(launch_id):
-                return
-            value = self._assigned[launch_id]
-            self._busy.add(launch_id)
-            self.registration.changed()
-            task = asyncio.create_task(
-                self.runner.handle(launch_id, value, functools.partial(self._release, launch_id),
-                                   self._stop_requests[launch_id]),
+        now = self.clock.monotonic()
+        for launch in launches.to_dispatch(self._records(), self.config.slots):
+            launch_id = launch.launch_id
+            tracked = self._launches[launch_id]
+            self._update(launch_id, launch.dispatched(now))
+            log.info("event=dispatched launch_id=%s state=%s waited=%.3f", launch_id,
+                     tracked.launch.state.value, now - launch.since)
+            tracked.task = asyncio.create_task(
+                self.runner.handle(launch_id, launch.value,
+                                   functools.partial(self._progressed, launch_id),
+                                   tracked.stop),
                 name=f"launch-{launch_id}")
-            self._tasks[launch_id] = task
-            task.add_done_callback(functools.partial(self._finished, launch_id))
+            tracked.task.add_done_callback(functools.partial(self._finished, launch_id))
 
-    def _urgent(self, launch_id: str) -> bool:
-        return launch_id in self._ours or self._stop_requests[launch_id].is_set()
-
-    def _release(self, launch_id: str) -> None:
-        if launch_id in self._busy:
-            self._busy.discard(launch_id)
-            self.registration.changed()
-            self._dispatch()
+    def _progressed(self, launch_id: str, step: Step) -> None:
+        tracked = self._launches[launch_id]
+        self._update(launch_id, tracked.launch.progressed(step, self.clock.monotonic()))
+        if step is Step.ENDED:
+            self._dispatch()  # its slot is free
 
     def _finished(self, launch_id: str, task: asyncio.Task[Outcome]) -> None:
-        del self._tasks[launch_id]
+        tracked = self._launches[launch_id]
+        tracked.task = None
         if task.cancelled():
-            return
+            return  # shutting down: the run goes on, detached
+        outcome = Outcome.DONE
         if (error := task.exception()) is not None:
             # A bug: leave the launch alone rather than retry it in a loop.
             log.error("event=launch_task_failed launch_id=%s error=%r", launch_id, str(error),
                       exc_info=error)
-        elif task.result() is Outcome.RETRY:
-            # Not claimed, the registration was gone: claim again once it is
-            # back (now, if it already is).
-            self._dispatch()
-            return
-        self._ours.discard(launch_id)
-        if launch_id in self._assigned:
-            self._done.add(launch_id)
+        else:
+            # RETRY: not claimed, the registration was gone: claim again once
+            # it is back (now, if it already is).
+            outcome = task.result()
+        self._update(launch_id, tracked.launch.finished(outcome, self.clock.monotonic()))
+        self._dispatch()
 
     async def _prune(self) -> None:
         """Forget ended runs after ``run_retention``: the runner never starts a

@@ -38,7 +38,7 @@ On failure:
   it answers or the worker stops; the run goes on meanwhile. A claim that raised
   may have been applied: the retry finds it and adopts it.
 - **Registration lost**: the claim guard fails; the launch is left unclaimed
-  (:attr:`Outcome.RETRY`) and the registration is told, so it registers again.
+  (``Outcome.RETRY``) and the registration is told, so it registers again.
 - **Executor cannot start the run** (``ExecutorError``: nothing was started):
   retried a few times, then reported ``failed`` with the reason.
 - **Cancelled** (shutdown): the run goes on, detached; a restarted worker adopts
@@ -52,7 +52,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Literal, TypeVar
 
 from pydantic import ValidationError
@@ -75,6 +74,7 @@ from distcron.store.layout import (
     worker_key,
 )
 from distcron.timefmt import utc_iso
+from distcron.worker.launches import Outcome, Step
 from distcron.worker.protocol import Claim, Report, stop_requested
 from distcron.worker.registration import Registration
 
@@ -85,11 +85,6 @@ T = TypeVar("T")
 START_ATTEMPTS = 3
 RETRY_FIRST = 0.2  # seconds before the first retry of a store or executor call
 RETRY_MAX = 5.0
-
-
-class Outcome(Enum):
-    DONE = "done"  # finished with the launch: reported, gone, or someone else's
-    RETRY = "retry"  # not claimed because the registration is gone; try again later
 
 
 def parse_request(launch_id: str, value: bytes) -> LaunchRequest | str:
@@ -136,31 +131,30 @@ class LaunchRunner:
         self.clock = clock
         self.worker_id = registration.config.worker_id
 
-    async def handle(self, launch_id: str, value: bytes, run_ended: Callable[[], None],
+    async def handle(self, launch_id: str, value: bytes, progress: Callable[[Step], None],
                      stop: asyncio.Event) -> Outcome:
-        """Take the launch assigned as ``value`` through claim, run and report.
-        ``run_ended`` is called once this worker has no live run for it (its slot
-        is free again), before the final report is written; possibly twice.
-        ``stop`` is set once the leader asked for the launch to be stopped: by
-        the agent, which watches the assignment, or here when the claim finds
-        the assignment rewritten."""
-        try:
-            claimed = await self._claim(launch_id, value)
-            if isinstance(claimed, Outcome):
-                return claimed
-            if stop_requested(claimed.value):
-                stop.set()
-            status = await self._first_status(launch_id, claimed, stop)
-            if status is None:
-                return Outcome.DONE
-            if status.state is RunState.RUNNING:
-                await self._report(launch_id, status)
-                status = await self._follow(launch_id, stop)
-            run_ended()
-            await self._report_final(launch_id, status)
+        """Take the launch assigned as ``value`` through claim, run and report,
+        telling ``progress`` each :class:`~distcron.worker.launches.Step` (the
+        run is over, and its slot free, at ``Step.ENDED``, before the final
+        report is written). ``stop`` is set once the leader asked for the launch
+        to be stopped: by the agent, which watches the assignment, or here when
+        the claim finds the assignment rewritten."""
+        claimed = await self._claim(launch_id, value)
+        if isinstance(claimed, Outcome):
+            return claimed
+        progress(Step.CLAIMED)
+        if stop_requested(claimed.value):
+            stop.set()
+        status = await self._first_status(launch_id, claimed, stop)
+        if status is None:
             return Outcome.DONE
-        finally:
-            run_ended()
+        if status.state is RunState.RUNNING:
+            progress(Step.RUNNING)
+            await self._report(launch_id, status)
+            status = await self._follow(launch_id, stop)
+        progress(Step.ENDED)
+        await self._report_final(launch_id, status)
+        return Outcome.DONE
 
     async def _claim(self, launch_id: str, value: bytes) -> Outcome | Claimed:
         claim, assignment = claim_key(launch_id), assignment_key(self.worker_id, launch_id)
