@@ -38,7 +38,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def _stop(store: Store, worker_id: str, launch_id: str) -> None:
-    """What the leader writes to stop a launch (see distcron.replica.commit, which writes the stop value)."""
+    """What the leader writes to stop a launch (see distcron.replica.commit)."""
     await store.put(assignment_key(worker_id, launch_id), stop_value(launch_id))
 
 
