@@ -63,7 +63,9 @@ class Simulation:
         for record in [*plan.starts, *plan.releases]:
             job = self.jobs.get(record.job)
             if job is not None and job.concurrency == "forbid":
-                others = [r for r in self.world.of(record.job)
+                # As they stand once this plan is written: a run it ends is not beside.
+                current = (plan.records.get(r.launch_id, r) for r in self.world.of(record.job))
+                others = [r for r in current
                           if r.state in _ACTIVE and r.launch_id != record.launch_id]
                 assert not others, f"{record.launch_id} started beside {others}"
         self.world.commit(plan)
