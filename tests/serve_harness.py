@@ -134,8 +134,9 @@ class Replica:
         assert self.proc is not None
         self.proc.wait(10)
 
-    def stop(self) -> int:
-        assert self.proc is not None
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -155,7 +156,9 @@ def replicas(*members: Replica) -> Iterator[tuple[Replica, ...]]:
     started: list[Replica] = []
     try:
         for member in members:
-            started.append(member.start())
+            # Before it answers: one that never does must be stopped too.
+            started.append(member)
+            member.start()
         yield members
     except BaseException:
         for member in started:
