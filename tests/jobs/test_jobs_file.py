@@ -91,11 +91,11 @@ def test_an_unknown_job_key_is_named_with_the_closest_known_key_and_its_line() -
             job="backup",
             index=1,
             field="timzone",
-            line=2,
+            line=5,  # the key's own line, not its [[job]] header's
         ),
     )
     assert (error.job, error.field) == ("backup", "timzone")
-    assert "jobs.toml:2: job 'backup', field 'timzone': unknown key 'timzone'" in str(error)
+    assert "jobs.toml:5: job 'backup', field 'timzone': unknown key 'timzone'" in str(error)
 
 
 def test_an_unknown_key_far_from_any_known_key_gets_no_suggestion() -> None:
@@ -144,9 +144,13 @@ def test_every_problem_in_the_file_is_reported_together_one_per_line() -> None:
     lines = str(error).splitlines()
     assert lines[0] == f"jobs.toml: {len(error.problems)} problems, nothing was applied:"
     assert "unknown top-level key 'jobz' (did you mean 'job'?)" in lines[1]
-    assert any(line.startswith("jobs.toml:3: job 'a', field 'retries'") for line in lines)
-    assert any(line.startswith("jobs.toml:9: job #2, field 'schedule'") for line in lines)
-    assert any(line.startswith("jobs.toml:14: job 'c', field 'timeout'") for line in lines)
+    assert lines[1].startswith("jobs.toml:1: unknown top-level key")
+    assert any(line.startswith("jobs.toml:7: job 'a', field 'retries'") for line in lines)
+    assert any(line.startswith("jobs.toml:10: job #2, field 'schedule'") for line in lines)
+    assert any(line.startswith("jobs.toml:12: job #2, field 'concurrency'") for line in lines)
+    # A missing key is reported on its job's header.
+    assert any(line.startswith("jobs.toml:9: job #2, field 'name'") for line in lines)
+    assert any(line.startswith("jobs.toml:17: job 'c', field 'timeout'") for line in lines)
 
 
 def test_a_duplicate_name_is_reported_on_the_second_job() -> None:
@@ -216,7 +220,7 @@ def test_a_bad_default_is_reported_once_on_the_defaults_table() -> None:
         + GOOD.replace('timezone = "Europe/Paris"\n', "")
     )
     assert len(error.problems) == 1
-    assert "jobs.toml:1: [defaults], field 'timezone': unknown time zone 'Mars/Olympus'" in str(
+    assert "jobs.toml:2: [defaults], field 'timezone': unknown time zone 'Mars/Olympus'" in str(
         error
     )
 

@@ -15,6 +15,7 @@ import math
 import re
 import zoneinfo
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -32,11 +33,16 @@ from pydantic import (
     model_validator,
 )
 
-from distcron.cron import parse
+from distcron.cron import NoSlotError, parse
 from distcron.durations import parse_duration
 from distcron.errors import KeyProblems
 from distcron.jobs.notifier import DEFAULT_NOTIFY_ON, NotifyState, check_notifier_name
-from distcron.jobs.problems import JobSpecErrors, problems_from_validation_error, suggest
+from distcron.jobs.problems import (
+    JobSpecErrors,
+    Problem,
+    problems_from_validation_error,
+    suggest,
+)
 
 Concurrency = Literal["forbid", "allow", "replace", "queue"]
 Catchup = Literal["none", "last", "all"]
@@ -127,6 +133,9 @@ class JobSpec(BaseModel):
     notify: tuple[StrictStr, ...] = ()
     notify_on: tuple[NotifyState, ...] = DEFAULT_NOTIFY_ON
     notify_output: StrictBool = False  # send the end of the run's output with it
+    # Where the job came from: a config file's absolute path, or "api" (see
+    # jobs/jobset.py). Set by distcron, never by the spec's author.
+    source: StrictStr | None = None
 
     @field_validator("name")
     @classmethod
@@ -150,7 +159,15 @@ class JobSpec(BaseModel):
         # H and ?) or the zone, so when those are bad (and reported on their own)
         # the syntax is still checked, with stand-ins.
         name = info.data.get("name", "job")
-        parse(value, tz=info.data.get("timezone", "UTC"), job=name)
+        schedule = parse(value, tz=info.data.get("timezone", "UTC"), job=name)
+        # At the edge (a file, the API) a schedule must have a slot to come, or the
+        # job could never run; stored specs are read back without this check.
+        now = info.context.get("now") if isinstance(info.context, Mapping) else None
+        if isinstance(now, datetime):
+            try:
+                schedule.next(now)
+            except NoSlotError as exc:
+                raise ValueError(f"no more slots: {exc}") from None
         return value
 
     @field_validator("command", "workdir")
@@ -306,14 +323,32 @@ class JobSpec(BaseModel):
         return hash(self.fingerprint())
 
 
-def build_spec(data: Mapping[str, Any], source: str = "<spec>") -> JobSpec:
+# Keys distcron sets itself: a spec that says them is refused.
+SET_BY_DISTCRON = {"source": "is set by distcron (the file or the API a job came from); remove it"}
+# What a spec's author may write, for "did you mean" suggestions.
+AUTHOR_KEYS = tuple(key for key in JobSpec.model_fields if key not in SET_BY_DISTCRON)
+
+
+def build_spec(data: Mapping[str, Any], source: str = "<spec>",
+               now: datetime | None = None) -> JobSpec:
     """Validate one job given as a mapping of keys (as in a [[job]] table).
 
+    Its schedule must have a slot after ``now`` (default: the wall clock).
     Raises JobSpecErrors listing every problem found, each naming its field."""
+    name = data.get("name")
+    job = name if isinstance(name, str) else None
+    problems = [Problem(message, job=job, field=key)
+                for key, message in SET_BY_DISTCRON.items() if key in data]
     try:
-        return JobSpec.model_validate(data)
+        spec = validate_spec(data, now)
     except ValidationError as exc:
-        name = data.get("name")
-        job = name if isinstance(name, str) else None
-        problems = problems_from_validation_error(exc, JobSpec.model_fields, job=job)
-        raise JobSpecErrors(source, problems) from None
+        problems += problems_from_validation_error(exc, AUTHOR_KEYS, job=job)
+    if problems:
+        raise JobSpecErrors(source, problems)
+    return spec
+
+
+def validate_spec(data: Mapping[str, Any], now: datetime | None = None) -> JobSpec:
+    """``JobSpec.model_validate`` as at the edge: the schedule must have a slot
+    after ``now`` (default: the wall clock). Raises pydantic's ValidationError."""
+    return JobSpec.model_validate(data, context={"now": now or datetime.now(UTC)})
