@@ -8,7 +8,7 @@ from textwrap import dedent
 import pytest
 
 from distcron.errors import JobSpecError
-from distcron.jobs import JobSpecErrors, Problem, load_jobs_file, parse_jobs_toml
+from distcron.jobs import JobSpec, JobSpecErrors, Problem, load_jobs_file, parse_jobs_toml
 
 GOOD = dedent(
     """\
@@ -259,3 +259,40 @@ def test_a_schedule_error_keeps_the_caret_under_the_expression() -> None:
     expression_line, caret_line = text.splitlines()[-2:]
     assert "30 6 * * 1-9" in expression_line
     assert caret_line.strip() == "^"
+
+
+def test_a_schedule_with_no_slot_to_come_is_refused_on_its_own_line() -> None:
+    error = problems_in(GOOD.replace('"30 6 * * 1-5"', '"@every 420000w"'))
+    assert [(p.job, p.field, p.line) for p in error.problems] == [("report", "schedule", 12)]
+    assert "no more slots: '@every 420000w' has no slot" in error.problems[0].message
+
+
+def test_a_stored_spec_whose_schedule_has_no_slot_still_reads_back() -> None:
+    # The edge refuses it; one stored before must reach the leader, which
+    # quarantines it, rather than fail to decode.
+    text = '{"name":"rare","schedule":"@every 420000w","command":"true"}'
+    assert JobSpec.from_json(text).schedule == "@every 420000w"
+
+
+def test_no_message_uses_pydantic_s_wording() -> None:
+    text = GOOD.replace("retries = 2", 'retries = "2"\nconcurrency = "never"\nidempotent = 1\n'
+                        'starting_deadline = []\ntags = "a"\nenv = 3')
+    message = str(problems_in(text))
+    assert "Input should be" not in message and "Value error" not in message
+    assert "field 'retries': must be a whole number (got '2')" in message
+    assert "field 'concurrency': must be 'forbid', 'allow', 'replace' or 'queue'" in message
+    assert "field 'idempotent': must be true or false" in message
+    assert "field 'tags': must be a list" in message
+
+
+def test_a_toml_syntax_error_carries_its_line_so_every_reader_sees_the_file() -> None:
+    error = problems_in('[[job]]\nname = "a"\nschedule = 0 3 * * *\n')
+    assert error.problems[0].line == 3
+    assert str(error).splitlines()[1].startswith("jobs.toml:3: invalid TOML")
+
+
+def test_a_source_key_is_refused_in_a_job_and_in_defaults() -> None:
+    error = problems_in('[defaults]\nsource = "x"\n' + GOOD + 'source = "api"\n')
+    assert [(p.in_defaults, p.job, p.field, p.line) for p in error.problems] == [
+        (True, None, "source", 2), (False, "report", "source", 18)]
+    assert "is set by distcron" in error.problems[0].message

@@ -105,6 +105,8 @@ _PLAIN = {
     "list_type": "must be a list",
     "model_type": "must be a table (key = value pairs)",
     "path_type": "must be a path",
+    "extra_forbidden": "is not a known key",
+    "missing": "is required",
 }
 _BOUNDS = {
     "greater_than": "must be more than {gt}",
