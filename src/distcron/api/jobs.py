@@ -38,6 +38,7 @@ from distcron.jobs import (
     keep_paused,
     owned,
 )
+from distcron.notify.senders import shown_url
 from distcron.scheduler.records import LaunchRecord, manual_launch_id
 from distcron.store import Compare, Delete, KeyValue, Put, Store
 from distcron.store.layout import JOBS, cursor_key, job_key, trigger_key
@@ -87,10 +88,15 @@ def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime,
     summary = None if last is None else RunSummary.model_validate(last.model_dump())
     shown = spec.model_dump()
     if not authorized:
-        # Environment values and HTTP headers often hold credentials.
+        # Environment values and an HTTP job's headers, body, and its URL's user
+        # info and query often hold credentials (a notifier's URL is shown alike).
         shown["env"] = dict.fromkeys(spec.env, REDACTED)
         if spec.headers is not None:
             shown["headers"] = dict.fromkeys(spec.headers, REDACTED)
+        if spec.url is not None:
+            shown["url"] = shown_url(spec.url)
+        if spec.body is not None:
+            shown["body"] = REDACTED
     return JobView(**shown, next=upcoming and upcoming.astimezone(UTC), last_run=summary)
 
 
