@@ -81,3 +81,22 @@ def test_an_api_edit_of_a_file_s_job_is_refused_naming_the_file(tmp_path: Path) 
         r1.signal(signal.SIGHUP)
         wait_until(lambda: "event=job_kept" in r1.log(), 10, "the reload to keep the job")
         assert r1.get("/jobs/nightly")["schedule"] == "@daily"
+
+
+def test_a_heavy_apply_is_answered_while_the_leader_keeps_its_lease(tmp_path: Path) -> None:
+    # Parsing and validating 10,000 jobs takes longer than this lease: it must
+    # run off the event loop, which renews the lease.
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", lease_ttl=1.0)
+    toml = "".join(f'[[job]]\nname = "j{n}"\nschedule = "H H * * *"\ncommand = "true"\n'
+                   f'env = {{ A = "{n}" }}\n' for n in range(10_000))
+    deep = "x = " + "[" * 500 + "]" * 500 + "\n"
+    with replicas(member) as (r1,):
+        wait_until(r1.is_leader, 20, "r1 to lead")
+        fence = r1.get("/status")["fence"]
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        for body, code in (({"toml": toml, "dry_run": True}, 200), ({"toml": deep}, 422),
+                           ({"toml": toml + toml}, 422)):
+            answer = httpx.post(f"{r1.url}/jobs/apply", json=body, headers=headers, timeout=60)
+            assert answer.status_code == code, answer.text[:300]
+        assert r1.get("/status")["fence"] == fence
+        assert r1.log().count("event=became_leader") == 1, r1.log()[-3000:]

@@ -4,7 +4,10 @@ The rules (what an apply may change, prune and take over, how it is guarded
 and written in parts) are :mod:`distcron.jobs.jobset`'s; this is their HTTP
 edge. A job defined in a replica's config file is refused with 409 naming the
 file unless the request takes it over; a race with another edit is 409 too;
-an invalid file is 422 listing every problem, and changes nothing.
+an invalid file (or one of more than :data:`MAX_APPLY_JOBS` jobs, or nested
+too deep) is 422 listing every problem, and changes nothing; a body too large
+is 413 (see :mod:`distcron.api.limits`). The file is read off the event loop,
+which keeps the leader's lease.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from distcron.store.layout import JOBS, name_of
 
 router = APIRouter(tags=["jobs"])
 
+# Jobs one apply may hold: beyond it, the diff and its writes hold the store and
+# the leader too long. A replica's config file is not bound by it.
+MAX_APPLY_JOBS = 10_000
+
 
 @router.post("/jobs/apply", response_model=ApplyResult, dependencies=[Depends(require_token)],
              responses={409: {"description": "a job changed meanwhile, or belongs to a "
@@ -29,7 +36,8 @@ async def apply_jobs(request: ApplyRequest, context: Context) -> ApplyResult:
     """Make the API's jobs what the TOML file says (see ``prune``), atomically."""
     now = context.clock.now()
     # CPU work for a large file: off the event loop, which runs the lease keepalive.
-    specs = await asyncio.to_thread(parse_jobs_toml, request.toml, request.source, now=now)
+    specs = await asyncio.to_thread(parse_jobs_toml, request.toml, request.source, now=now,
+                                    max_jobs=MAX_APPLY_JOBS)
     kvs, revision = await context.store.range(JOBS)
     stored = {name_of(kv.key, JOBS): kv for kv in kvs}
     try:

@@ -22,6 +22,9 @@ from distcron.jobs.problems import JobSpecErrors, Problem, problems_from_validat
 from distcron.jobs.spec import AUTHOR_KEYS, SET_BY_DISTCRON, JobSpec, validate_spec
 
 TOP_LEVEL_KEYS = ("job", "defaults")
+# The document, [[job]] (2), a table or list in it (3), a list in a table (4):
+# anything deeper is a mistake, or an attack on the parser.
+MAX_DEPTH = 8
 # Keys a [defaults] table may set: policies that make sense for many jobs. What
 # a job is and does (name, schedule, command, url...) is written in each job.
 DEFAULTABLE_KEYS = frozenset(
@@ -71,13 +74,14 @@ def load_jobs_file(path: str | os.PathLike[str], ignore: Collection[str] = (),
 
 def parse_jobs_toml(
     text: str, source: str = "<string>", ignore: Collection[str] = (),
-    now: datetime | None = None,
+    now: datetime | None = None, max_jobs: int | None = None,
 ) -> list[JobSpec]:
     """The jobs in TOML ``text``, in file order; ``source`` names it in errors.
 
     ``ignore`` names top-level keys that belong to someone else (the ``[serve]``
     table of a service config that also holds jobs); any other key is an error.
-    Every schedule must have a slot after ``now`` (default: the wall clock)."""
+    Every schedule must have a slot after ``now`` (default: the wall clock).
+    More than ``max_jobs`` jobs is refused before any is validated."""
     document = read_toml(text, source)
     lines = text.split("\n")  # TOML counts lines by "\n" alone, not as splitlines does
     known = (*TOP_LEVEL_KEYS, *ignore)
@@ -92,6 +96,10 @@ def parse_jobs_toml(
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         problems.append(Problem("'job' must be an array of tables: write [[job]], not [job]"))
         tables = []
+    if max_jobs is not None and len(tables) > max_jobs:
+        raise JobSpecErrors(source, [Problem(
+            f"holds {len(tables)} jobs, more than the {max_jobs} one apply takes: apply it "
+            "in parts (--no-prune), or give the jobs to a replica's config file")])
     header_lines = _header_lines(lines, _JOB_HEADER)
     # Only trusted when every job was found: a "[[job]]" inside a multi-line
     # string, or jobs written as an inline array, would shift the count.
@@ -176,13 +184,33 @@ def _with_defaults(
 
 def read_toml(text: str, source: str) -> dict[str, Any]:
     """The TOML document, or JobSpecErrors naming ``source`` and the line."""
+    too_deep = Problem(f"arrays or tables are nested more than {MAX_DEPTH} levels deep; "
+                       "a jobs file needs a few")
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line L, column C)".
         at = _TOML_AT.search(str(exc))
         line = int(at.group(1)) if at else None
         raise JobSpecErrors(source, [Problem(f"invalid TOML: {exc}", line=line)]) from None
+    except RecursionError:
+        raise JobSpecErrors(source, [too_deep]) from None  # tomllib recurses per level
+    if _depth(document) > MAX_DEPTH:
+        raise JobSpecErrors(source, [too_deep])
+    return document
+
+
+def _depth(value: object) -> int:
+    """How deeply arrays and tables nest in ``value`` (iteratively: it may be deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack += [(child, depth + 1) for child in item.values()]
+        elif isinstance(item, list):
+            stack += [(child, depth + 1) for child in item]
+    return deepest
 
 
 # A job's lines: from its header to the next job's (or to the [defaults] header

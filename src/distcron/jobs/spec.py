@@ -100,6 +100,22 @@ def _no_nul(text: str, what: str) -> str:
     return text
 
 
+# Linux refuses (E2BIG) a single argument or environment string longer than
+# MAX_ARG_STRLEN (32 pages, with its NUL), and all of them together past
+# ARG_MAX; what distcron adds (its own variables, the shell) needs some room.
+MAX_ARGUMENT_BYTES = 32 * 4096 - 1
+MAX_ARGUMENTS_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # a spec is one store value: etcd takes 1.5 MiB
+
+
+def _fits_an_argument(text: str, what: str) -> str:
+    size = len(text.encode())
+    if size > MAX_ARGUMENT_BYTES:
+        raise ValueError(f"{what} is {size} bytes; the kernel takes at most "
+                         f"{MAX_ARGUMENT_BYTES} in one argument (E2BIG): put it in a script")
+    return text
+
+
 class JobSpec(BaseModel):
     """One job. Durations are float seconds; see docs/jobs-file.md for every key."""
 
@@ -180,6 +196,13 @@ class JobSpec(BaseModel):
     def _check_command(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
+        return None if value is None else _fits_an_argument(value, "the command")
+
+    @field_validator("body")
+    @classmethod
+    def _check_body(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) > MAX_BODY_BYTES:
+            raise ValueError(f"is {len(value.encode())} bytes; at most {MAX_BODY_BYTES}")
         return value
 
     @field_validator("argv")
@@ -189,8 +212,8 @@ class JobSpec(BaseModel):
             return None
         if not value or not value[0]:
             raise ValueError("must be a non-empty list whose first item names the program")
-        for arg in value:
-            _no_nul(arg, "an argument")
+        for n, arg in enumerate(value):
+            _fits_an_argument(_no_nul(arg, "an argument"), f"argument {n}")
         return value
 
     @field_validator("workdir")
@@ -209,7 +232,7 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if key.startswith(_RESERVED_ENV_PREFIX):
                 raise ValueError(f"{key!r}: names starting with DISTCRON_ are set by distcron")
-            _no_nul(text, f"the value of {key}")
+            _fits_an_argument(_no_nul(text, f"the value of {key}"), f"the value of {key}")
         return value
 
     @field_validator("notify", "notify_on")
@@ -295,6 +318,12 @@ class JobSpec(BaseModel):
                     problems.append(
                         (key, f"is only for executor 'http' (this job's is {self.executor!r})")
                     )
+        arguments = sum(len(arg.encode()) + 1 for arg in (*(self.argv or ()), self.command or ""))
+        arguments += sum(len(f"{k}={v}".encode()) + 1 for k, v in self.env.items())
+        if arguments > MAX_ARGUMENTS_BYTES:
+            problems.append(("env" if self.env else "argv" if self.argv else "command",
+                             f"the command and its environment come to {arguments} bytes; "
+                             f"the kernel refuses more than about {MAX_ARGUMENTS_BYTES} (E2BIG)"))
         if problems:
             raise KeyProblems(problems)
         return self

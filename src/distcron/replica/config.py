@@ -116,6 +116,8 @@ def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
