@@ -44,7 +44,8 @@ async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock) 
         diff = diff_jobs(specs, stored, source=owner, prune=True, now=clock.now())
         for name, other in sorted(diff.kept.items()):
             log.warning("event=job_kept file=%s job=%s source=%s reason=%r", source, name,
-                        other, "owned by another source: the file's version is not applied")
+                        other, "another source owns it, so the file's version is not applied; "
+                        "remove it (jobs remove --take-over) for the file to own it")
         if not diff.changes:
             return
         try:
