@@ -267,11 +267,14 @@ def test_a_schedule_with_no_slot_to_come_is_refused_on_its_own_line() -> None:
     assert "no more slots: '@every 420000w' has no slot" in error.problems[0].message
 
 
-def test_a_stored_spec_whose_schedule_has_no_slot_still_reads_back() -> None:
+def test_a_stored_spec_refused_at_the_edge_today_still_reads_back() -> None:
     # The edge refuses it; one stored before must reach the leader, which
     # quarantines it, rather than fail to decode.
     text = '{"name":"rare","schedule":"@every 420000w","command":"true"}'
     assert JobSpec.from_json(text).schedule == "@every 420000w"
+    huge = "x" * 200_000  # more than one argument may hold: refused at the edge only
+    assert JobSpec.from_json(f'{{"name":"big","schedule":"@daily","command":"{huge}"}}'
+                             ).command == huge
 
 
 def test_no_message_uses_pydantic_s_wording() -> None:

@@ -108,9 +108,17 @@ MAX_ARGUMENTS_BYTES = 1024 * 1024
 MAX_BODY_BYTES = 1024 * 1024  # a spec is one store value: etcd takes 1.5 MiB
 
 
-def _fits_an_argument(text: str, what: str) -> str:
+def _edge_now(info: ValidationInfo) -> datetime | None:
+    """The instant of an edge validation (a file, the API), or None when a stored
+    spec is read back: what is checked only at the edge (a slot to come, sizes)
+    must not make a stored job unreadable; the leader quarantines it instead."""
+    now = info.context.get("now") if isinstance(info.context, Mapping) else None
+    return now if isinstance(now, datetime) else None
+
+
+def _fits_an_argument(text: str, what: str, info: ValidationInfo) -> str:
     size = len(text.encode())
-    if size > MAX_ARGUMENT_BYTES:
+    if size > MAX_ARGUMENT_BYTES and _edge_now(info) is not None:
         raise ValueError(f"{what} is {size} bytes; the kernel takes at most "
                          f"{MAX_ARGUMENT_BYTES} in one argument (E2BIG): put it in a script")
     return text
@@ -178,8 +186,8 @@ class JobSpec(BaseModel):
         schedule = parse(value, tz=info.data.get("timezone", "UTC"), job=name)
         # At the edge (a file, the API) a schedule must have a slot to come, or the
         # job could never run; stored specs are read back without this check.
-        now = info.context.get("now") if isinstance(info.context, Mapping) else None
-        if isinstance(now, datetime):
+        now = _edge_now(info)
+        if now is not None:
             try:
                 schedule.next(now)
             except NoSlotError as exc:
@@ -193,27 +201,28 @@ class JobSpec(BaseModel):
 
     @field_validator("command")
     @classmethod
-    def _check_command(cls, value: str | None) -> str | None:
+    def _check_command(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
-        return None if value is None else _fits_an_argument(value, "the command")
+        return None if value is None else _fits_an_argument(value, "the command", info)
 
     @field_validator("body")
     @classmethod
-    def _check_body(cls, value: str | None) -> str | None:
-        if value is not None and len(value.encode()) > MAX_BODY_BYTES:
+    def _check_body(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value.encode()) > MAX_BODY_BYTES and _edge_now(info):
             raise ValueError(f"is {len(value.encode())} bytes; at most {MAX_BODY_BYTES}")
         return value
 
     @field_validator("argv")
     @classmethod
-    def _check_argv(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _check_argv(cls, value: tuple[str, ...] | None, info: ValidationInfo
+                    ) -> tuple[str, ...] | None:
         if value is None:
             return None
         if not value or not value[0]:
             raise ValueError("must be a non-empty list whose first item names the program")
         for n, arg in enumerate(value):
-            _fits_an_argument(_no_nul(arg, "an argument"), f"argument {n}")
+            _fits_an_argument(_no_nul(arg, "an argument"), f"argument {n}", info)
         return value
 
     @field_validator("workdir")
@@ -226,13 +235,13 @@ class JobSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _check_env(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+    def _check_env(cls, value: Mapping[str, str], info: ValidationInfo) -> Mapping[str, str]:
         for key, text in value.items():
             if not _ENV_NAME.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if key.startswith(_RESERVED_ENV_PREFIX):
                 raise ValueError(f"{key!r}: names starting with DISTCRON_ are set by distcron")
-            _fits_an_argument(_no_nul(text, f"the value of {key}"), f"the value of {key}")
+            _fits_an_argument(_no_nul(text, f"the value of {key}"), f"the value of {key}", info)
         return value
 
     @field_validator("notify", "notify_on")
@@ -300,7 +309,7 @@ class JobSpec(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check_executor_keys(self) -> Self:
+    def _check_executor_keys(self, info: ValidationInfo) -> Self:
         problems: list[tuple[str, str]] = []
         if self.executor == "http":
             if self.url is None:
@@ -320,7 +329,7 @@ class JobSpec(BaseModel):
                     )
         arguments = sum(len(arg.encode()) + 1 for arg in (*(self.argv or ()), self.command or ""))
         arguments += sum(len(f"{k}={v}".encode()) + 1 for k, v in self.env.items())
-        if arguments > MAX_ARGUMENTS_BYTES:
+        if arguments > MAX_ARGUMENTS_BYTES and _edge_now(info) is not None:
             problems.append(("env" if self.env else "argv" if self.argv else "command",
                              f"the command and its environment come to {arguments} bytes; "
                              f"the kernel refuses more than about {MAX_ARGUMENTS_BYTES} (E2BIG)"))
