@@ -97,3 +97,12 @@ def test_a_command_longer_than_the_kernel_takes_is_refused_naming_e2big(
     answer = client.post("/jobs/apply", json={"toml": _job("wide", command='"true"', env=env)})
     assert answer.status_code == 422
     assert "E2BIG" in answer.json()["detail"][0]["msg"]
+
+
+def test_a_toml_syntax_error_names_the_file_and_line(client: httpx.Client) -> None:
+    answer = client.post("/jobs/apply", json={"toml": '[[job]]\nname = "a" x\n',
+                                              "source": "mine.toml"})
+    assert answer.status_code == 422
+    (problem,) = answer.json()["detail"]
+    assert problem["line"] == 2
+    assert problem["msg"].startswith("mine.toml:2: invalid TOML: ")
