@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from distcron.jobs import API_SOURCE, JobSpec, OwnedByFile, build_spec, diff_jobs
-from distcron.store import Delete, KeyValue, Put
+from distcron.store import Compare, Delete, KeyValue, Op, Put
 from distcron.store.layout import JOBS, job_key
 
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ def _store(stored: dict[str, tuple[str, str | None]]) -> dict[str, KeyValue]:
             for n, (name, (command, source)) in enumerate(sorted(stored.items()))}
 
 
-def _after(kvs: dict[str, KeyValue], groups: list[tuple[list[object], list[object]]]
+def _after(kvs: dict[str, KeyValue], groups: list[tuple[list[Compare], list[Op]]]
            ) -> dict[str, bytes]:
     state = {kv.key: kv.value for kv in kvs.values()}
     for _, ops in groups:
@@ -67,7 +67,7 @@ def test_a_source_changes_and_prunes_only_its_own_jobs(
     diff = diff_jobs(specs, kvs, source=source, prune=prune, now=NOW, take_over=take_over)
     # Every job written is guarded by what was read of it.
     assert all(len(compares) == 1 for compares, _ in diff.groups)
-    after = _after(kvs, diff.groups)  # type: ignore[arg-type]
+    after = _after(kvs, diff.groups)
     for name in NAMES:
         key = job_key(name)
         owner = stored[name][1] if name in stored else None
