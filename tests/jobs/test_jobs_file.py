@@ -299,3 +299,10 @@ def test_a_source_key_is_refused_in_a_job_and_in_defaults() -> None:
     assert [(p.in_defaults, p.job, p.field, p.line) for p in error.problems] == [
         (True, None, "source", 2), (False, "report", "source", 18)]
     assert "is set by distcron" in error.problems[0].message
+
+
+def test_a_problem_in_a_job_s_own_table_points_at_that_table() -> None:
+    text = GOOD + '\n[[job]]\nname = "hook"\nschedule = "@daily"\ncommand = "x"\n\n' \
+        '[job.env]\n"1BAD" = "x"\ntimeout = "never"\n'
+    error = problems_in(text)
+    assert [(p.job, p.field, p.line) for p in error.problems] == [("hook", "env", 22)]

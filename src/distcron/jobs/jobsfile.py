@@ -231,16 +231,27 @@ def _regions(lines: list[str], job_lines: list[int], defaults_line: int | None
 
 
 def _key_line(lines: list[str], region: _Region | None, field: str | None) -> int | None:
-    """The line where ``field``'s key is set in ``region``; else the region's
-    header line. Trusted only when the key is found once: a line of a multi-line
-    string can look like a key."""
+    """The line where ``field``'s key is set in ``region`` (``key = …`` before the
+    table's first sub-table, or its own ``[job.key]``); else the region's header
+    line. Trusted only when found once: a line of a multi-line string can look
+    like a key."""
     if region is None:
         return None
     first, last = region
     key = re.match(r"[^.\[]*", field or "")
-    found = [n for n in range(first + 1, last + 1)
-             if key and key.group() and (m := _KEY_START.match(lines[n - 1]))
-             and key.group() in m.groups()]
+    if not key or not key.group():
+        return first
+    sub_table = re.compile(rf"\s*\[\s*[A-Za-z0-9_-]+\s*\.\s*(?:{re.escape(key.group())}|"
+                           rf"\"{re.escape(key.group())}\")\s*\].*")
+    found, own_keys = [], True
+    for n in range(first + 1, last + 1):
+        line = lines[n - 1]
+        if sub_table.fullmatch(line):
+            found.append(n)
+        if line.lstrip().startswith("["):
+            own_keys = False
+        elif own_keys and (m := _KEY_START.match(line)) and key.group() in m.groups():
+            found.append(n)
     return found[0] if len(found) == 1 else first
 
 
