@@ -27,6 +27,7 @@ def test_jobs_written_as_toml_read_back_equal(specs: list[JobSpec]) -> None:
         "it's",
         "both ' and \" and \\",
         "line one\nline two",
+        "windows\r\nline ends",
         "ends with a quote'",
         "'starts with a quote",
         "three '''quotes",

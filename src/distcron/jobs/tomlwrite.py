@@ -9,7 +9,7 @@ seconds are written as durations ("1h30m").
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import tomli_w
@@ -36,9 +36,12 @@ def _job(spec: JobSpec) -> str:
     """One ``[[job]]`` table, its tables (env, headers) after its keys as
     ``[job.KEY]``: tomli-w would write short jobs as one inline array."""
     table = _table(spec)
+    # Multi-line strings read best, but tomli-w writes the "\r" of a "\r\n" in
+    # them as a raw CRLF, which a reader takes as a newline: that "\r" is lost.
+    multiline = not any("\r\n" in text for text in _strings(table))
     keys = {key: value for key, value in table.items() if not isinstance(value, dict)}
-    parts = ["[[job]]\n" + tomli_w.dumps(keys, multiline_strings=True)]
-    parts += [f"[job.{key}]\n" + tomli_w.dumps(value, multiline_strings=True)
+    parts = ["[[job]]\n" + tomli_w.dumps(keys, multiline_strings=multiline)]
+    parts += [f"[job.{key}]\n" + tomli_w.dumps(value, multiline_strings=multiline)
               for key, value in table.items() if isinstance(value, dict)]
     return "\n".join(parts)
 
@@ -63,6 +66,17 @@ def _value(value: object) -> object:
     if isinstance(value, dict) or hasattr(value, "items"):
         return dict(value)  # type: ignore[call-overload]
     return value
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _comment(line: str) -> str:
