@@ -74,7 +74,9 @@ class RunSummary(BaseModel):
 class JobView(JobSpec):
     """A job as the API shows it: the spec, its next slot and its latest launch."""
 
-    next: datetime = Field(description="the next slot, in UTC (also while paused)")
+    next: datetime | None = Field(
+        description="the next slot, in UTC (also while paused); null when the schedule "
+        "has no slot to come")
     last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
 
 
@@ -93,6 +95,11 @@ class ApplyRequest(BaseModel):
         "(the file is the whole set, like installing a crontab)",
     )
     source: str = Field(default="<api>", description="the file's name, for error messages")
+    take_over: bool = Field(
+        default=False,
+        description="take over jobs of the file that a replica's config file defines: "
+        "they become the API's (without it, such a job is refused with 409)",
+    )
 
 
 class ApplyResult(BaseModel):
@@ -100,6 +107,8 @@ class ApplyResult(BaseModel):
     changed: list[str]
     removed: list[str]
     unchanged: list[str]
+    changes: dict[str, list[str]] = Field(
+        default_factory=dict, description="per changed job, the keys whose values change")
     dry_run: bool
     revision: int = Field(description="the store revision after applying (or as read)")
 

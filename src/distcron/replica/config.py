@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from distcron.errors import ConfigError
+from distcron.jobs import plain_message
 from distcron.notify.senders import Smtp
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
@@ -115,6 +116,8 @@ def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
@@ -144,7 +147,7 @@ def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"setting {where!r}: {problem['msg']}") from exc
+        raise ConfigError(f"setting {where!r}: {plain_message(problem)}") from exc
     if config.token is None and not is_loopback(config.host):
         raise ConfigError(
             f"refusing to listen on {config.listen} without an API token: set "
