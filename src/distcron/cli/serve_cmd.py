@@ -7,14 +7,22 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from distcron.clock import Clock
 from distcron.errors import ConfigError, DistcronError
-from distcron.replica.config import ServeConfig, build_config, load_config_file
+from distcron.replica.config import ConfigFile, ServeConfig, build_config, load_config_file
 from distcron.store import Store
+
+if TYPE_CHECKING:  # imported when serving, not for `--help`
+    import uvicorn
+
+    from distcron.executors.base import Executor
+    from distcron.replica.runtime import Replica
 
 log = logging.getLogger("distcron.serve")
 
@@ -44,18 +52,16 @@ def serve_command(config_file: Path | None, store: str | None, listen: str | Non
 
     setup_logging(log_level.upper())
     try:
-        file_settings, jobs_document = (load_config_file(config_file) if config_file
-                                        else ({}, {}))
-        config = build_config(file_settings, os.environ, {
+        # Read and parsed once: the settings and the jobs come from one reading.
+        config_read = load_config_file(config_file) if config_file else None
+        config = build_config(config_read.settings if config_read else {}, os.environ, {
             "store": store, "listen": listen, "id": replica_id, "data_dir": data_dir,
             "token_file": token_file, "lease_ttl": lease_ttl, "smtp": smtp})
     except ConfigError as exc:
         click.echo(f"distcron serve: {exc}", err=True)
         sys.exit(2)
-    jobs_text = config_file.read_text(encoding="utf-8") if config_file and jobs_document \
-        else None
     try:
-        asyncio.run(_serve(config, jobs_text, str(config_file)))
+        asyncio.run(_serve(config, config_read))
     except DistcronError as exc:
         click.echo(f"distcron serve: {exc}", err=True)
         sys.exit(1)
@@ -103,61 +109,87 @@ def _token(config: ServeConfig) -> str:
     return token
 
 
-async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -> None:
-    import uvicorn
-    from prometheus_client import CollectorRegistry
-
-    from distcron.api.app import create_app
-    from distcron.clock import SystemClock
-    from distcron.executors.http import HttpExecutor
-    from distcron.executors.local import LocalExecutor
-    from distcron.metrics import Metrics
+async def _serve(config: ServeConfig, config_file: ConfigFile | None) -> None:
     from distcron.replica.jobsync import apply_config_jobs
-    from distcron.replica.runtime import Replica, ReplicaConfig, default_replica_id
-    from distcron.store import open_store
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    token = _token(config)
-    store = open_store(config.store_url)
-    clock = SystemClock()
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    executors = {"local": LocalExecutor(config.data_dir.resolve() / "runs"),
-                 "http": HttpExecutor()}
-    replica = Replica(
-        store, executors,
-        ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
-                      config.lease_ttl, config.history, config.stage_lead,
-                      config.smtp_server),
-        clock, metrics)
-    metrics.identify(replica.replica_id)
-    app = create_app(store, replica, token, registry)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=config.port, log_config=None, lifespan="off"))
+    parts = _Parts.build(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-
-    reloader = _Reloader(store, jobs_source if jobs_text is not None else None, clock)
+    jobs_file = config_file if config_file is not None and config_file.has_jobs else None
+    reloader = _Reloader(parts.store, str(jobs_file.path) if jobs_file else None, parts.clock)
     loop.add_signal_handler(signal.SIGHUP, reloader.reload)
-    log.info("event=starting replica=%s listen=%s store=%s", replica.replica_id,
+    log.info("event=starting replica=%s listen=%s store=%s", parts.replica.replica_id,
              config.listen, config.store_url.split("@")[-1])
     try:
-        if jobs_text is not None:
-            await apply_config_jobs(store, jobs_text, jobs_source, clock)
-        replica_task = asyncio.create_task(replica.run(stop), name="replica")
-        server_task = asyncio.create_task(server.serve(), name="api")
+        if jobs_file is not None:
+            await apply_config_jobs(parts.store, jobs_file.text, str(jobs_file.path),
+                                    parts.clock, jobs_file.document)
+        await parts.run(stop)
+    finally:
+        await parts.close()
+
+
+@dataclass
+class _Parts:
+    """What one ``serve`` runs: the store, the executors, the replica, its API."""
+
+    store: Store
+    clock: Clock
+    executors: dict[str, Executor]
+    replica: Replica
+    server: uvicorn.Server
+
+    @classmethod
+    def build(cls, config: ServeConfig) -> _Parts:
+        import uvicorn
+        from prometheus_client import CollectorRegistry
+
+        from distcron.api.app import create_app
+        from distcron.clock import SystemClock
+        from distcron.executors.http import HttpExecutor
+        from distcron.executors.local import LocalExecutor
+        from distcron.metrics import Metrics
+        from distcron.replica.runtime import Replica, ReplicaConfig, default_replica_id
+        from distcron.store import open_store
+
+        token = _token(config)
+        store = open_store(config.store_url)
+        clock = SystemClock()
+        registry = CollectorRegistry()
+        metrics = Metrics(registry)
+        executors: dict[str, Executor] = {
+            "local": LocalExecutor(config.data_dir.resolve() / "runs"), "http": HttpExecutor()}
+        replica = Replica(
+            store, executors,
+            ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
+                          config.lease_ttl, config.history, config.stage_lead,
+                          config.smtp_server),
+            clock, metrics)
+        metrics.identify(replica.replica_id)
+        app = create_app(store, replica, token, registry)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=config.host, port=config.port, log_config=None, lifespan="off"))
+        return cls(store, clock, executors, replica, server)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set or either the replica or the API ends; an error
+        of either is raised once both have stopped."""
+        replica_task = asyncio.create_task(self.replica.run(stop), name="replica")
+        server_task = asyncio.create_task(self.server.serve(), name="api")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({replica_task, server_task, stopper},
                            return_when=asyncio.FIRST_COMPLETED)
         stop.set()
-        server.should_exit = True
+        self.server.should_exit = True
         await asyncio.gather(replica_task, server_task, return_exceptions=True)
         for task in (replica_task, server_task):
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
-    finally:
-        for executor in executors.values():
+
+    async def close(self) -> None:
+        for executor in self.executors.values():
             await executor.close()
-        await store.close()
+        await self.store.close()

@@ -75,14 +75,19 @@ def load_jobs_file(path: str | os.PathLike[str], ignore: Collection[str] = (),
 def parse_jobs_toml(
     text: str, source: str = "<string>", ignore: Collection[str] = (),
     now: datetime | None = None, max_jobs: int | None = None,
+    document: dict[str, Any] | None = None,
 ) -> list[JobSpec]:
     """The jobs in TOML ``text``, in file order; ``source`` names it in errors.
 
     ``ignore`` names top-level keys that belong to someone else (the ``[serve]``
     table of a service config that also holds jobs); any other key is an error.
     Every schedule must have a slot after ``now`` (default: the wall clock).
-    More than ``max_jobs`` jobs is refused before any is validated."""
-    document = read_toml(text, source)
+    More than ``max_jobs`` jobs is refused before any is validated.
+    ``document``: ``text`` already parsed, by a caller that needed it first."""
+    if document is None:
+        document = read_toml(text, source)
+    elif _depth(document) > MAX_DEPTH:
+        document = read_toml(text, source)  # says why, as for any text
     lines = text.split("\n")  # TOML counts lines by "\n" alone, not as splitlines does
     known = (*TOP_LEVEL_KEYS, *ignore)
     problems = [

@@ -11,6 +11,7 @@ import ipaddress
 import socket
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``[serve]`` settings and the rest (the jobs) of a config file."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file, read once: its ``[serve]`` settings, the rest of it (the
+    jobs), and its text (for the jobs' errors, which name lines)."""
+
+    path: Path
+    settings: dict[str, Any]
+    document: dict[str, Any]
+    text: str
+
+    @property
+    def has_jobs(self) -> bool:
+        return bool(self.document)
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    """Read and parse the config file at ``path``."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read config file {path}: {reason}") from exc
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
     except RecursionError:
@@ -121,7 +140,7 @@ def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
-    return serve, document
+    return ConfigFile(path, serve, document, text)
 
 
 def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],

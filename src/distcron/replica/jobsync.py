@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 from distcron.clock import Clock
 from distcron.errors import Conflict
@@ -33,11 +34,14 @@ def file_source(path: str) -> str:
     return os.path.abspath(path)
 
 
-async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock) -> None:
+async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock,
+                            document: dict[str, Any] | None = None) -> None:
     """Validate every job first (a bad file changes nothing), then reconcile the
-    file's own jobs; ``source`` is the file's path."""
+    file's own jobs; ``source`` is the file's path; ``document``, ``text``
+    parsed already, if it was."""
     owner = file_source(source)
-    specs = await asyncio.to_thread(parse_jobs_toml, text, source, ("serve",), clock.now())
+    specs = await asyncio.to_thread(parse_jobs_toml, text, source, ("serve",), clock.now(),
+                                    None, document)
     for _ in range(_ATTEMPTS):
         kvs, _revision = await store.range(JOBS)
         stored = {name_of(kv.key, JOBS): kv for kv in kvs}
