@@ -115,8 +115,12 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     from distcron.replica.jobsync import apply_config_jobs
     from distcron.replica.runtime import Replica, ReplicaConfig, default_replica_id
     from distcron.store import open_store
+    from distcron.store.sqlite_files import make_private_dir, warn_if_open
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    # Run directories hold each launch's request, env included: 0700, as the store's.
+    make_private_dir(config.data_dir)
+    if config.store is not None:  # else the store is in it and warns about it
+        warn_if_open("data directory", [config.data_dir])
     token = _token(config)
     store = open_store(config.store_url)
     clock = SystemClock()

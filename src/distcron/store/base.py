@@ -31,6 +31,7 @@ strips), values are ``bytes``.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -215,6 +216,13 @@ class Store(abc.ABC):
         The generator runs until it is closed (``aclose``) or the store is
         closed. Raises Compacted when ``start_revision`` is no longer kept.
         """
+
+    async def wait_fault(self) -> str:
+        """Return, with the reason, once this store can no longer be used safely
+        (its SQLite file was removed or replaced): every call then raises
+        StoreReplaced. A backend that cannot tell never returns."""
+        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        return await never
 
     @abc.abstractmethod
     async def close(self) -> None:

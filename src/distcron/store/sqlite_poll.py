@@ -7,6 +7,11 @@ through, runs one indexed query per interval and calls into the event loop only
 when the revision moved or a lease is due. Waking the event loop and the store's worker
 thread on every poll instead would cost three times the CPU.
 
+Each poll also compares the file at the path with the one the store opened,
+and the revision with the last one seen, so that an idle replica learns within
+one interval that its file was removed, replaced or put back older
+(``on_fault``); a transaction would only learn it at the next write.
+
 It never writes: reaping a due lease is left to the store's worker thread (the
 ``on_change`` callback asks for it), so that every write still happens there.
 
@@ -18,11 +23,14 @@ raise if the file is really gone; the poller keeps trying each interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from distcron.store.sqlite_files import FileId
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +40,18 @@ POLL_QUERY = "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"
 class ChangePoller(threading.Thread):
     """Every ``interval`` seconds, reads the store's revision and its soonest
     lease deadline; calls ``on_change(revision, lease_due)`` in ``loop`` when
-    the revision differs from the last one seen or a lease is due."""
+    the revision differs from the last one seen or a lease is due; and
+    ``on_fault(reason)`` once the file is not ``file`` or its revision went back."""
 
     def __init__(
         self,
         path: Path,
+        file: FileId,
         interval: float,
         monotonic: Callable[[], float],
         loop: asyncio.AbstractEventLoop,
         on_change: Callable[[int | None, bool], None],
+        on_fault: Callable[[str], None],
     ) -> None:
         super().__init__(name=f"distcron-sqlite-poll {path.name}", daemon=True)
         self._path = path
@@ -48,6 +59,8 @@ class ChangePoller(threading.Thread):
         self._monotonic = monotonic
         self._loop = loop
         self._on_change = on_change
+        self._on_fault = on_fault
+        self._file = file
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -66,6 +79,12 @@ class ChangePoller(threading.Thread):
         failing = False
         try:
             while not self._stopping.wait(self._interval):
+                now = FileId.of(self._path)
+                if now != self._file:
+                    self._fault("the file was removed while this process had it open"
+                                if now is None else
+                                "the file was replaced while this process had it open")
+                    return
                 try:
                     revision, soonest = conn.execute(POLL_QUERY).fetchone()
                 except sqlite3.Error as exc:
@@ -75,12 +94,21 @@ class ChangePoller(threading.Thread):
                     self._report(None, False)
                     continue
                 failing = False
+                if last is not None and revision < last:
+                    self._fault(f"the file went back from revision {last} to {revision} "
+                                "(an older copy was put in its place)")
+                    return
                 due = soonest is not None and soonest <= self._monotonic()
                 if revision != last or due:
                     last = revision
                     self._report(revision, due)
         finally:
             conn.close()
+
+    def _fault(self, reason: str) -> None:
+        # A closed loop: nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._on_fault, reason)
 
     def _report(self, revision: int | None, due: bool) -> None:
         try:
