@@ -7,6 +7,10 @@ On failure:
   campaigns again as a newcomer.
 - Store unreachable while following: retried with a short backoff; the state
   mirror (:mod:`distcron.replica.mirror`) re-reads the store and watches on.
+- The store's file removed or replaced (SQLite; :meth:`Store.wait_fault`):
+  the replica stops leading at once and campaigns no more; it keeps serving
+  its API, whose ``/healthz`` says why, until it is stopped. Restarted, it
+  opens whatever file is then at the path.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -34,6 +38,7 @@ from distcron.replica.mirror import StateMirror
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 from distcron.store import Store
+from distcron.store.identity import store_identity
 from distcron.store.layout import REPLICAS
 
 log = logging.getLogger("distcron.replica")
@@ -72,6 +77,8 @@ class Replica:
         self.replica_id = config.replica_id
         self.listen = config.listen
         self._fence: int | None = None
+        self._store_id: str | None = None
+        self._store_problem: str | None = None
         self._leader_changes = 0
         self._started_at = clock.now()
         self.mirror = StateMirror(store)
@@ -91,6 +98,11 @@ class Replica:
         return self._fence
 
     @property
+    def store_problem(self) -> str | None:
+        """Why this replica stopped using its store (its file replaced), or None."""
+        return self._store_problem
+
+    @property
     def leader_changes(self) -> int:
         return self._leader_changes
 
@@ -102,19 +114,39 @@ class Replica:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set."""
         self.metrics.is_leader.set(0)
+        halt = asyncio.Event()  # told to stop, or the store can no longer be used
         background = [asyncio.create_task(self.mirror.run(), name="state-mirror"),
-                      asyncio.create_task(self._measure_lag(), name="measure-lag")]
+                      asyncio.create_task(self._measure_lag(), name="measure-lag"),
+                      asyncio.create_task(self._halt_when(stop, halt), name="halt-on-stop"),
+                      asyncio.create_task(self._watch_store(halt), name="watch-store")]
         try:
-            await self._serve(stop)
+            await self._serve(halt)
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+        if not stop.is_set():
+            await stop.wait()  # the API stays up, saying why, until told to stop
         log.info("event=stopped replica=%s", self.replica_id)
+
+    @staticmethod
+    async def _halt_when(stop: asyncio.Event, halt: asyncio.Event) -> None:
+        await stop.wait()
+        halt.set()
+
+    async def _watch_store(self, halt: asyncio.Event) -> None:
+        reason = await self.store.wait_fault()
+        self._store_problem = reason
+        log.error("event=store_unusable replica=%s leader=%s fence=%s reason=%r action=%r",
+                  self.replica_id, self.is_leader, self._fence, reason,
+                  "stopped leading and campaigning; restart the replica")
+        halt.set()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                if self._store_id is None:
+                    self._store_id = await store_identity(self.store)
                 await self.membership.join()
                 await self._serve_term(stop)
             except StoreError as exc:
@@ -153,15 +185,18 @@ class Replica:
             await self._lead(fence, stop)
 
     async def _lead(self, fence: int, stop: asyncio.Event) -> None:
+        assert self._store_id is not None  # read before the first campaign
         self._fence = fence
         self._leader_changes += 1
         self.metrics.is_leader.set(1)
         self.metrics.leader_changes.inc()
-        log.info("event=became_leader replica=%s fence=%d", self.replica_id, fence)
+        log.info("event=became_leader replica=%s fence=%d store_id=%s", self.replica_id, fence,
+                 self._store_id)
         term = LeaderTerm(self.store, self.mirror, self.executors, fence, self.replica_id,
                           self.clock, self.metrics, self.membership.lease_valid,
                           self.config.history, catch_up_timeout=self.config.lease_ttl,
-                          stage_lead=self.config.stage_lead, smtp=self.config.smtp)
+                          stage_lead=self.config.stage_lead, smtp=self.config.smtp,
+                          store_id=self._store_id)
         try:
             await self._until_any(stop, self.membership.lost, term.run())
         except NotLeader as exc:
