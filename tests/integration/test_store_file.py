@@ -60,9 +60,9 @@ def test_a_file_removed_and_made_again_under_two_replicas_launches_no_slot_twice
         remove_store(data)
         # Both notice without a write of their own: the standby has none to make.
         for replica in (a, b):
-            problem = wait_until(lambda r=replica: store_problem(r), 5,  # type: ignore[misc]
+            problem = wait_until(lambda r=replica: store_problem(r), 5,
                                  f"{replica.name} to stop using the removed file")
-            assert "removed" in problem
+            assert problem is not None and "removed" in problem
         before = launches(ledger)
         # A third replica makes a fresh store at the path and leads it.
         c = Replica(tmp_path, "c", data_dir=data, config=config)
