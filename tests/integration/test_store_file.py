@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -122,3 +123,23 @@ def test_an_older_copy_put_back_does_not_run_again_the_slots_run_since(
     assert missed and all(r["state"] == "missed" for r in missed), \
         "the slots since the copy are recorded missed"
     assert "event=store_restored_from_copy" in again.log()
+
+
+def test_a_second_replica_with_another_data_dir_on_the_same_store_is_refused(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = f"sqlite:///{data / 'state.db'}"
+    first = Replica(tmp_path, "a", data_dir=data)
+    with replicas(first):
+        wait_until(first.is_leader, 10, "the first replica to lead")
+        other = Replica(tmp_path, "b", data_dir=tmp_path / "elsewhere", extra=("--store", store))
+        result = subprocess.run(other.args, env=other.env, cwd=tmp_path, capture_output=True,
+                                text=True, timeout=30, check=False)
+        assert result.returncode == 1, result.stderr
+        assert "--data-dir" in result.stderr and str(data / "runs") in result.stderr
+        assert str(tmp_path / "elsewhere" / "runs") in result.stderr
+        assert first.is_leader()
+        # The same data directory is how two replicas share one machine.
+        same = Replica(tmp_path, "c", data_dir=data)
+        with replicas(same):
+            assert same.get("/healthz")["ok"]

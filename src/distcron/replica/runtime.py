@@ -11,6 +11,10 @@ On failure:
   the replica stops leading at once and campaigns no more; it keeps serving
   its API, whose ``/healthz`` says why, until it is stopped. Restarted, it
   opens whatever file is then at the path.
+- Another live replica of a one-machine store (SQLite) keeps its local runs
+  elsewhere (a different ``--data-dir``): this one refuses to start
+  (ConfigError), since after a takeover each would record the other's
+  finished runs ``unknown``.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Coroutine, Mapping
@@ -28,7 +33,7 @@ from typing import Any
 
 from distcron import __version__
 from distcron.clock import Clock
-from distcron.errors import NotLeader, StoreError
+from distcron.errors import ConfigError, NotLeader, StoreError
 from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.notify.senders import Smtp
@@ -82,12 +87,16 @@ class Replica:
         self._leader_changes = 0
         self._started_at = clock.now()
         self.mirror = StateMirror(store)
+        local = executors.get("local")
+        self._runs_at = local.location if local is not None else None
         self.membership = Membership(
             store, config.replica_id,
             {"listen": config.listen, "host": socket.gethostname(),
              "started_at": self._started_at.isoformat(),
-             "version": __version__},
+             "version": __version__,
+             **({"runs": self._runs_at} if self._runs_at else {})},
             config.lease_ttl, clock)
+        self._checked_neighbours = False
 
     @property
     def is_leader(self) -> bool:
@@ -148,6 +157,9 @@ class Replica:
                 if self._store_id is None:
                     self._store_id = await store_identity(self.store)
                 await self.membership.join()
+                if not self._checked_neighbours:
+                    await self._check_neighbours()
+                    self._checked_neighbours = True
                 await self._serve_term(stop)
             except StoreError as exc:
                 log.warning("event=store_error replica=%s error=%r", self.replica_id, str(exc))
@@ -156,6 +168,35 @@ class Replica:
                         await stop.wait()
             finally:
                 await self.membership.leave()
+
+    async def _check_neighbours(self) -> None:
+        """Refuse to run beside a live replica of this machine whose local runs
+        are in another directory: a run's status is read where it was started,
+        so after a takeover each would record the other's finished runs
+        ``unknown``. Refusing, rather than looking in every replica's directory,
+        keeps each launch id's one start in one executor's directory (its
+        idempotency), and a dead replica's directory may be gone. Only for a
+        one-machine store: replicas of etcd may share a host in tests.
+        Checked once registered, so that of two starting together at least the
+        second sees the first."""
+        if self._runs_at is None or not self.store.one_machine:
+            return
+        host = socket.gethostname()
+        for kv in (await self.store.range(REPLICAS))[0]:
+            try:
+                other = json.loads(kv.value)
+            except ValueError:
+                continue
+            if (not isinstance(other, dict) or other.get("id") == self.replica_id
+                    or other.get("host") != host or not other.get("runs")
+                    or other["runs"] == self._runs_at):
+                continue
+            raise ConfigError(
+                f"replica {self.replica_id!r} would keep its local runs in {self._runs_at} "
+                f"but replica {other.get('id')!r} on this machine, on the same store, keeps "
+                f"them in {other['runs']}: after a takeover each would record the other's "
+                "finished runs unknown. Give every replica of this machine the same "
+                "--data-dir")
 
     async def _measure_lag(self) -> None:
         while True:

@@ -156,6 +156,9 @@ class Store(abc.ABC):
     # The most comparisons, and operations per branch, one transaction may hold
     # (etcd's --max-txn-ops); None: no limit.
     max_txn_ops: int | None = None
+    # Every process of the store runs on this machine (SQLite): replicas of it
+    # can see, and must share, one directory of local runs.
+    one_machine: bool = False
 
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None:

@@ -162,6 +162,8 @@ class SqliteStore(Store):
         self._poller: ChangePoller | None = None
         self._reaping: asyncio.Task[None] | None = None
 
+    one_machine = True
+
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
 
