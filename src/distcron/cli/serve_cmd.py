@@ -120,7 +120,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     # Run directories hold each launch's request, env included: 0700, as the store's.
     make_private_dir(config.data_dir)
     if config.store is not None:  # else the store is in it and warns about it
-        warn_if_open("data directory", [config.data_dir])
+        warn_if_open("data_dir", [config.data_dir])
     token = _token(config)
     store = open_store(config.store_url)
     clock = SystemClock()

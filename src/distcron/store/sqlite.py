@@ -150,7 +150,7 @@ class SqliteStore(Store):
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
-        warn_if_open(f"sqlite store {self.path}", store_paths(self.path))
+        warn_if_open("sqlite_store", store_paths(self.path))
         self._closed = False
         self._fault: str | None = None
         self._faulted = asyncio.Event()
@@ -293,7 +293,7 @@ class SqliteStore(Store):
         try:
             self._saw_revision(await self._call(self._engine.reap_due))
         except StoreError as exc:
-            log.warning("sqlite store %s: ending expired leases: %s", self.path, exc)
+            log.warning("event=lease_reap_failed store=%s error=%r", self.path, str(exc))
 
     def _faulting(self, reason: str) -> None:
         """The file is not the one open any more: no call may use it from now on."""

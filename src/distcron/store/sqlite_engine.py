@@ -377,24 +377,12 @@ class SqliteEngine:
             self._check(revision)
             # The clock is read once the write lock is ours, not before the wait for it.
             tx = _Tx(self._conn, self._monotonic(), revision, compacted)
-            if boot_id != self._boot_id:
+            rebooted = boot_id != self._boot_id
+            if rebooted:
                 ended = tx.end_leases("1", ())
                 self._conn.execute("UPDATE state SET boot_id = ?", (self._boot_id,))
-                if ended:
-                    log.warning(
-                        "sqlite store %s: the machine rebooted; "
-                        "ended %d lease(s) of the previous boot",
-                        self.path,
-                        len(ended),
-                    )
             else:
                 ended = tx.end_leases("deadline <= ?", (tx.now,))
-                if ended:
-                    log.info(
-                        "sqlite store %s: lease(s) %s expired; their keys are deleted",
-                        self.path,
-                        ", ".join(f"{lease_id:#x}" for lease_id in ended),
-                    )
             yield tx
             tx.seal()
             identity = None
@@ -404,6 +392,13 @@ class SqliteEngine:
                     self._compact(tx, tx.revision - self._history)
                 identity = self._identity()
         self._seen = max(self._seen, tx.revision)
+        # Told once committed: a write that failed (a full disk) ended nothing.
+        if ended and rebooted:
+            log.warning("event=leases_ended store=%s cause=reboot leases=%d", self.path,
+                        len(ended))
+        elif ended:
+            log.info("event=leases_expired store=%s leases=%s", self.path,
+                     ",".join(f"{lease_id:#x}" for lease_id in ended))
         if identity is not None:
             # After the commit, before the caller acts on it: a copy taken
             # before this write is known to be older.

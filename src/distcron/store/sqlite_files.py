@@ -94,10 +94,10 @@ def too_open(paths: Iterable[Path]) -> list[str]:
 
 
 def warn_if_open(what: str, paths: Iterable[Path]) -> None:
-    """One warning naming every path of ``what`` that others may read."""
+    """One warning naming every path of ``what`` (a word) that others may read."""
     wide = too_open(paths)
     if wide:
-        log.warning("event=files_readable_by_others what=%s files=%r want=%r", what,
+        log.warning("event=files_readable_by_others of=%s files=%r want=%r", what,
                     " ".join(wide), "directories 0700, files 0600")
 
 
