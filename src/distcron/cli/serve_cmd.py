@@ -118,7 +118,11 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     from distcron.store.sqlite_files import make_private_dir, warn_if_open
 
     # Run directories hold each launch's request, env included: 0700, as the store's.
-    make_private_dir(config.data_dir)
+    try:
+        make_private_dir(config.data_dir)
+    except OSError as exc:
+        raise ConfigError(f"data directory {config.data_dir}: cannot create it: "
+                          f"{exc.strerror or exc}") from exc
     if config.store is not None:  # else the store is in it and warns about it
         warn_if_open("data_dir", [config.data_dir])
     token = _token(config)
