@@ -45,7 +45,7 @@ from typing import Any, NamedTuple, TypeVar
 from distcron.errors import Compacted, LeaseExpired, StoreReplaced, StoreUnavailable
 from distcron.store.base import Compare, Event, Get, KeyValue, Op, Put, Target, TxnResult
 from distcron.store.layout import IDENTITY, RESTORED
-from distcron.store.sqlite_files import FileId, HighWater
+from distcron.store.sqlite_files import FileId, HighWater, file_problem
 from distcron.store.sqlite_schema import connect
 from distcron.store.txn_rules import check_key, check_txn
 from distcron.timefmt import utc_iso
@@ -238,13 +238,7 @@ class SqliteEngine:
 
     def check_file(self) -> str | None:
         """Why the file at the path is not the one open (removed or replaced), or None."""
-        now = FileId.of(self.path)
-        if now == self.file:
-            return None
-        if now is None:
-            return "the file was removed while this process had it open"
-        return (f"the file was replaced while this process had it open (inode "
-                f"{self.file.inode} is now {now.inode})")
+        return file_problem(self.path, self.file)
 
     # -- reads ----------------------------------------------------------------
 

@@ -58,6 +58,17 @@ class FileId(NamedTuple):
         return cls(found.st_dev, found.st_ino)
 
 
+def file_problem(path: Path, opened: FileId) -> str | None:
+    """Why the file at ``path`` is not the one ``opened`` (removed or replaced), or None."""
+    now = FileId.of(path)
+    if now == opened:
+        return None
+    if now is None:
+        return "the file was removed while this process had it open"
+    return (f"the file was replaced while this process had it open (inode {opened.inode} "
+            f"is now {now.inode})")
+
+
 def make_private_dir(path: Path) -> None:
     """Create ``path`` (and missing parents) with the last part 0700, if missing."""
     if path.is_dir():

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from distcron.store.sqlite_files import FileId
+from distcron.store.sqlite_files import FileId, file_problem
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +68,31 @@ class ChangePoller(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
+        if self._moved():
+            return
         try:
-            # A short busy timeout rides over the rare moments a WAL reader waits.
-            conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
+            # A short busy timeout rides over the rare moments a WAL reader waits;
+            # mode=rw: a file removed meanwhile is not made again, empty.
+            conn = sqlite3.connect(f"{self._path.as_uri()}?mode=rw", uri=True, timeout=1.0,
+                                   isolation_level=None)
         except sqlite3.Error as exc:
-            log.warning("sqlite store %s: cannot poll for changes: %s", self._path, exc)
+            if self._moved():
+                return
+            log.warning("event=poll_failed store=%s error=%r", self._path, str(exc))
             self._report(None, False)
             return
         last: int | None = None
         failing = False
         try:
             while not self._stopping.wait(self._interval):
-                now = FileId.of(self._path)
-                if now != self._file:
-                    self._fault("the file was removed while this process had it open"
-                                if now is None else
-                                "the file was replaced while this process had it open")
+                if self._moved():
                     return
                 try:
                     revision, soonest = conn.execute(POLL_QUERY).fetchone()
                 except sqlite3.Error as exc:
                     if not failing:
-                        log.warning("sqlite store %s: polling for changes: %s", self._path, exc)
+                        log.warning("event=poll_failed store=%s error=%r", self._path,
+                                    str(exc))
                     failing = True
                     self._report(None, False)
                     continue
@@ -104,6 +107,13 @@ class ChangePoller(threading.Thread):
                     self._report(revision, due)
         finally:
             conn.close()
+
+    def _moved(self) -> bool:
+        """Whether the file at the path is not the store's (reported as a fault)."""
+        problem = file_problem(self._path, self._file)
+        if problem is not None:
+            self._fault(problem)
+        return problem is not None
 
     def _fault(self, reason: str) -> None:
         # A closed loop: nobody is left to tell.
