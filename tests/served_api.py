@@ -38,6 +38,7 @@ class StaticReplica:
     fence: int | None = None
     leader_changes: int = 0
     applied_revision: int = 0
+    store_problem: str | None = None
 
 
 class ServedApi:

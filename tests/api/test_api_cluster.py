@@ -22,7 +22,15 @@ def _register(api: ServedApi, replica_id: str, listen: str) -> None:
 
 def test_healthz_answers_without_a_token(api: ServedApi) -> None:
     answer = httpx.get(f"{api.url}/healthz")
-    assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "revision": 0}
+    assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "revision": 0,
+                             "store_problem": None}
+
+
+def test_healthz_says_why_a_replica_stopped_using_its_store(api: ServedApi) -> None:
+    assert isinstance(api.replica, StaticReplica)
+    api.replica.store_problem = "the file was removed while this process had it open"
+    answer = httpx.get(f"{api.url}/healthz").json()
+    assert answer["ok"] is False and "removed" in answer["store_problem"]
 
 
 def _free_port() -> int:

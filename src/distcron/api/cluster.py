@@ -38,8 +38,9 @@ _UNSPECIFIED_HOSTS = {"", "0.0.0.0", "::", "[::]"}
 async def healthz(context: Context) -> Health:
     """Liveness of this replica; does not touch the store, so it answers while the store is down."""
     replica = context.replica
-    return Health(ok=True, replica=replica.replica_id, leader=replica.is_leader,
-                  revision=replica.applied_revision)
+    return Health(ok=replica.store_problem is None, replica=replica.replica_id,
+                  leader=replica.is_leader, revision=replica.applied_revision,
+                  store_problem=replica.store_problem)
 
 
 @router.get("/metrics", response_class=Response)

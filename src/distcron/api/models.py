@@ -16,6 +16,9 @@ class Health(BaseModel):
     leader: bool = Field(description="whether this replica is the leader")
     revision: int = Field(
         default=0, description="the store revision this replica's state has caught up with")
+    store_problem: str | None = Field(
+        default=None, description="why this replica stopped using its store (its file "
+        "removed or replaced); it leads no more until restarted")
 
 
 class ReplicaRegistration(BaseModel):

@@ -23,6 +23,11 @@ class ReplicaView(Protocol):
     def leader_changes(self) -> int: ...
 
     @property
+    def store_problem(self) -> str | None:
+        """Why this replica stopped using its store (its file replaced), or None."""
+        ...
+
+    @property
     def applied_revision(self) -> int:
         """The store revision this replica's in-memory state has caught up with."""
         ...

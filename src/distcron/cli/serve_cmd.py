@@ -112,7 +112,7 @@ def _token(config: ServeConfig) -> str:
 async def _serve(config: ServeConfig, config_file: ConfigFile | None) -> None:
     from distcron.replica.jobsync import apply_config_jobs
 
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    _private_data_dir(config)
     parts = _Parts.build(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -130,6 +130,19 @@ async def _serve(config: ServeConfig, config_file: ConfigFile | None) -> None:
         await parts.run(stop)
     finally:
         await parts.close()
+
+
+def _private_data_dir(config: ServeConfig) -> None:
+    from distcron.store.sqlite_files import make_private_dir, warn_if_open
+
+    # Run directories hold each launch's request, env included: 0700, as the store's.
+    try:
+        make_private_dir(config.data_dir)
+    except OSError as exc:
+        raise ConfigError(f"data directory {config.data_dir}: cannot create it: "
+                          f"{exc.strerror or exc}") from exc
+    if config.store is not None:  # else the store is in it and warns about it
+        warn_if_open("data_dir", [config.data_dir])
 
 
 @dataclass
