@@ -14,6 +14,7 @@ class Health(BaseModel):
     ok: bool
     replica: str
     leader: bool = Field(description="whether this replica is the leader")
+    fence: int | None = Field(default=None, description="its fence while it leads")
     revision: int = Field(
         default=0, description="the store revision this replica's state has caught up with")
 
@@ -52,8 +53,12 @@ class WorkerStatus(BaseModel):
 
 class ClusterStatus(BaseModel):
     replica: str = Field(description="the replica that answered")
-    leader: str | None = Field(description="the leader's replica id, or null when none")
+    leader: str | None = Field(
+        description="the leader's replica id, or null when none (also when the replica "
+        "holding the leader key says it does not lead: see leader_note)")
     fence: int | None = Field(description="the leader's fence (create revision of its key)")
+    leader_note: str | None = Field(
+        default=None, description="why the replica holding the leader key is not the leader")
     revision: int = Field(description="the store revision this status was read at")
     leader_changes: int = Field(description="leader changes the answering replica has seen")
     replicas: list[ReplicaStatus]

@@ -20,8 +20,11 @@ def status_command(ctx: click.Context) -> None:
         print_json(status)
         return
     now = datetime.now(UTC)
+    leader = text(status["leader"]) if status["leader"] else "none"
+    if status.get("leader_note"):
+        leader += f" ({status['leader_note']})"
     click.echo(fields([
-        ("leader", text(status["leader"]) if status["leader"] else "none"),
+        ("leader", leader),
         ("fence", text(status["fence"])),
         ("revision", text(status["revision"])),
         ("answered by", status["replica"]),

@@ -7,6 +7,16 @@ ran out cannot write even if it does not know yet.
 
 On failure:
 
+- A grant answered late (the store paused, or an endpoint timed out and the
+  grant was sent again to the next) leaves less of the TTL certain than was
+  asked, or none: :meth:`join` renews the lease at once (or gives up and the
+  caller joins again) until at least half the TTL is certain, so that the
+  replica never writes a key under a lease it cannot count on.
+- A replica campaigns only while its lease is certainly valid for a third of
+  the TTL, and a leader key under its own lease that no term of its own uses
+  (a term that ended while the lease lived, and whose resignation was lost) is
+  deleted and campaigned for again: the replica keeps that lease alive, so
+  waiting for the key to go would wait for ever.
 - The keepalive loop renews every ``ttl / 3``. A renewal counts from the moment
   it was *sent*, so ``lease_valid()`` turns false no later than the store's own
   expiry. A paused process (SIGSTOP) wakes with ``lease_valid()`` false, since
@@ -30,6 +40,12 @@ from distcron.store.layout import LEADER, replica_key
 
 log = logging.getLogger("distcron.replica")
 
+# How much of the TTL must be certain after joining, and before campaigning.
+_JOINED_CERTAIN = 1 / 2
+_CAMPAIGN_CERTAIN = 1 / 3
+# Renewals tried at once after a grant answered too late to use, before giving up.
+_JOIN_RENEWALS = 3
+
 
 class Membership:
     """This replica's lease-backed presence in the cluster."""
@@ -44,6 +60,7 @@ class Membership:
         self.lease = 0
         self.lost = asyncio.Event()
         self._valid_until = 0.0
+        self._renewed = asyncio.Event()
         self._keepalive: asyncio.Task[None] | None = None
 
     def lease_valid(self, margin: float = 0.0) -> bool:
@@ -51,25 +68,61 @@ class Membership:
         return self.lease != 0 and self.clock.monotonic() + margin < self._valid_until
 
     async def join(self) -> None:
-        """Take a new lease and register under it."""
+        """Take a new lease, make sure of it, and register under it (see the
+        module docstring). Raises StoreError (LeaseExpired, StoreUnavailable);
+        a lease granted before that is revoked by :meth:`leave`."""
+        self.lost = asyncio.Event()
         sent = self.clock.monotonic()
         self.lease = await self.store.lease_grant(self.ttl)
         self._valid_until = sent + self.ttl
-        self.lost = asyncio.Event()
+        renewals = 0
+        while not self.lease_valid(self.ttl * _JOINED_CERTAIN):
+            if renewals == _JOIN_RENEWALS:
+                raise StoreUnavailable(
+                    f"lease {self.lease:#x}: neither its grant nor {renewals} renewals were "
+                    f"answered within half its TTL ({self.ttl:g} s)")
+            log.info("event=lease_renewed_at_join replica=%s lease=%#x late_by=%.3f",
+                     self.replica_id, self.lease, self.clock.monotonic() - sent)
+            renewals += 1
+            sent = self.clock.monotonic()
+            await self.store.lease_keepalive(self.lease)
+            self._valid_until = sent + self.ttl
         body = json.dumps({"id": self.replica_id, **self.registration}).encode()
         await self.store.put(replica_key(self.replica_id), body, lease=self.lease)
         self._keepalive = asyncio.create_task(self._keep_alive(), name="lease-keepalive")
         log.info("event=joined replica=%s lease=%#x ttl=%s", self.replica_id, self.lease,
                  self.ttl)
 
+    def may_campaign(self) -> bool:
+        """The lease is certain for long enough to win a key and use it."""
+        return self.lease_valid(self.ttl * _CAMPAIGN_CERTAIN)
+
+    async def renewed(self) -> None:
+        """Return after the lease's next successful renewal."""
+        await self._renewed.wait()
+
     async def campaign(self) -> int | None:
-        """Become leader if there is none; returns the fence, or None."""
+        """Become leader if there is none; returns the fence, or None (another
+        leads, or the lease is not certain enough: see :meth:`may_campaign`)."""
         body = json.dumps({"id": self.replica_id, **self.registration}).encode()
-        result = await self.store.txn(
-            [Compare.missing(LEADER)], [Put(LEADER, body, lease=self.lease)], [Get(LEADER)])
-        if not result.succeeded:
-            return None
-        return result.revision
+        for _ in range(2):
+            if not self.may_campaign():
+                return None
+            result = await self.store.txn(
+                [Compare.missing(LEADER)], [Put(LEADER, body, lease=self.lease)],
+                [Get(LEADER)])
+            if result.succeeded:
+                return result.revision
+            found = result.results[0]
+            assert isinstance(found, tuple)
+            if not found or found[0].lease != self.lease:
+                return None
+            # Our own key, which no term of ours uses (the caller campaigns only
+            # when it leads no term): it would never go while we renew the lease.
+            log.warning("event=own_leader_key_removed replica=%s fence=%d",
+                        self.replica_id, found[0].create_revision)
+            await self.resign(found[0].create_revision)
+        return None
 
     async def wait_for_vacancy(self, patience: float) -> None:
         """Return when the leader key is gone, the lease is lost, or after ``patience``
@@ -108,13 +161,20 @@ class Membership:
 
     async def _keep_alive(self) -> None:
         interval = self.ttl / 3
+        # The first renewal when two thirds of the TTL are left (at once after a
+        # join that left less), then every third of the TTL.
+        delay = min(interval, max(0.0, self._valid_until - self.clock.monotonic()
+                                  - 2 * interval))
         while True:
-            await self.clock.sleep(interval)
+            await self.clock.sleep(delay)
+            delay = interval
             sent = self.clock.monotonic()
             try:
                 async with asyncio.timeout(interval):
                     await self.store.lease_keepalive(self.lease)
                 self._valid_until = sent + self.ttl
+                self._renewed.set()
+                self._renewed = asyncio.Event()
             except LeaseExpired:
                 log.warning("event=lease_lost replica=%s lease=%#x", self.replica_id,
                             self.lease)

@@ -7,6 +7,9 @@ On failure:
   campaigns again as a newcomer.
 - Store unreachable while following: retried with a short backoff; the state
   mirror (:mod:`distcron.replica.mirror`) re-reads the store and watches on.
+- A term that ends while the lease lives (a guarded write rejected, the
+  state mirror late): the replica resigns, deleting its leader key, before it
+  campaigns again, so the key never names a replica that does not lead.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -145,6 +148,10 @@ class Replica:
                 # Not ready to lead before the state is read (a late or wiped replica).
                 await self._until_any(stop, membership.lost, self.mirror.caught_up(1))
                 continue
+            if not membership.may_campaign():
+                # A late grant or renewal: win nothing under a lease about to end.
+                await self._until_any(stop, membership.lost, membership.renewed())
+                continue
             fence = await membership.campaign()
             if fence is None:
                 await self._until_any(stop, membership.lost,
@@ -169,8 +176,12 @@ class Replica:
         finally:
             self._fence = None
             self.metrics.is_leader.set(0)
-            if stop.is_set():
-                await self.membership.resign(fence)
+            if not self.membership.lost.is_set():
+                # The lease lives on: the key would stay, naming a leader that
+                # leads no term, and keeping every other replica out.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.lease_ttl):
+                        await self.membership.resign(fence)
             log.info("event=leadership_ended replica=%s fence=%d", self.replica_id, fence)
 
     @staticmethod
