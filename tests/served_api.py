@@ -38,6 +38,8 @@ class StaticReplica:
     fence: int | None = None
     leader_changes: int = 0
     applied_revision: int = 0
+    clock_skew: float | None = None
+    clock_problem: str | None = None
 
 
 class ServedApi:

@@ -23,7 +23,7 @@ def _register(api: ServedApi, replica_id: str, listen: str) -> None:
 def test_healthz_answers_without_a_token(api: ServedApi) -> None:
     answer = httpx.get(f"{api.url}/healthz")
     assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "fence": None,
-                             "revision": 0}
+                             "revision": 0, "clock_skew": None, "clock_problem": None}
 
 
 def _free_port() -> int:
@@ -58,7 +58,8 @@ def test_status_asks_every_replica_for_its_health_and_lag(api: ServedApi,
     assert status["revision"] == taken.revision + 1  # r2's registration came last
     assert status["leader_changes"] == 3
     assert status["workers"] == []
-    common = {"started_at": "2026-11-24T05:00:00Z", "version": "0.1.0", "host": None}
+    common = {"started_at": "2026-11-24T05:00:00Z", "version": "0.1.0", "host": None,
+              "clock_skew": None, "clock_problem": None}
     assert status["replicas"] == [
         {"id": "r1", "listen": api.url.removeprefix("http://"), "is_leader": False,
          "healthy": True, "revision": taken.revision + 1, "lag": 0, **common},

@@ -44,7 +44,8 @@ async def healthz(context: Context) -> Health:
     """Liveness of this replica; does not touch the store, so it answers while the store is down."""
     replica = context.replica
     return Health(ok=True, replica=replica.replica_id, leader=replica.is_leader,
-                  fence=replica.fence, revision=replica.applied_revision)
+                  fence=replica.fence, revision=replica.applied_revision,
+                  clock_skew=replica.clock_skew, clock_problem=replica.clock_problem)
 
 
 @router.get("/metrics", response_class=Response)
@@ -134,4 +135,6 @@ def _replica_status(registration: ReplicaRegistration, leader_id: str | None,
         healthy=applied is not None,
         revision=applied,
         lag=None if applied is None else max(0, revision - applied),
+        clock_skew=None if health is None else health.clock_skew,
+        clock_problem=None if health is None else health.clock_problem,
     )

@@ -15,6 +15,11 @@ class Health(BaseModel):
     replica: str
     leader: bool = Field(description="whether this replica is the leader")
     fence: int | None = Field(default=None, description="its fence while it leads")
+    clock_skew: float | None = Field(
+        default=None, description="seconds its wall clock is ahead of the median of the "
+        "replicas' clocks (negative: behind; null before it heard another replica)")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, or null")
     revision: int = Field(
         default=0, description="the store revision this replica's state has caught up with")
 
@@ -39,6 +44,10 @@ class ReplicaStatus(ReplicaRegistration):
     lag: int | None = Field(
         default=None, description="revisions its state is behind the status' revision "
         "(null when it did not answer)")
+    clock_skew: float | None = Field(
+        default=None, description="its clock's lead on the replicas' median, as it says")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, as it says")
 
 
 class WorkerStatus(BaseModel):

@@ -23,7 +23,11 @@ On failure:
   it is measured on the monotonic clock, and launches nothing before finding out.
 - The store unreachable: renewals are retried until the lease would have
   expired; then :attr:`lost` is set. ``LeaseExpired`` sets it at once.
-- Clock: only ``Clock.monotonic`` is used for the lease; wall time plays no part.
+- Clock: only ``Clock.monotonic`` is used for the lease. The registration
+  carries the wall time at which it was written (``wall``), republished every
+  ``publish_every`` seconds so that replicas can compare their clocks
+  (:mod:`distcron.replica.clocks`); a republication that fails is tried again
+  at the next period.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import json
 import logging
 
 from distcron.clock import Clock
-from distcron.errors import LeaseExpired, StoreUnavailable
+from distcron.errors import LeaseExpired, StoreError, StoreUnavailable
 from distcron.store import Compare, Delete, Get, Put, Store
 from distcron.store.layout import LEADER, replica_key
 
@@ -51,17 +55,19 @@ class Membership:
     """This replica's lease-backed presence in the cluster."""
 
     def __init__(self, store: Store, replica_id: str, registration: dict[str, object],
-                 ttl: float, clock: Clock) -> None:
+                 ttl: float, clock: Clock, publish_every: float = 0.0) -> None:
         self.store = store
         self.replica_id = replica_id
         self.registration = registration
         self.ttl = ttl
         self.clock = clock
+        self.publish_every = publish_every  # 0: the registration is written once
         self.lease = 0
         self.lost = asyncio.Event()
         self._valid_until = 0.0
         self._renewed = asyncio.Event()
         self._keepalive: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
 
     def lease_valid(self, margin: float = 0.0) -> bool:
         """The lease is certainly still alive (``margin`` seconds from now)."""
@@ -87,9 +93,10 @@ class Membership:
             sent = self.clock.monotonic()
             await self.store.lease_keepalive(self.lease)
             self._valid_until = sent + self.ttl
-        body = json.dumps({"id": self.replica_id, **self.registration}).encode()
-        await self.store.put(replica_key(self.replica_id), body, lease=self.lease)
+        await self._register()
         self._keepalive = asyncio.create_task(self._keep_alive(), name="lease-keepalive")
+        if self.publish_every > 0:
+            self._publisher = asyncio.create_task(self._republish(), name="republish")
         log.info("event=joined replica=%s lease=%#x ttl=%s", self.replica_id, self.lease,
                  self.ttl)
 
@@ -150,14 +157,33 @@ class Membership:
 
     async def leave(self) -> None:
         """Stop renewing and revoke the lease (which also drops leadership)."""
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+        for task in (self._keepalive, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._keepalive = self._publisher = None
         if self.lease:
             with contextlib.suppress(StoreUnavailable):
                 await self.store.lease_revoke(self.lease)
         self.lease = 0
+
+    async def _register(self) -> None:
+        body = {"id": self.replica_id, **self.registration,
+                "wall": self.clock.now().timestamp()}
+        await self.store.put(replica_key(self.replica_id), json.dumps(body).encode(),
+                             lease=self.lease)
+
+    async def _republish(self) -> None:
+        while True:
+            await self.clock.sleep(self.publish_every)
+            if not self.lease_valid():
+                continue
+            try:
+                await self._register()
+            except StoreError as exc:
+                log.info("event=republish_failed replica=%s error=%r", self.replica_id,
+                         str(exc))
 
     async def _keep_alive(self) -> None:
         interval = self.ttl / 3

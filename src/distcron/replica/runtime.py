@@ -10,6 +10,10 @@ On failure:
 - A term that ends while the lease lives (a guarded write rejected, the
   state mirror late): the replica resigns, deleting its leader key, before it
   campaigns again, so the key never names a replica that does not lead.
+- Its wall clock off from the other replicas' by more than
+  ``max_clock_skew`` (:mod:`distcron.replica.clocks`): it does not campaign,
+  and a leader ends its term and resigns, so that nothing launches by a
+  wrong clock.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -31,6 +35,12 @@ from distcron.errors import NotLeader, StoreError
 from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.notify.senders import Smtp
+from distcron.replica.clocks import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    PUBLISH_EVERY,
+    ClockCheck,
+    ClockWatch,
+)
 from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
 from distcron.replica.mirror import StateMirror
@@ -56,6 +66,7 @@ class ReplicaConfig:
     history: int = DEFAULT_HISTORY
     stage_lead: float = STAGE_LEAD
     smtp: Smtp | None = None  # where mail notifications go out
+    max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW  # 0: clocks are not compared
 
 
 def default_replica_id(listen: str) -> str:
@@ -83,7 +94,10 @@ class Replica:
             {"listen": config.listen, "host": socket.gethostname(),
              "started_at": self._started_at.isoformat(),
              "version": __version__},
-            config.lease_ttl, clock)
+            config.lease_ttl, clock,
+            publish_every=PUBLISH_EVERY if config.max_clock_skew > 0 else 0.0)
+        self.clocks = ClockWatch(ClockCheck(config.replica_id, config.max_clock_skew, clock),
+                                 self.mirror, metrics)
 
     @property
     def is_leader(self) -> bool:
@@ -98,6 +112,14 @@ class Replica:
         return self._leader_changes
 
     @property
+    def clock_skew(self) -> float | None:
+        return self.clocks.verdict.skew
+
+    @property
+    def clock_problem(self) -> str | None:
+        return self.clocks.verdict.problem
+
+    @property
     def applied_revision(self) -> int:
         """The store revision this replica's state has caught up with."""
         return self.mirror.revision
@@ -106,7 +128,10 @@ class Replica:
         """Serve until ``stop`` is set."""
         self.metrics.is_leader.set(0)
         background = [asyncio.create_task(self.mirror.run(), name="state-mirror"),
-                      asyncio.create_task(self._measure_lag(), name="measure-lag")]
+                      asyncio.create_task(self._measure_lag(), name="measure-lag"),
+                      asyncio.create_task(self.clocks.follow(), name="clock-samples"),
+                      asyncio.create_task(self.clocks.judge_every(PUBLISH_EVERY),
+                                          name="clock-verdict")]
         try:
             await self._serve(stop)
         finally:
@@ -152,6 +177,9 @@ class Replica:
                 # A late grant or renewal: win nothing under a lease about to end.
                 await self._until_any(stop, membership.lost, membership.renewed())
                 continue
+            if self.clocks.verdict.problem is not None:
+                await self._until_any(stop, membership.lost, self.clocks.until_fit())
+                continue
             fence = await membership.campaign()
             if fence is None:
                 await self._until_any(stop, membership.lost,
@@ -170,7 +198,10 @@ class Replica:
                           self.config.history, catch_up_timeout=self.config.lease_ttl,
                           stage_lead=self.config.stage_lead, smtp=self.config.smtp)
         try:
-            await self._until_any(stop, self.membership.lost, term.run())
+            await self._until_any(stop, self.membership.lost, term.run(), self.clocks.unfit)
+            if self.clocks.unfit.is_set():
+                log.warning("event=stepped_down replica=%s fence=%d reason=%r",
+                            self.replica_id, fence, self.clocks.verdict.problem)
         except NotLeader as exc:
             log.warning("event=lost_leadership replica=%s error=%r", self.replica_id, str(exc))
         finally:
@@ -186,10 +217,10 @@ class Replica:
 
     @staticmethod
     async def _until_any(stop: asyncio.Event, lost: asyncio.Event,
-                         work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` until it ends or either event is set; its errors propagate."""
+                         work: Coroutine[Any, Any, None], *also: asyncio.Event) -> None:
+        """Run ``work`` until it ends or any event is set; its errors propagate."""
         task = asyncio.create_task(work)
-        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())}
+        waiters = {asyncio.create_task(event.wait()) for event in (stop, lost, *also)}
         try:
             await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
         finally:
