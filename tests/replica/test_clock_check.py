@@ -64,8 +64,31 @@ def test_a_majority_of_agreeing_clocks_is_never_skewed_and_outvotes_any_far_cloc
             assert abs(skew) > BOUND
 
 
-def test_two_replicas_thirty_seconds_apart_are_both_skewed() -> None:
-    assert [abs(s) for s in skews([0.0, 30.0])] == [15.0, 15.0]
+def test_when_the_clocks_split_evenly_the_replica_found_right_before_stays_fit() -> None:
+    clock = SteppedClock()
+    right, fast = ClockCheck("r1", BOUND, clock), ClockCheck("r2", BOUND, clock)
+    for _ in range(2):
+        heard_from(right, clock, "r0", 0.0)
+        heard_from(right, clock, "r2", 30.0)
+        heard_from(fast, clock, "r0", -30.0)
+        heard_from(fast, clock, "r1", -30.0)
+        clock.advance(1)
+    assert right.verdict({"r0", "r1", "r2"}).problem is None
+    assert fast.verdict({"r0", "r1", "r2"}).problem is not None
+    # r0 dies: one clock against one.
+    assert right.verdict({"r1", "r2"}).problem is None
+    split = fast.verdict({"r1", "r2"})
+    assert split.skew == pytest.approx(15.0)
+    assert split.problem is not None and "split evenly" in split.problem
+
+
+def test_two_fresh_replicas_thirty_seconds_apart_both_wait_for_a_clear_verdict() -> None:
+    clock = SteppedClock()
+    first, second = ClockCheck("r1", BOUND, clock), ClockCheck("r2", BOUND, clock)
+    heard_from(first, clock, "r2", 30.0)
+    heard_from(second, clock, "r1", -30.0)
+    assert first.verdict({"r1", "r2"}).problem is not None
+    assert second.verdict({"r1", "r2"}).problem is not None
 
 
 def test_one_fast_replica_of_three_is_the_only_one_skewed() -> None:

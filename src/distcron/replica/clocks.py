@@ -10,14 +10,17 @@ offset look smaller, so the largest of a replica's last :data:`SAMPLES`
 offsets is the estimate: deliveries held back by a store pause drop out.
 
 The reference is the median of every live replica's clock, this one's own
-included (offset 0); with an even count, the mean of the middle two. This
-replica's *skew* is how far its clock is ahead of that median. Beyond the
+included (offset 0). This replica's *skew* is how far its clock is ahead of
+that median (with an even count, of the mean of the middle two). Beyond the
 bound (``[serve] max_clock_skew``, 2 s by default; 0 turns the check off) it
-does not campaign, and it steps down if it leads. With three replicas, one
-skewed clock is outvoted; with two replicas whose clocks disagree, neither can
-tell which is right, both are skewed, and neither leads: failing closed,
-shown in ``/healthz``, ``/status`` and the ``distcron_clock_skew_seconds``
-metric.
+does not campaign, and it steps down if it leads. With an odd count, or an
+even one whose two middle clocks agree, the verdict is clear: one skewed
+clock of three is outvoted. When the clocks split evenly, with this one
+agreeing with one middle clock and not the other (two replicas 30 s apart,
+say, after the third died), nothing says which side is right: the verdict
+stays what it was (the replica the majority found right stays fit), and is
+*unfit* if there was none. Shown in ``/healthz``, ``/status`` and the
+``distcron_clock_skew_seconds`` and ``distcron_clock_unfit`` metrics.
 
 On failure:
 
@@ -62,6 +65,14 @@ def skew_from(offsets: Iterable[float]) -> float:
     return -statistics.median([0.0, *offsets])
 
 
+def middles(offsets: Iterable[float]) -> tuple[float, float]:
+    """The middle clock (twice) or two middle clocks of all, this one's (0) included."""
+    clocks = sorted([0.0, *offsets])
+    half = len(clocks) // 2
+    return (clocks[half], clocks[half]) if len(clocks) % 2 else (clocks[half - 1],
+                                                                 clocks[half])
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What this replica knows of its clock: its skew (None before it heard
@@ -79,6 +90,7 @@ class ClockCheck:
         self.bound = bound
         self.clock = clock
         self._started = clock.monotonic()
+        self._fit = False  # the last clear verdict; kept through an even split
         # replica -> (monotonic time of the last sample, its last offsets)
         self._samples: dict[str, tuple[float, deque[float]]] = {}
 
@@ -106,12 +118,18 @@ class ClockCheck:
             return Verdict(skew, None)
         if unheard and now - self._started < FIRST_HEARING:
             return Verdict(skew, f"waiting to hear the clocks of {', '.join(sorted(unheard))}")
-        if skew is not None and abs(skew) > self.bound:
-            side = "ahead of" if skew > 0 else "behind"
-            return Verdict(skew, f"this replica's clock is {abs(skew):.1f} s {side} the "
-                                 f"median of {len(live) + 1} replicas' clocks (bound "
-                                 f"{self.bound:g} s): not leading")
-        return Verdict(skew, None)
+        within = [abs(middle) <= self.bound for middle in middles(live.values())]
+        if within[0] == within[1]:
+            self._fit = within[0]
+        if self._fit:
+            return Verdict(skew, None)
+        assert skew is not None  # alone, a replica is always fit
+        side = "ahead of" if skew > 0 else "behind"
+        split = "" if within[0] == within[1] else (
+            "; the clocks split evenly, and it was not found right before")
+        return Verdict(skew, f"this replica's clock is {abs(skew):.1f} s {side} the median "
+                             f"of {len(live) + 1} replicas' clocks (bound {self.bound:g} s)"
+                             f"{split}: not leading")
 
 
 def published_wall(value: bytes) -> float | None:
