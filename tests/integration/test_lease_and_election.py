@@ -153,3 +153,28 @@ async def test_a_replica_whose_lease_is_not_certain_enough_does_not_campaign(
         assert await store.get(LEADER) is None
     finally:
         await joined.leave()
+
+
+async def test_a_leader_is_deposed_only_while_its_registration_is_the_one_last_seen(
+        store: LateGrants) -> None:
+    leader, follower = member(store, "r1"), member(store, "r2")
+    await leader.join()
+    await follower.join()
+    try:
+        fence = await leader.campaign()
+        assert fence is not None and await follower.campaign() is None
+        seen = follower.leader_seen
+        registration = await store.get(replica_key("r1"))
+        assert seen is not None and seen.create_revision == fence and registration is not None
+        # The leader republishes: what the follower saw is stale, nothing is deleted.
+        await store.put(replica_key("r1"), registration.value, lease=leader.lease)
+        assert not await follower.depose(seen, "r1", registration.mod_revision)
+        assert (await store.get(LEADER)) is not None
+        republished = await store.get(replica_key("r1"))
+        assert republished is not None
+        assert await follower.depose(seen, "r1", republished.mod_revision)
+        assert await store.get(LEADER) is None
+        assert await follower.campaign() is not None
+    finally:
+        await follower.leave()
+        await leader.leave()

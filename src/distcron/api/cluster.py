@@ -15,7 +15,6 @@ and says why, so that it never contradicts the replica's own ``/healthz``.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 from fastapi import APIRouter, Response
@@ -30,7 +29,7 @@ from distcron.api.models import (
     WorkerStatus,
 )
 from distcron.store import Get, KeyValue
-from distcron.store.layout import LEADER, REPLICAS, WORKERS
+from distcron.store.layout import LEADER, REPLICAS, WORKERS, leader_id_of
 from distcron.worker.protocol import WorkerInfo
 
 router = APIRouter(tags=["cluster"])
@@ -63,7 +62,7 @@ async def cluster_status(context: Context) -> ClusterStatus:
     assert isinstance(leader_kvs, tuple) and isinstance(replica_kvs, tuple)
     assert isinstance(worker_kvs, tuple)
     leader = leader_kvs[0] if leader_kvs else None
-    holder = _leader_id(leader.value) if leader is not None else None
+    holder = leader_id_of(leader.value) if leader is not None else None
     registrations = [ReplicaRegistration.model_validate_json(kv.value) for kv in replica_kvs]
     others = [r for r in registrations if r.id != context.replica.replica_id]
     async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as http:
@@ -93,16 +92,6 @@ def _denies(health: Health | None, leader: KeyValue) -> bool:
     if health is None:
         return False  # not known from here: the key is what there is
     return not health.leader or health.fence not in (None, leader.create_revision)
-
-
-def _leader_id(value: bytes) -> str:
-    """The replica id in the leader key: the leader writes its registration
-    (JSON with ``id``) there; a bare id is read as itself."""
-    try:
-        body = json.loads(value)
-    except ValueError:
-        return value.decode(errors="replace")
-    return str(body["id"]) if isinstance(body, dict) and "id" in body else value.decode()
 
 
 def _worker_status(kv: KeyValue) -> WorkerStatus:

@@ -143,15 +143,19 @@ def published_wall(value: bytes) -> float | None:
 
 
 class ClockWatch:
-    """Keeps a :class:`ClockCheck` fed from the mirror's changes and this
-    replica's registration republished; :attr:`verdict` is the latest, and
-    the events say whether the clock is fit to lead."""
+    """Keeps a :class:`ClockCheck` fed from the registrations the mirror's
+    changes bring; :attr:`verdict` is the latest, and the events say whether
+    the clock is fit to lead. :attr:`heard_at` has, for every replica, when
+    (on the monotonic clock) its registration was last written, as received
+    here, and at which revision: how a follower tells a leader gone silent
+    (:meth:`~distcron.replica.membership.Membership.depose`)."""
 
     def __init__(self, check: ClockCheck, mirror: StateMirror, metrics: Metrics) -> None:
         self.check = check
         self.mirror = mirror
         self.metrics = metrics
         self.verdict = Verdict(None, None)
+        self.heard_at: dict[str, tuple[float, int]] = {}
         self.fit = asyncio.Event()
         self.unfit = asyncio.Event()
         self._judge()
@@ -162,9 +166,11 @@ class ClockWatch:
     def batch(self, batch: WatchBatch) -> None:
         for event in batch.events:
             if event.type == "put" and event.kv.key.startswith(REPLICAS):
+                name = name_of(event.kv.key, REPLICAS)
+                self.heard_at[name] = (self.check.clock.monotonic(), event.kv.mod_revision)
                 wall = published_wall(event.kv.value)
                 if wall is not None:
-                    self.check.heard(name_of(event.kv.key, REPLICAS), wall)
+                    self.check.heard(name, wall)
         self._judge()
 
     async def follow(self) -> None:

@@ -17,17 +17,30 @@ On failure:
   (a term that ended while the lease lived, and whose resignation was lost) is
   deleted and campaigned for again: the replica keeps that lease alive, so
   waiting for the key to go would wait for ever.
-- The keepalive loop renews every ``ttl / 3``. A renewal counts from the moment
+- The keepalive loop renews every ``ttl / 3``; a renewal may take as long
+  as the lease is certain, so that the store can fail over to another
+  endpoint meanwhile. A renewal counts from the moment
   it was *sent*, so ``lease_valid()`` turns false no later than the store's own
   expiry. A paused process (SIGSTOP) wakes with ``lease_valid()`` false, since
   it is measured on the monotonic clock, and launches nothing before finding out.
 - The store unreachable: renewals are retried until the lease would have
   expired; then :attr:`lost` is set. ``LeaseExpired`` sets it at once.
-- Clock: only ``Clock.monotonic`` is used for the lease. The registration
-  carries the wall time at which it was written (``wall``), republished every
-  ``publish_every`` seconds so that replicas can compare their clocks
-  (:mod:`distcron.replica.clocks`); a republication that fails is tried again
-  at the next period.
+- The leader cut off from the store: etcd may keep its lease a while past
+  the TTL (a new raft leader gives every lease a full TTL again), so the
+  leader key would outlive the leader's own certainty by seconds. The
+  registration is republished every ``publish_every`` seconds, and a
+  replica counts as certain of its lease only while its last successful
+  republication was *sent* less than a TTL ago, as well. A follower that has
+  seen no republication of the leader's for a TTL (and a margin) on its own
+  monotonic clock may :meth:`depose` it: delete the leader key, guarded by
+  the key's fence and by the leader's registration being still the one it
+  saw. The leader has stopped acting by then; if it had republished since,
+  the guard fails and nothing is deleted. Fencing keeps every promise
+  either way: a deposed leader's writes fail.
+- Clock: only ``Clock.monotonic`` is used for the lease and republications.
+  The registration carries the wall time at which it was written (``wall``),
+  so that replicas can compare their clocks (:mod:`distcron.replica.clocks`);
+  a republication that fails is tried again at the next period.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import logging
 
 from distcron.clock import Clock
 from distcron.errors import LeaseExpired, StoreError, StoreUnavailable
-from distcron.store import Compare, Delete, Get, Put, Store
+from distcron.store import Compare, Delete, Get, KeyValue, Put, Store
 from distcron.store.layout import LEADER, replica_key
 
 log = logging.getLogger("distcron.replica")
@@ -65,13 +78,22 @@ class Membership:
         self.lease = 0
         self.lost = asyncio.Event()
         self._valid_until = 0.0
+        self._published_until = 0.0  # a TTL after the last republication that succeeded
+        self.leader_seen: KeyValue | None = None  # the leader key a lost campaign found
         self._renewed = asyncio.Event()
         self._keepalive: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
 
     def lease_valid(self, margin: float = 0.0) -> bool:
-        """The lease is certainly still alive (``margin`` seconds from now)."""
-        return self.lease != 0 and self.clock.monotonic() + margin < self._valid_until
+        """The lease is certainly still alive (``margin`` seconds from now), and
+        no follower may have deposed this replica for silence."""
+        until = self._valid_until
+        if self.publish_every > 0:
+            until = min(until, self._published_until)
+        return self.lease != 0 and self.clock.monotonic() + margin < until
+
+    def _renewal_certain(self, margin: float) -> bool:
+        return self.clock.monotonic() + margin < self._valid_until
 
     async def join(self) -> None:
         """Take a new lease, make sure of it, and register under it (see the
@@ -82,7 +104,7 @@ class Membership:
         self.lease = await self.store.lease_grant(self.ttl)
         self._valid_until = sent + self.ttl
         renewals = 0
-        while not self.lease_valid(self.ttl * _JOINED_CERTAIN):
+        while not self._renewal_certain(self.ttl * _JOINED_CERTAIN):
             if renewals == _JOIN_RENEWALS:
                 raise StoreUnavailable(
                     f"lease {self.lease:#x}: neither its grant nor {renewals} renewals were "
@@ -119,9 +141,11 @@ class Membership:
                 [Compare.missing(LEADER)], [Put(LEADER, body, lease=self.lease)],
                 [Get(LEADER)])
             if result.succeeded:
+                self.leader_seen = None
                 return result.revision
             found = result.results[0]
             assert isinstance(found, tuple)
+            self.leader_seen = found[0] if found else None
             if not found or found[0].lease != self.lease:
                 return None
             # Our own key, which no term of ours uses (the caller campaigns only
@@ -150,6 +174,19 @@ class Membership:
         finally:
             await watch.aclose()
 
+    async def depose(self, leader: KeyValue, holder: str, registration: int) -> bool:
+        """Delete the leader key ``leader`` of replica ``holder``, if it and the
+        holder's registration (at revision ``registration``) are unchanged
+        (see the module docstring); whether it was deleted."""
+        result = await self.store.txn(
+            [Compare.created_at(LEADER, leader.create_revision),
+             Compare.modified_at(replica_key(holder), registration)],
+            [Delete(LEADER)])
+        if result.succeeded:
+            log.warning("event=silent_leader_deposed replica=%s leader=%s fence=%d",
+                        self.replica_id, holder, leader.create_revision)
+        return result.succeeded
+
     async def resign(self, fence: int) -> None:
         """Give up leadership at once, so a follower need not wait for the lease."""
         with contextlib.suppress(StoreUnavailable):
@@ -169,15 +206,17 @@ class Membership:
         self.lease = 0
 
     async def _register(self) -> None:
+        sent = self.clock.monotonic()
         body = {"id": self.replica_id, **self.registration,
                 "wall": self.clock.now().timestamp()}
         await self.store.put(replica_key(self.replica_id), json.dumps(body).encode(),
                              lease=self.lease)
+        self._published_until = sent + self.ttl
 
     async def _republish(self) -> None:
         while True:
             await self.clock.sleep(self.publish_every)
-            if not self.lease_valid():
+            if not self._renewal_certain(0.0):
                 continue
             try:
                 await self._register()
@@ -196,7 +235,8 @@ class Membership:
             delay = interval
             sent = self.clock.monotonic()
             try:
-                async with asyncio.timeout(interval):
+                # As long as the lease is certain: the store may fail over meanwhile.
+                async with asyncio.timeout(max(interval, self._valid_until - sent)):
                     await self.store.lease_keepalive(self.lease)
                 self._valid_until = sent + self.ttl
                 self._renewed.set()

@@ -14,6 +14,11 @@ On failure:
   ``max_clock_skew`` (:mod:`distcron.replica.clocks`): it does not campaign,
   and a leader ends its term and resigns, so that nothing launches by a
   wrong clock.
+- The leader cut off from the store: etcd may keep its lease (and key)
+  seconds past the TTL; a follower that has not heard the leader republish
+  its registration for a TTL deposes it (see
+  :meth:`~distcron.replica.membership.Membership.depose`), so the handover
+  takes the TTL, not the store's lease bookkeeping.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -47,11 +52,15 @@ from distcron.replica.mirror import StateMirror
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 from distcron.store import Store
-from distcron.store.layout import REPLICAS
+from distcron.store.layout import REPLICAS, leader_id_of
 
 log = logging.getLogger("distcron.replica")
 
 _RETRY_DELAY = 0.5
+# A leader unheard for its TTL and this long is deposed (see Membership.depose);
+# how often a follower looks again while it waits for that.
+_SILENCE_MARGIN = 0.25
+_SILENCE_POLL = 0.05
 # How often a replica measures its own lag, and how long it waits for its
 # mirror to reach the store's revision before counting the difference as lag.
 _LAG_EVERY = 5.0
@@ -95,7 +104,7 @@ class Replica:
              "started_at": self._started_at.isoformat(),
              "version": __version__},
             config.lease_ttl, clock,
-            publish_every=PUBLISH_EVERY if config.max_clock_skew > 0 else 0.0)
+            publish_every=min(PUBLISH_EVERY, config.lease_ttl / 4))
         self.clocks = ClockWatch(ClockCheck(config.replica_id, config.max_clock_skew, clock),
                                  self.mirror, metrics)
 
@@ -182,10 +191,36 @@ class Replica:
                 continue
             fence = await membership.campaign()
             if fence is None:
+                patience = self.config.lease_ttl
+                silent = self._leader_silence()
+                if silent is not None:
+                    holder, revision, remaining = silent
+                    leader = membership.leader_seen
+                    if (remaining <= 0 and leader is not None
+                            and await membership.depose(leader, holder, revision)):
+                        continue
+                    patience = min(patience, max(remaining, _SILENCE_POLL))
                 await self._until_any(stop, membership.lost,
-                                      membership.wait_for_vacancy(self.config.lease_ttl))
+                                      membership.wait_for_vacancy(patience))
                 continue
             await self._lead(fence, stop)
+
+    def _leader_silence(self) -> tuple[str, int, float] | None:
+        """For the leader a lost campaign found: its id, the revision of its
+        registration last heard, and the seconds left until it counts as
+        silent; None when not known, or when this replica's own
+        registrations do not arrive either (its own view is what is late)."""
+        leader = self.membership.leader_seen
+        if leader is None or leader.lease == self.membership.lease:
+            return None
+        holder = leader_id_of(leader.value)
+        heard, own = self.clocks.heard_at.get(holder), self.clocks.heard_at.get(
+            self.replica_id)
+        now = self.clock.monotonic()
+        if heard is None or own is None or now - own[0] > 2 * self.membership.publish_every:
+            return None
+        at, revision = heard
+        return holder, revision, at + self.config.lease_ttl + _SILENCE_MARGIN - now
 
     async def _lead(self, fence: int, stop: asyncio.Event) -> None:
         self._fence = fence
