@@ -14,6 +14,12 @@ class Health(BaseModel):
     ok: bool
     replica: str
     leader: bool = Field(description="whether this replica is the leader")
+    fence: int | None = Field(default=None, description="its fence while it leads")
+    clock_skew: float | None = Field(
+        default=None, description="seconds its wall clock is ahead of the median of the "
+        "replicas' clocks (negative: behind; null before it heard another replica)")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, or null")
     revision: int = Field(
         default=0, description="the store revision this replica's state has caught up with")
     store_problem: str | None = Field(
@@ -41,6 +47,10 @@ class ReplicaStatus(ReplicaRegistration):
     lag: int | None = Field(
         default=None, description="revisions its state is behind the status' revision "
         "(null when it did not answer)")
+    clock_skew: float | None = Field(
+        default=None, description="its clock's lead on the replicas' median, as it says")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, as it says")
 
 
 class WorkerStatus(BaseModel):
@@ -55,8 +65,12 @@ class WorkerStatus(BaseModel):
 
 class ClusterStatus(BaseModel):
     replica: str = Field(description="the replica that answered")
-    leader: str | None = Field(description="the leader's replica id, or null when none")
+    leader: str | None = Field(
+        description="the leader's replica id, or null when none (also when the replica "
+        "holding the leader key says it does not lead: see leader_note)")
     fence: int | None = Field(description="the leader's fence (create revision of its key)")
+    leader_note: str | None = Field(
+        default=None, description="why the replica holding the leader key is not the leader")
     revision: int = Field(description="the store revision this status was read at")
     leader_changes: int = Field(description="leader changes the answering replica has seen")
     replicas: list[ReplicaStatus]

@@ -39,13 +39,17 @@ log = logging.getLogger("distcron.serve")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the API token (default: $DISTCRON_TOKEN).")
 @click.option("--lease-ttl", type=float, help="Leader lease in seconds (default 3).")
+@click.option("--max-clock-skew", type=float,
+              help="Seconds this replica's clock may be off from the median of the "
+              "replicas' clocks before it stops leading (default 2; 0: not compared).")
 @click.option("--smtp", help="HOST:PORT of the SMTP server mailto: notifiers are sent "
               "through (or $DISTCRON_SMTP; the sender is $DISTCRON_SMTP_FROM).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def serve_command(config_file: Path | None, store: str | None, listen: str | None,
                   replica_id: str | None, data_dir: Path | None, token_file: Path | None,
-                  lease_ttl: float | None, smtp: str | None, log_level: str) -> None:
+                  lease_ttl: float | None, max_clock_skew: float | None, smtp: str | None,
+                  log_level: str) -> None:
     """Run a scheduler replica: campaign for leadership, launch while leader,
     serve the HTTP API either way."""
     from distcron.logs import setup_logging
@@ -56,7 +60,8 @@ def serve_command(config_file: Path | None, store: str | None, listen: str | Non
         config_read = load_config_file(config_file) if config_file else None
         config = build_config(config_read.settings if config_read else {}, os.environ, {
             "store": store, "listen": listen, "id": replica_id, "data_dir": data_dir,
-            "token_file": token_file, "lease_ttl": lease_ttl, "smtp": smtp})
+            "token_file": token_file, "lease_ttl": lease_ttl,
+            "max_clock_skew": max_clock_skew, "smtp": smtp})
     except ConfigError as exc:
         click.echo(f"distcron serve: {exc}", err=True)
         sys.exit(2)
@@ -179,7 +184,7 @@ class _Parts:
             store, executors,
             ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,
                           config.lease_ttl, config.history, config.stage_lead,
-                          config.smtp_server),
+                          config.smtp_server, config.max_clock_skew),
             clock, metrics)
         metrics.identify(replica.replica_id)
         app = create_app(store, replica, token, registry)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from distcron.errors import ConfigError
 from distcron.jobs import plain_message
 from distcron.notify.senders import Smtp
+from distcron.replica.clocks import DEFAULT_MAX_CLOCK_SKEW
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 
@@ -36,6 +37,7 @@ _ENVIRONMENT = {
     "token_file": "DISTCRON_TOKEN_FILE",
     "history": "DISTCRON_HISTORY",
     "stage_lead": "DISTCRON_STAGE_LEAD",
+    "max_clock_skew": "DISTCRON_MAX_CLOCK_SKEW",
     "smtp": "DISTCRON_SMTP",
     "smtp_from": "DISTCRON_SMTP_FROM",
 }
@@ -52,6 +54,9 @@ class ServeConfig(BaseModel):
     history: int = Field(default=DEFAULT_HISTORY, ge=1)  # launch records kept per job
     # Seconds before its slot a launch may be committed and prepared (0: never).
     stage_lead: float = Field(default=STAGE_LEAD, ge=0, le=60)
+    # Seconds this replica's wall clock may be off from the median of the
+    # replicas' before it stops leading (0: clocks are not compared).
+    max_clock_skew: float = Field(default=DEFAULT_MAX_CLOCK_SKEW, ge=0, le=3600)
     # The SMTP server mailto: notifiers are sent through, HOST:PORT, and the sender.
     smtp: str | None = None
     smtp_from: str | None = None

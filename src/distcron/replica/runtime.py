@@ -15,6 +15,18 @@ On failure:
   elsewhere (a different ``--data-dir``): this one refuses to start
   (ConfigError), since after a takeover each would record the other's
   finished runs ``unknown``.
+- A term that ends while the lease lives (a guarded write rejected, the
+  state mirror late): the replica resigns, deleting its leader key, before it
+  campaigns again, so the key never names a replica that does not lead.
+- Its wall clock off from the other replicas' by more than
+  ``max_clock_skew`` (:mod:`distcron.replica.clocks`): it does not campaign,
+  and a leader ends its term and resigns, so that nothing launches by a
+  wrong clock.
+- The leader cut off from the store: etcd may keep its lease (and key)
+  seconds past the TTL; a follower that has not heard the leader republish
+  its registration for a TTL deposes it (see
+  :meth:`~distcron.replica.membership.Membership.depose`), so the handover
+  takes the TTL, not the store's lease bookkeeping.
 - Told to stop (SIGTERM): a leader resigns at once, so a follower takes over
   without waiting for the lease to run out; runs in progress are left to the
   next leader.
@@ -37,6 +49,12 @@ from distcron.errors import ConfigError, NotLeader, StoreError
 from distcron.executors.base import Executor
 from distcron.metrics import Metrics
 from distcron.notify.senders import Smtp
+from distcron.replica.clocks import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    PUBLISH_EVERY,
+    ClockCheck,
+    ClockWatch,
+)
 from distcron.replica.leader import LeaderTerm
 from distcron.replica.membership import Membership
 from distcron.replica.mirror import StateMirror
@@ -44,11 +62,15 @@ from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 from distcron.store import Store
 from distcron.store.identity import store_identity
-from distcron.store.layout import REPLICAS
+from distcron.store.layout import REPLICAS, leader_id_of
 
 log = logging.getLogger("distcron.replica")
 
 _RETRY_DELAY = 0.5
+# A leader unheard for its TTL and this long is deposed (see Membership.depose);
+# how often a follower looks again while it waits for that.
+_SILENCE_MARGIN = 0.25
+_SILENCE_POLL = 0.05
 # How often a replica measures its own lag, and how long it waits for its
 # mirror to reach the store's revision before counting the difference as lag.
 _LAG_EVERY = 5.0
@@ -63,6 +85,7 @@ class ReplicaConfig:
     history: int = DEFAULT_HISTORY
     stage_lead: float = STAGE_LEAD
     smtp: Smtp | None = None  # where mail notifications go out
+    max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW  # 0: clocks are not compared
 
 
 def default_replica_id(listen: str) -> str:
@@ -95,8 +118,11 @@ class Replica:
              "started_at": self._started_at.isoformat(),
              "version": __version__,
              **({"runs": self._runs_at} if self._runs_at else {})},
-            config.lease_ttl, clock)
+            config.lease_ttl, clock,
+            publish_every=min(PUBLISH_EVERY, config.lease_ttl / 4))
         self._checked_neighbours = False
+        self.clocks = ClockWatch(ClockCheck(config.replica_id, config.max_clock_skew, clock),
+                                 self.mirror, metrics)
 
     @property
     def is_leader(self) -> bool:
@@ -116,6 +142,14 @@ class Replica:
         return self._leader_changes
 
     @property
+    def clock_skew(self) -> float | None:
+        return self.clocks.verdict.skew
+
+    @property
+    def clock_problem(self) -> str | None:
+        return self.clocks.verdict.problem
+
+    @property
     def applied_revision(self) -> int:
         """The store revision this replica's state has caught up with."""
         return self.mirror.revision
@@ -127,7 +161,10 @@ class Replica:
         background = [asyncio.create_task(self.mirror.run(), name="state-mirror"),
                       asyncio.create_task(self._measure_lag(), name="measure-lag"),
                       asyncio.create_task(self._halt_when(stop, halt), name="halt-on-stop"),
-                      asyncio.create_task(self._watch_store(halt), name="watch-store")]
+                      asyncio.create_task(self._watch_store(halt), name="watch-store"),
+                      asyncio.create_task(self.clocks.follow(), name="clock-samples"),
+                      asyncio.create_task(self.clocks.judge_every(PUBLISH_EVERY),
+                                          name="clock-verdict")]
         try:
             await self._serve(halt)
         finally:
@@ -218,12 +255,45 @@ class Replica:
                 # Not ready to lead before the state is read (a late or wiped replica).
                 await self._until_any(stop, membership.lost, self.mirror.caught_up(1))
                 continue
+            if not membership.may_campaign():
+                # A late grant or renewal: win nothing under a lease about to end.
+                await self._until_any(stop, membership.lost, membership.renewed())
+                continue
+            if self.clocks.verdict.problem is not None:
+                await self._until_any(stop, membership.lost, self.clocks.until_fit())
+                continue
             fence = await membership.campaign()
             if fence is None:
+                patience = self.config.lease_ttl
+                silent = self._leader_silence()
+                if silent is not None:
+                    holder, revision, remaining = silent
+                    leader = membership.leader_seen
+                    if (remaining <= 0 and leader is not None
+                            and await membership.depose(leader, holder, revision)):
+                        continue
+                    patience = min(patience, max(remaining, _SILENCE_POLL))
                 await self._until_any(stop, membership.lost,
-                                      membership.wait_for_vacancy(self.config.lease_ttl))
+                                      membership.wait_for_vacancy(patience))
                 continue
             await self._lead(fence, stop)
+
+    def _leader_silence(self) -> tuple[str, int, float] | None:
+        """For the leader a lost campaign found: its id, the revision of its
+        registration last heard, and the seconds left until it counts as
+        silent; None when not known, or when this replica's own
+        registrations do not arrive either (its own view is what is late)."""
+        leader = self.membership.leader_seen
+        if leader is None or leader.lease == self.membership.lease:
+            return None
+        holder = leader_id_of(leader.value)
+        heard, own = self.clocks.heard_at.get(holder), self.clocks.heard_at.get(
+            self.replica_id)
+        now = self.clock.monotonic()
+        if heard is None or own is None or now - own[0] > 2 * self.membership.publish_every:
+            return None
+        at, revision = heard
+        return holder, revision, at + self.config.lease_ttl + _SILENCE_MARGIN - now
 
     async def _lead(self, fence: int, stop: asyncio.Event) -> None:
         assert self._store_id is not None  # read before the first campaign
@@ -239,22 +309,29 @@ class Replica:
                           stage_lead=self.config.stage_lead, smtp=self.config.smtp,
                           store_id=self._store_id)
         try:
-            await self._until_any(stop, self.membership.lost, term.run())
+            await self._until_any(stop, self.membership.lost, term.run(), self.clocks.unfit)
+            if self.clocks.unfit.is_set():
+                log.warning("event=stepped_down replica=%s fence=%d reason=%r",
+                            self.replica_id, fence, self.clocks.verdict.problem)
         except NotLeader as exc:
             log.warning("event=lost_leadership replica=%s error=%r", self.replica_id, str(exc))
         finally:
             self._fence = None
             self.metrics.is_leader.set(0)
-            if stop.is_set():
-                await self.membership.resign(fence)
+            if not self.membership.lost.is_set():
+                # The lease lives on: the key would stay, naming a leader that
+                # leads no term, and keeping every other replica out.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.lease_ttl):
+                        await self.membership.resign(fence)
             log.info("event=leadership_ended replica=%s fence=%d", self.replica_id, fence)
 
     @staticmethod
     async def _until_any(stop: asyncio.Event, lost: asyncio.Event,
-                         work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` until it ends or either event is set; its errors propagate."""
+                         work: Coroutine[Any, Any, None], *also: asyncio.Event) -> None:
+        """Run ``work`` until it ends or any event is set; its errors propagate."""
         task = asyncio.create_task(work)
-        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())}
+        waiters = {asyncio.create_task(event.wait()) for event in (stop, lost, *also)}
         try:
             await asyncio.wait({task, *waiters}, return_when=asyncio.FIRST_COMPLETED)
         finally:
