@@ -119,7 +119,11 @@ class Replica:
              "version": __version__,
              **({"runs": self._runs_at} if self._runs_at else {})},
             config.lease_ttl, clock,
-            publish_every=min(PUBLISH_EVERY, config.lease_ttl / 4))
+            # Republished as a heartbeat with the wall time, across machines: one
+            # machine's replicas share its clock and no partition cuts them apart,
+            # so there the registration is written once and the store stays idle.
+            publish_every=0.0 if store.one_machine else min(PUBLISH_EVERY,
+                                                            config.lease_ttl / 4))
         self._checked_neighbours = False
         self.clocks = ClockWatch(ClockCheck(config.replica_id, config.max_clock_skew, clock),
                                  self.mirror, metrics)
