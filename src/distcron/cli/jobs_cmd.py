@@ -17,7 +17,7 @@ from distcron.durations import format_duration
 _DURATIONS = frozenset({"timeout", "starting_deadline", "retry_backoff"})
 
 
-@click.group("jobs")
+@click.group("jobs", short_help="List, show, apply, pause, resume, trigger jobs.")
 @client_options
 def jobs_command() -> None:
     """Jobs on a replica's API (token from DISTCRON_TOKEN for changes)."""
@@ -143,7 +143,7 @@ def resume_job(ctx: click.Context, name: str) -> None:
     _act(ctx, "POST", _job_path(name, "resume"), "resumed job {name}")
 
 
-@jobs_command.command("trigger")
+@jobs_command.command("trigger", short_help="Run a job now; prints the launch id.")
 @click.argument("name")
 @client_options
 @click.pass_context

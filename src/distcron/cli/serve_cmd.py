@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from distcron.cli.help import LOG_LEVELS, Layered
 from distcron.clock import Clock
 from distcron.errors import ConfigError, DistcronError
 from distcron.replica.config import ConfigFile, ServeConfig, build_config, load_config_file
@@ -27,25 +28,33 @@ if TYPE_CHECKING:  # imported when serving, not for `--help`
 log = logging.getLogger("distcron.serve")
 
 
-@click.command("serve")
+@click.command("serve", short_help="Run a scheduler replica and its API.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file: [serve] settings and the [[job]] tables to run.")
-@click.option("--store", help="sqlite:///PATH (default: under --data-dir) or "
-              "etcd://HOST:PORT[,HOST:PORT...][/PREFIX].")
-@click.option("--listen", help="HOST:PORT for the HTTP API (default 127.0.0.1:8500).")
-@click.option("--id", "replica_id", help="This replica's name (default: host-port).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where local state and run output live (default ./distcron-data).")
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the API token (default: $DISTCRON_TOKEN).")
-@click.option("--lease-ttl", type=float, help="Leader lease in seconds (default 3).")
-@click.option("--max-clock-skew", type=float,
+@click.option("--store", cls=Layered, env="DISTCRON_STORE",
+              shown_default="sqlite under --data-dir",
+              help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX].")
+@click.option("--listen", cls=Layered, env="DISTCRON_LISTEN", shown_default="127.0.0.1:8500",
+              help="HOST:PORT for the HTTP API.")
+@click.option("--id", "replica_id", cls=Layered, env="DISTCRON_ID", shown_default="HOST-PORT",
+              help="This replica's name.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), cls=Layered,
+              env="DISTCRON_DATA_DIR", shown_default="./distcron-data",
+              help="Where local state and run output live.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), cls=Layered,
+              env="DISTCRON_TOKEN_FILE",
+              help="File holding the API token (DISTCRON_TOKEN may hold the token itself; "
+              "without either, one is made in --data-dir).")
+@click.option("--lease-ttl", type=float, cls=Layered, env="DISTCRON_LEASE_TTL",
+              shown_default="3", help="Leader lease, in seconds.")
+@click.option("--max-clock-skew", type=float, cls=Layered, env="DISTCRON_MAX_CLOCK_SKEW",
+              shown_default="2",
               help="Seconds this replica's clock may be off from the median of the "
-              "replicas' clocks before it stops leading (default 2; 0: not compared).")
-@click.option("--smtp", help="HOST:PORT of the SMTP server mailto: notifiers are sent "
-              "through (or $DISTCRON_SMTP; the sender is $DISTCRON_SMTP_FROM).")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              "replicas' clocks before it stops leading (0: not compared).")
+@click.option("--smtp", cls=Layered, env="DISTCRON_SMTP",
+              help="HOST:PORT of the SMTP server mailto: notifiers are sent through (the "
+              "sender is DISTCRON_SMTP_FROM).")
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 def serve_command(config_file: Path | None, store: str | None, listen: str | None,
                   replica_id: str | None, data_dir: Path | None, token_file: Path | None,
                   lease_ttl: float | None, max_clock_skew: float | None, smtp: str | None,
