@@ -60,6 +60,36 @@ class HttpCall:
 
 
 @dataclass(frozen=True)
+class SlurmOptions:
+    """What a ``slurm`` job asks of Slurm (the job's ``partition``, ``cpus``,
+    ``memory``, ``time_limit``, ``account``, ``qos`` and ``sbatch_options``).
+    ``starting_deadline`` (seconds after the slot) lets Slurm drop a launch that
+    is still pending by then."""
+
+    partition: str | None = None
+    cpus: int | None = None
+    memory: str | None = None
+    time_limit: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_options: tuple[str, ...] = ()
+    starting_deadline: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "cpus": self.cpus, "memory": self.memory,
+                "time_limit": self.time_limit, "account": self.account, "qos": self.qos,
+                "sbatch_options": list(self.sbatch_options),
+                "starting_deadline": self.starting_deadline}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlurmOptions:
+        return cls(partition=data["partition"], cpus=data["cpus"], memory=data["memory"],
+                   time_limit=data["time_limit"], account=data["account"], qos=data["qos"],
+                   sbatch_options=tuple(data["sbatch_options"]),
+                   starting_deadline=data["starting_deadline"])
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """What to run for one launch.
 
@@ -86,6 +116,8 @@ class LaunchRequest:
     # launch id, except that a relaunch of a run whose fate was unknown reuses
     # the key of the attempt it repeats.
     idempotency_key: str | None = None
+    # What a Slurm executor asks of Slurm for the launch (None: its defaults).
+    slurm: SlurmOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.launch_id:
@@ -124,6 +156,7 @@ class LaunchRequest:
             "output_limit": self.output_limit,
             "http": None if self.http is None else self.http.to_dict(),
             "idempotency_key": self.idempotency_key,
+            "slurm": None if self.slurm is None else self.slurm.to_dict(),
         }
 
     @classmethod
@@ -131,6 +164,7 @@ class LaunchRequest:
         argv = data["argv"]
         # Requests written before "http" existed (run directories) have no key.
         http = data.get("http")
+        slurm = data.get("slurm")
         return cls(
             launch_id=data["launch_id"], job=data["job"], slot=_parse_time(data["slot"]),
             fence=data["fence"], command=data["command"],
@@ -139,23 +173,29 @@ class LaunchRequest:
             output_limit=data["output_limit"],
             http=None if http is None else HttpCall.from_dict(http),
             idempotency_key=data.get("idempotency_key"),
+            slurm=None if slurm is None else SlurmOptions.from_dict(slurm),
         )
 
 
 class RunState(StrEnum):
     NOT_FOUND = "not_found"  # this executor never started it
     STAGED = "staged"  # prepared to start at once on release; nothing of the job has run
+    # Handed to a batch scheduler (Slurm) that has not started it yet, waiting
+    # for resources or priority (the reason says which); it will start by itself.
+    PENDING = "pending"
     RUNNING = "running"  # started (or being started) and not ended
     SUCCEEDED = "succeeded"  # exit code 0
     FAILED = "failed"  # non-zero exit, killed by a signal, or could not be executed
     TIMED_OUT = "timed_out"  # killed (its whole process group) at its timeout
     STOPPED = "stopped"  # killed on request (``stop``)
     LOST = "lost"  # started, then its supervisor vanished: the outcome is unknown
+    MISSED = "missed"  # still pending in a batch scheduler at its starting deadline: dropped
 
     @property
     def final(self) -> bool:
         """Nothing more will ever be learned about the run: ``wait`` returns it."""
-        return self not in (RunState.NOT_FOUND, RunState.STAGED, RunState.RUNNING)
+        return self not in (RunState.NOT_FOUND, RunState.STAGED, RunState.PENDING,
+                            RunState.RUNNING)
 
 
 @dataclass(frozen=True)
