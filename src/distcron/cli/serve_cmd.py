@@ -109,6 +109,7 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
 
     from distcron.api.app import create_app
     from distcron.clock import SystemClock
+    from distcron.executors.base import Executor
     from distcron.executors.http import HttpExecutor
     from distcron.executors.local import LocalExecutor
     from distcron.metrics import Metrics
@@ -122,8 +123,14 @@ async def _serve(config: ServeConfig, jobs_text: str | None, jobs_source: str) -
     clock = SystemClock()
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    executors = {"local": LocalExecutor(config.data_dir.resolve() / "runs"),
-                 "http": HttpExecutor()}
+    executors: dict[str, Executor] = {
+        "local": LocalExecutor(config.data_dir.resolve() / "runs"), "http": HttpExecutor()}
+    if config.slurm_output_dir is not None:
+        from distcron.executors.slurm import SlurmExecutor
+
+        executors["slurm"] = SlurmExecutor(
+            config.slurm_output_dir.resolve(), cluster=config.slurm_cluster,
+            env={} if config.slurm_conf is None else {"SLURM_CONF": str(config.slurm_conf)})
     replica = Replica(
         store, executors,
         ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,

@@ -185,8 +185,11 @@ class SlurmExecutor(Executor):
         return out
 
     async def query(self, run_id: str) -> RunStatus:
+        """A run this executor follows: what its last poll learnt (one squeue per
+        interval for all of them, however often they are asked about); any
+        other: looked up in Slurm, then followed."""
         run = self._runs.get(run_id)
-        if run is not None and (run.status.state.final or not run.settled.is_set()):
+        if run is not None:
             return run.status
         delay = RETRY_FIRST
         for attempt in range(1, QUERY_ATTEMPTS + 1):
@@ -219,6 +222,9 @@ class SlurmExecutor(Executor):
     async def stop(self, run_id: str, grace: float | None = None) -> RunStatus:
         """``scancel --name``: Slurm's own ``KillWait`` is the grace (SIGTERM,
         then SIGKILL), not ``grace``."""
+        known = self._runs.get(run_id)
+        if known is not None:
+            await known.settled.wait()  # a submission in flight lands first
         status = await self.query(run_id)
         if status.state.final or status.state is RunState.NOT_FOUND:
             return status
@@ -335,8 +341,8 @@ class SlurmExecutor(Executor):
                                         reason=str(exc)), None)
             return True
         log.info("event=slurm_submitted launch_id=%s slurm_job=%s", run_id, job_id)
-        self._settle(run, RunStatus(run_id, RunState.PENDING, reason="submitted"),
-                     SlurmJob(job_id, run_id, "PENDING", None, None, None, "submitted"))
+        job = SlurmJob(job_id, run_id, "PENDING", None, None, None, "None")
+        self._settle(run, status_of(run_id, job, None), job)
         return True
 
     async def _sbatch(self, request: LaunchRequest) -> str:
