@@ -20,7 +20,7 @@ import pytest
 from distcron.executors.base import LaunchRequest
 from distcron.executors.forkserver import MODULE as FORK_SERVER_MODULE
 from distcron.executors.local import LocalExecutor
-from distcron.executors.rundir import JOB, SUPERVISOR, RunDir
+from distcron.executors.rundir import RunDir
 from distcron.timefmt import utc_iso
 
 SLOT = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -125,16 +125,21 @@ def one_fork_server(parent: int) -> int:
 
 def _kill_leftovers(run_dir: Path) -> None:
     """Kill what a failed test may have left running: each job's group, then its
-    supervisor (only while it holds its run's lock, so the pid is still its)."""
+    supervisor or batch supervisor (only while it holds the run's lock, so the
+    pids are still theirs)."""
     if not run_dir.exists():
         return
+    groups, supervisors = set(), set()
     for path in run_dir.iterdir():
         run = RunDir(path)
         with contextlib.suppress(OSError), run.unowned() as free:
             if free:
                 continue
-            for name, kill in ((JOB, os.killpg), (SUPERVISOR, os.kill)):
-                data = run.read_json(name)
-                if data is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        kill(data["pid"], signal.SIGKILL)
+            if (job := run.job()) is not None:
+                groups.add(int(job["pid"]))
+            if (supervisor := run.supervisor_pid()) is not None:
+                supervisors.add(supervisor)
+    for kill, pids in ((os.killpg, groups), (os.kill, supervisors)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                kill(pid, signal.SIGKILL)

@@ -75,7 +75,7 @@ from types import FrameType
 from typing import NoReturn
 
 import distcron
-from distcron.executors import supervisor
+from distcron.executors import batch, supervisor
 from distcron.logs import setup_logging
 
 log = logging.getLogger("distcron.executors")
@@ -83,6 +83,9 @@ log = logging.getLogger("distcron.executors")
 MODULE = "distcron.executors.forkserver"
 FORKED = b"forked\n"
 FORK_FAILED = b"fork failed: "
+# A message that carries a batch: this, the batch directory's path, and as
+# descriptors the handshake pipe's write end then every run's lock.
+BATCH = b"batch:"
 # A run directory's path, in bytes; paths are at most 4096 bytes on Linux.
 MAX_MESSAGE = 8192
 # How long a fork server that was asked to exit (its socket closed) may take to
@@ -128,11 +131,10 @@ class ForkServerProcess:
     def alive(self) -> bool:
         return self._popen.poll() is None
 
-    def send(self, run_path: Path, lock_fd: int, handshake_fd: int) -> None:
-        """Hand one launch over; on success the fork server has its own copies of
+    def send(self, data: bytes, fds: Sequence[int]) -> None:
+        """Hand one message over; on success the fork server has its own copies of
         the descriptors. OSError when it could not be sent."""
-        socket.send_fds(self._sock, [os.fsencode(run_path)], [lock_fd, handshake_fd],
-                        socket.MSG_NOSIGNAL)
+        socket.send_fds(self._sock, [data], list(fds), socket.MSG_NOSIGNAL)
 
     def stop(self, kill: bool) -> None:
         """Shut our end, so that the fork server exits once it has forked what it
@@ -173,14 +175,24 @@ class ForkServer:
         ``replacing``: a fork server that let a launch go unforked, not to be used
         again. Raises OSError when the launch could not be sent; the descriptors
         are then still only the caller's."""
+        return self._hand_off(os.fsencode(run_path), [lock_fd, handshake_fd], replacing)
+
+    def hand_off_batch(self, batch_dir: Path, handshake_fd: int,
+                       lock_fds: Sequence[int]) -> ForkServerProcess:
+        """Send a batch of launches (see :mod:`distcron.executors.batch`), as
+        :meth:`hand_off` sends one."""
+        return self._hand_off(BATCH + os.fsencode(batch_dir), [handshake_fd, *lock_fds], None)
+
+    def _hand_off(self, data: bytes, fds: Sequence[int],
+                  replacing: ForkServerProcess | None) -> ForkServerProcess:
         process = self._current(replacing)
         try:
-            process.send(run_path, lock_fd, handshake_fd)
+            process.send(data, fds)
         except (BrokenPipeError, ConnectionResetError):
             # It died since it was last used: its successor gets the launch.
             log.warning("event=fork_server_lost pid=%d", process.pid)
             process = self._current(process)
-            process.send(run_path, lock_fd, handshake_fd)
+            process.send(data, fds)
         return process
 
     def close(self) -> None:
@@ -229,12 +241,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(sock: socket.socket) -> None:
-    """Fork a supervisor for each launch received, until the executor's end closes."""
+    """Fork a supervisor for each launch or batch received, until the executor's
+    end closes."""
     while True:
-        data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, 2)
+        data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, batch.BATCH_SIZE + 1)
         if not data:  # EOF
             _close(fds)
             return
+        if data.startswith(BATCH) and fds and not flags & (socket.MSG_TRUNC
+                                                           | socket.MSG_CTRUNC):
+            try:
+                _fork_batch(sock, Path(os.fsdecode(data[len(BATCH):])), fds[0], fds[1:])
+            finally:
+                _close(fds)
+            continue
         if len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             # Not a message of ours: let it go; its sender sees an empty handshake.
             log.error("event=bad_request size=%d fds=%d flags=%d", len(data), len(fds), flags)
@@ -277,6 +297,32 @@ def _child(sock: socket.socket, run_path: Path, handshake_fd: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
         # Not sys.exit: nothing of the fork server's (atexit, finalizers) must run.
+        os._exit(code)
+
+
+def _fork_batch(sock: socket.socket, batch_dir: Path, handshake_fd: int,
+                lock_fds: list[int]) -> None:
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        log.error("event=fork_failed batch_dir=%s error=%r", batch_dir, str(exc))
+        _say(handshake_fd, FORK_FAILED + str(exc).encode() + b"\n")
+        return
+    if pid != 0:
+        return
+    code = 1
+    try:
+        sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        _say(handshake_fd, FORKED)
+        code = batch.run(batch_dir, handshake_fd, lock_fds)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
 
 

@@ -104,23 +104,7 @@ class Job:
             os.killpg(self.pid, signum)
 
     def group_alive(self) -> bool:
-        """Whether any process of the job's group is alive. Zombies don't count:
-        they are dead and wait only for their parent to reap them, and an init
-        that reaps orphans slowly (some container inits take seconds) must not
-        stretch a grace period. Reads /proc, so Linux only."""
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as file:
-                    stat = file.read()
-            except OSError:  # it ended while we looked
-                continue
-            # After "pid (comm) ": state, ppid, pgrp, … (comm may hold ")").
-            state, _ppid, pgrp = stat[stat.rindex(b")") + 2:].split()[:3]
-            if int(pgrp) == self.pid and state != b"Z":
-                return True
-        return False
+        return group_alive(self.pid)
 
     def close(self) -> None:
         """Stop reading output (what is still in the pipe is dropped) and listening."""
@@ -141,6 +125,26 @@ class Job:
         self._selector.unregister(self._fd)
         os.close(self._fd)
         self.drained = True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is alive. Zombies don't count: they are
+    dead and wait only for their parent to reap them, and an init that reaps
+    orphans slowly (some container inits take seconds) must not stretch a grace
+    period. Reads /proc, so Linux only."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:  # it ended while we looked
+            continue
+        # After "pid (comm) ": state, ppid, pgrp, … (comm may hold ")").
+        state, _ppid, pgrp = stat[stat.rindex(b")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state != b"Z":
+            return True
+    return False
 
 
 def _wake_only(signum: int, frame: FrameType | None) -> None:

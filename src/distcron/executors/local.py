@@ -59,18 +59,21 @@ systemd, stopping a unit kills its whole cgroup unless it sets
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pwd
+import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from distcron.errors import ExecutorError
-from distcron.executors import rundir
+from distcron.executors import batch, rundir
 from distcron.executors.base import Executor, LaunchRequest, RunState, RunStatus
 from distcron.executors.forkserver import FORK_FAILED, ForkServer, ForkServerProcess
 from distcron.executors.output import read_output
@@ -86,6 +89,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How many fork servers a launch is sent to before start gives up: one dying
 # now and then is survived; a fork server that cannot live is an error.
 SEND_ATTEMPTS = 2
+# How long a release waits to hear from a batch before it reads the runs instead.
+RELEASE_WAIT = 2.0
 
 
 def default_base_env() -> dict[str, str]:
@@ -145,6 +150,63 @@ async def _read_to_eof(fd: int) -> bytes:
     return bytes(said)
 
 
+def _starting(status: RunStatus) -> bool:
+    return status.state is RunState.STAGED or (status.state is RunState.RUNNING
+                                                and status.pid is None)
+
+
+class _BatchPipe:
+    """The read end of a batch supervisor's handshake pipe, and what it said."""
+
+    def __init__(self, batch_dir: Path, fd: int) -> None:
+        self.batch_dir = batch_dir
+        self.fd: int | None = fd
+        self.said = b""
+        self.releases = 0  # RELEASED_LINEs waited for so far
+
+    @property
+    def pid(self) -> int | None:
+        """The batch supervisor's, once it said that its launches are staged."""
+        for line in self.said.splitlines():
+            if line.startswith(batch.STAGED_LINE + b" "):
+                return int(line.split()[1])
+        return None
+
+    async def until(self, line: bytes, count: int, within: float) -> bytes:
+        """What was said, once ``line`` was said ``count`` times, or at EOF, or
+        after ``within`` seconds."""
+        if self.fd is None or self.said.count(line) >= count:
+            return self.said
+        fd = self.fd
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except BlockingIOError:
+                return
+            self.said += data
+            if (not data or self.said.count(line) >= count) and not done.done():
+                done.set_result(None)
+
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, readable)
+        try:
+            async with asyncio.timeout(within):
+                await done
+        except TimeoutError:
+            log.warning("event=batch_slow waited=%s", within)
+        finally:
+            loop.remove_reader(fd)
+        return self.said
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class LocalExecutor(Executor):
     """Runs launches as processes on this machine; see the module docstring.
 
@@ -155,6 +217,7 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    stages = True
 
     def __init__(self, run_dir: Path, grace: float = 10.0, *,
                  base_env: Mapping[str, str] | None = None, poll_interval: float = 0.2,
@@ -167,6 +230,7 @@ class LocalExecutor(Executor):
         self._start_timeout = start_timeout
         self._fork_server = ForkServer(self.run_dir, send_timeout=start_timeout)
         self._starting: set[asyncio.Task[RunStatus]] = set()
+        self._batches: dict[str, _BatchPipe] = {}  # staged launch id -> its batch's pipe
 
     async def start(self, request: LaunchRequest) -> RunStatus:
         # Once claimed, a launch must reach a supervisor, or be let go of, even
@@ -187,6 +251,11 @@ class LocalExecutor(Executor):
                                  spec)
         if handoff is None:
             status = await self.query(launch_id)
+            if status.state is RunState.STAGED:
+                [result] = await self.release([request])
+                if isinstance(result, ExecutorError):
+                    raise result
+                return result
             if status.state is RunState.NOT_FOUND:
                 raise ExecutorError(
                     f"launch {launch_id!r}: another start of it failed, or its run was "
@@ -287,6 +356,168 @@ class LocalExecutor(Executor):
                         self._start_timeout)
             return None
 
+    async def stage(self, requests: Sequence[LaunchRequest], release_by: datetime
+                    ) -> list[RunStatus | ExecutorError]:
+        """Claim the launches and hand them, :data:`~distcron.executors.batch.BATCH_SIZE`
+        at a time, to batch supervisors that hold them until released (see
+        :mod:`distcron.executors.batch`). Nothing is made durable: a staged
+        launch that a crash takes away was never started."""
+        results: dict[str, RunStatus | ExecutorError] = {}
+        chunks = [requests[n:n + batch.BATCH_SIZE]
+                  for n in range(0, len(requests), batch.BATCH_SIZE)]
+        # Side by side: claiming is file-system work, mostly waiting.
+        for chunk_results in await asyncio.gather(
+                *(self._stage_chunk(chunk, release_by) for chunk in chunks)):
+            results.update(chunk_results)
+        return [results[request.launch_id] for request in requests]
+
+    async def _stage_chunk(self, requests: Sequence[LaunchRequest], release_by: datetime
+                           ) -> dict[str, RunStatus | ExecutorError]:
+        results: dict[str, RunStatus | ExecutorError] = {}
+        batch_dir = self.run_dir / f"{rundir.BATCH_PREFIX}{secrets.token_hex(8)}"
+        try:
+            claimed, known = await self._io("stage launches", self._claim_all, requests,
+                                            batch_dir.name)
+        except ExecutorError as exc:
+            return {request.launch_id: exc for request in requests}
+        for launch_id in known:
+            results[launch_id] = await self.query(launch_id)
+        if claimed:
+            error = await self._stage_batch(batch_dir, claimed, release_by)
+            for request, _ in claimed:
+                results[request.launch_id] = error or RunStatus(request.launch_id,
+                                                                RunState.STAGED)
+        return results
+
+    def _claim_all(self, requests: Sequence[LaunchRequest], batch_name: str
+                   ) -> tuple[list[tuple[LaunchRequest, int]], list[str]]:
+        claimed, known = [], []
+        for request in requests:
+            spec = rundir.RunSpec(request, self._base_env, self._grace)
+            lock_fd = rundir.claim(self.run_dir, spec, durable=False, batch=batch_name)
+            if lock_fd is None:
+                known.append(request.launch_id)
+            else:
+                claimed.append((request, lock_fd))
+        return claimed, known
+
+    async def _stage_batch(self, batch_dir: Path, chunk: list[tuple[LaunchRequest, int]],
+                           release_by: datetime) -> ExecutorError | None:
+        """One batch: why none of its launches is staged, or None: all are."""
+        lock_fds = [lock_fd for _, lock_fd in chunk]
+        try:
+            try:
+                ready_fd = await self._io("stage a batch", self._send_batch, batch_dir, chunk,
+                                          release_by)
+            except ExecutorError as exc:
+                return exc
+            pipe = _BatchPipe(batch_dir, ready_fd)
+            # Two whole lines: "forked", then "staged <pid>".
+            said = await pipe.until(b"\n", 2, self._start_timeout)
+        finally:
+            # The batch supervisor holds the locks now, or nobody does.
+            for lock_fd in lock_fds:
+                os.close(lock_fd)
+        if pipe.pid is None:
+            pipe.close()
+            return ExecutorError(f"a batch of {len(chunk)} launches was not staged "
+                                 f"({said.decode(errors='replace').strip() or 'no answer'}); "
+                                 "nothing of them was started")
+        for request, _ in chunk:
+            self._batches[request.launch_id] = pipe
+            log.info("event=run_staged launch_id=%s", request.launch_id)
+        return None
+
+    def _send_batch(self, batch_dir: Path, chunk: list[tuple[LaunchRequest, int]],
+                    release_by: datetime) -> int:
+        batch_dir.mkdir(mode=0o700)
+        names = [rundir.dir_name(request.launch_id) for request, _ in chunk]
+        (batch_dir / rundir.BATCH_LIST).write_text(json.dumps(
+            {"runs": names, "release_by": release_by.timestamp()}))
+        ready_fd, write_fd = os.pipe()
+        try:
+            self._fork_server.hand_off_batch(batch_dir, write_fd, [fd for _, fd in chunk])
+        except BaseException:
+            os.close(ready_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return ready_fd
+
+    async def release(self, requests: Sequence[LaunchRequest]
+                      ) -> list[RunStatus | ExecutorError]:
+        """Start staged launches at once (whoever staged them); any other as
+        ``start`` would."""
+        by_batch: dict[_BatchPipe, list[str]] = defaultdict(list)
+        for request in requests:
+            if (pipe := self._batches.get(request.launch_id)) is not None:
+                by_batch[pipe].append(request.launch_id)
+        told = await self._io("release launches", self._tell_all, requests, by_batch)
+        pipes = {self._batches[r.launch_id] for r, ok in zip(requests, told, strict=True)
+                 if ok and r.launch_id in self._batches}
+        for pipe in pipes:
+            # Signals can merge two releases into one: past this, _settled looks.
+            await pipe.until(batch.RELEASED_LINE, pipe.releases + 1, RELEASE_WAIT)
+            pipe.releases += 1
+        results: dict[str, RunStatus | ExecutorError] = {}
+        released = [r.launch_id for r, ok in zip(requests, told, strict=True) if ok]
+        for launch_id, status in zip(released, await self._settled(released), strict=True):
+            self._forget_staged(launch_id)
+            if status.state is not RunState.NOT_FOUND:
+                results[launch_id] = status
+                log.info("event=run_started launch_id=%s state=%s pid=%s", launch_id,
+                         status.state.value, status.pid)
+        # Not staged (any more): let go at its deadline, or never staged here.
+        for request in requests:
+            if request.launch_id not in results:
+                try:
+                    results[request.launch_id] = await self.start(request)
+                except ExecutorError as exc:
+                    results[request.launch_id] = exc
+        return [results[request.launch_id] for request in requests]
+
+    def _tell_all(self, requests: Sequence[LaunchRequest],
+                  by_batch: Mapping[_BatchPipe, list[str]]) -> list[bool]:
+        """Tell each batch this executor staged at once; any other launch by its
+        own marker. Per launch, whether it was staged when told."""
+        told: set[str] = set()
+        for pipe, launch_ids in by_batch.items():
+            assert pipe.pid is not None
+            try:
+                rundir.release_batch(pipe.batch_dir, pipe.pid,
+                                     [rundir.dir_name(launch_id) for launch_id in launch_ids])
+            except ProcessLookupError:  # it died: its launches read NOT_FOUND
+                continue
+            told.update(launch_ids)
+        others = [r.launch_id for r in requests if r.launch_id not in told]
+        told.update(launch_id for launch_id, ok in zip(
+            others, rundir.request_release(self.run_dir, others), strict=True) if ok)
+        return [request.launch_id in told for request in requests]
+
+    async def _settled(self, launch_ids: list[str]) -> list[RunStatus]:
+        """Their statuses once each is past staging and starting (or after the
+        start timeout: then as they are)."""
+        deadline = asyncio.get_running_loop().time() + self._start_timeout
+        while True:
+            statuses = await self._io("read released launches", self._read_all, launch_ids)
+            if (asyncio.get_running_loop().time() > deadline
+                    or not any(_starting(status) for status in statuses)):
+                return statuses
+            await asyncio.sleep(self._poll_interval / 20)
+
+    def _read_all(self, launch_ids: list[str]) -> list[RunStatus]:
+        return [rundir.read_status(self.run_dir, launch_id) for launch_id in launch_ids]
+
+    async def unstage(self, launch_ids: Sequence[str]) -> None:
+        await self._io("unstage launches", rundir.request_unstage, self.run_dir, launch_ids)
+        for launch_id in launch_ids:
+            self._forget_staged(launch_id)
+
+    def _forget_staged(self, launch_id: str) -> None:
+        pipe = self._batches.pop(launch_id, None)
+        if pipe is not None and pipe not in self._batches.values():
+            pipe.close()
+
     async def query(self, launch_id: str) -> RunStatus:
         return await self._io(f"read the status of launch {launch_id!r}",
                               rundir.read_status, self.run_dir, launch_id)
@@ -336,6 +567,8 @@ class LocalExecutor(Executor):
         not stopped: they go on, and a later executor adopts them."""
         while self._starting:
             await asyncio.wait(set(self._starting))
+        for launch_id in list(self._batches):
+            self._forget_staged(launch_id)
         await asyncio.to_thread(self._fork_server.close)
 
     async def _io(self, what: str, func: Callable[_P, _T], *args: _P.args,

@@ -4,8 +4,14 @@
 
 - ``lock``: flock'ed exclusively by the run's owner for as long as it lives;
 - ``request.json``: the :class:`RunSpec` (request, base environment, grace);
-- ``supervisor.json``: ``{"pid": …}``, written and fsync'ed by the supervisor
-  before it starts the job;
+- ``staged.json``: ``{"batch": …}``: the directory of the batch that holds a
+  launch staged ahead of its slot (see :mod:`distcron.executors.batch`), whose
+  ``supervisor.json`` names the batch supervisor; its ``released.json``, made durable
+  before it starts any job, lists the runs it released, and its
+  ``running.json`` holds what ``job.json`` would for each;
+- ``release``: written by whoever releases a staged launch it did not stage;
+- ``supervisor.json``: ``{"pid": …}``, written and fsync'ed by the supervisor of
+  one launch before it starts the job;
 - ``job.json``: the ``RUNNING`` status (``pid``, which is also the job's
   process group, and ``started_at``) once the job is started;
 - ``stop.json``: ``{"grace": …}``, written by ``stop`` before it signals;
@@ -30,10 +36,13 @@ Reading a run (readers take the lock *shared*, so the files cannot change
 owner under them):
 
 - ``status.json``: final, whatever else.
+- lock held, ``staged.json`` present and not released: ``STAGED``; nothing of
+  the job has run.
 - lock held: ``RUNNING`` (``reason="starting"`` until ``job.json`` exists).
-- lock free, ``supervisor.json`` present: ``LOST`` — the supervisor died
-  before the end (killed, machine restarted); the job may even live on.
-- lock free, no ``supervisor.json``: the starter died before its supervisor
+- lock free, started (``supervisor.json`` present, or released by its batch):
+  ``LOST`` — the supervisor died before the end (killed, machine restarted);
+  the job may even live on.
+- lock free, not started: the starter (or batch) died before its supervisor
   got going, so the job was never started. That reads ``NOT_FOUND``, and the
   next :func:`claim` takes the directory over.
 
@@ -45,6 +54,7 @@ atomic (temporary file, fsync, rename), so a reader never sees half a file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -54,7 +64,7 @@ import shutil
 import signal
 import string
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,10 +79,16 @@ JOB = "job.json"
 STOP = "stop.json"
 STATUS = "status.json"
 LOG = "supervisor.log"
+STAGED = "staged.json"
+RELEASE = "release"
+BATCH_LIST = "batch.json"  # in a batch's directory: its runs and release deadline
+BATCH_RELEASED = "released.json"  # in a batch's directory
+BATCH_RUNNING = "running.json"  # in a batch's directory: its started runs' job.json
 
 # Our own entries in run_dir start with "."; dir_name never makes such a name.
 _TMP = ".tmp-"
 _TRASH = ".trash-"
+BATCH_PREFIX = ".batch-"  # a batch supervisor's own directory (its list and log)
 _SAFE = frozenset(string.ascii_letters + string.digits + "-_.@:+")
 _MAX_NAME = 200  # bytes; file names may have 255
 
@@ -140,9 +156,10 @@ class RunDir:
         except FileNotFoundError:
             return None
 
-    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
-        """Write atomically and durably: readers see the old file or the new one,
-        and after a crash of the machine, the new one if this returned."""
+    def write_json(self, name: str, data: Mapping[str, Any], *, durable: bool = True) -> None:
+        """Write atomically: readers see the old file or the new one. ``durable``:
+        after a crash of the machine, the new one if this returned; a batch
+        writes without and makes a whole file system durable once (:func:`sync`)."""
         tmp = self.path / f".{name}.{_token(4)}"
         # dumps, not dump: only dumps uses the C encoder.
         text = json.dumps(data).encode()
@@ -150,12 +167,44 @@ class RunDir:
             with open(tmp, "wb") as file:
                 file.write(text)
                 file.flush()
-                os.fsync(file.fileno())
+                if durable:
+                    os.fsync(file.fileno())
             os.replace(tmp, self.path / name)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        fsync_dir(self.path)
+        if durable:
+            fsync_dir(self.path)
+
+    def started(self) -> bool:
+        """Whether its job may have been started: its supervisor said it would
+        start it, or its batch released it."""
+        if self.read_json(SUPERVISOR) is not None:
+            return True
+        batch = self._batch()
+        released = None if batch is None else batch.read_json(BATCH_RELEASED)
+        return released is not None and self.path.name in released["runs"]
+
+    def job(self) -> dict[str, Any] | None:
+        """The ``RUNNING`` status written once its job started: in ``job.json``,
+        or in its batch's ``running.json`` (one file for the batch's starts)."""
+        job = self.read_json(JOB)
+        if job is None and (batch := self._batch()) is not None:
+            entry: dict[str, Any] | None = (batch.read_json(BATCH_RUNNING) or {}).get(
+                self.path.name)
+            return entry
+        return job
+
+    def supervisor_pid(self) -> int | None:
+        """Its supervisor's pid, or its batch supervisor's, once written."""
+        supervisor = self.read_json(SUPERVISOR)
+        if supervisor is None and (batch := self._batch()) is not None:
+            supervisor = batch.read_json(SUPERVISOR)
+        return None if supervisor is None else int(supervisor["pid"])
+
+    def _batch(self) -> RunDir | None:
+        staged = self.read_json(STAGED)
+        return None if staged is None else RunDir(self.path.parent / staged["batch"])
 
     def spec(self) -> RunSpec | None:
         data = self.read_json(REQUEST)
@@ -180,6 +229,24 @@ class RunDir:
             os.close(fd)
 
 
+def sync(path: Path) -> None:
+    """Make everything written on ``path``'s file system durable, in one call: the
+    cost of one fsync for a whole batch of small files."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc_syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(path))
+    finally:
+        os.close(fd)
+
+
+def _libc_syncfs(fd: int) -> int:
+    return int(_LIBC.syncfs(fd))
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -192,7 +259,8 @@ def run_of(root: Path, launch_id: str) -> RunDir:
     return RunDir(root / dir_name(launch_id))
 
 
-def claim(root: Path, spec: RunSpec) -> int | None:
+def claim(root: Path, spec: RunSpec, *, durable: bool = True,
+          batch: str | None = None) -> int | None:
     """Make the caller the owner of the launch.
 
     Returns a descriptor holding the run's lock exclusively: the caller owns the
@@ -203,17 +271,23 @@ def claim(root: Path, spec: RunSpec) -> int | None:
     """
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     run = run_of(root, spec.request.launch_id)
-    fd = _publish(root, run, spec)
-    return fd if fd is not None else _take_over(run, spec)
+    fd = _publish(root, run, spec, durable, batch)
+    return fd if fd is not None else _take_over(run, spec, batch)
 
 
-def _publish(root: Path, run: RunDir, spec: RunSpec) -> int | None:
+def _publish(root: Path, run: RunDir, spec: RunSpec, durable: bool,
+             batch: str | None) -> int | None:
     tmp = RunDir(root / f"{_TMP}{_token(8)}")
     os.mkdir(tmp.path, 0o700)
     fd = tmp.open_lock()
     fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else can hold it
     try:
-        tmp.write_json(REQUEST, spec.to_dict())
+        if durable:
+            tmp.write_json(REQUEST, spec.to_dict())
+        else:  # nobody else sees the directory before the rename
+            (tmp.path / REQUEST).write_bytes(json.dumps(spec.to_dict()).encode())
+        if batch is not None:
+            (tmp.path / STAGED).write_bytes(json.dumps({"batch": batch}).encode())
         # The run always holds files, and rename(2) does not replace a
         # non-empty directory: exactly one starter succeeds.
         os.rename(tmp.path, run.path)
@@ -223,11 +297,12 @@ def _publish(root: Path, run: RunDir, spec: RunSpec) -> int | None:
         if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
             return None
         raise
-    fsync_dir(root)
+    if durable:
+        fsync_dir(root)
     return fd
 
 
-def _take_over(run: RunDir, spec: RunSpec) -> int | None:
+def _take_over(run: RunDir, spec: RunSpec, batch: str | None) -> int | None:
     """Own a run whose starter died before its supervisor wrote ``supervisor.json``."""
     try:
         fd = run.open_lock()
@@ -246,12 +321,16 @@ def _take_over(run: RunDir, spec: RunSpec) -> int | None:
                 # Only a reader's shared lock was in the way; readers hold it
                 # for microseconds.
                 time.sleep(0.001)
-        if run.read_json(SUPERVISOR) is not None:
+        if run.started():
             os.close(fd)
             return None
-        # A stop asked of the dead starter's attempt is not one of this start.
-        (run.path / STOP).unlink(missing_ok=True)
+        # A stop asked of the dead starter's attempt is not one of this start,
+        # nor is a staging let go of.
+        for name in (STOP, STAGED, RELEASE):
+            (run.path / name).unlink(missing_ok=True)
         run.write_json(REQUEST, spec.to_dict())  # the new starter's request (fence)
+        if batch is not None:
+            run.write_json(STAGED, {"batch": batch}, durable=False)
         return fd
     except BaseException:
         with contextlib.suppress(OSError):
@@ -272,12 +351,14 @@ def _status(run: RunDir, launch_id: str, owner_alive: bool) -> RunStatus:
     final = run.read_json(STATUS)
     if final is not None:
         return RunStatus.from_dict(final)
-    job = run.read_json(JOB)
+    job = run.job()
     if owner_alive:
+        if job is None and (run.path / STAGED).exists() and not run.started():
+            return RunStatus(launch_id, RunState.STAGED)
         if job is None:
             return RunStatus(launch_id, RunState.RUNNING, reason="starting")
         return RunStatus.from_dict(job)
-    if run.read_json(SUPERVISOR) is None:
+    if not run.started():
         return RunStatus(launch_id, RunState.NOT_FOUND,
                          reason="never started: its starter died before its supervisor ran")
     started = RunStatus(launch_id, RunState.LOST) if job is None else RunStatus.from_dict(job)
@@ -291,15 +372,61 @@ def request_stop(root: Path, launch_id: str, grace: float) -> None:
     reads ``stop.json`` before it starts the job, so writing it comes first."""
     run = run_of(root, launch_id)
     run.write_json(STOP, {"grace": grace})
-    supervisor = run.read_json(SUPERVISOR)
-    if supervisor is None:
+    pid = run.supervisor_pid()
+    if pid is None:
         return
     with run.unowned() as free:
         # Held lock + supervisor.json: that pid is alive and is our supervisor
         # (only a pid wrap-around between this check and kill could fool it).
         if not free:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(supervisor["pid"], signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
+
+
+def request_release(root: Path, launch_ids: Sequence[str]) -> list[bool]:
+    """Tell the batch supervisors of staged launches to start them; per launch,
+    False when it is not staged (any more): it is then for ``start`` to deal with."""
+    return _tell_staged(root, launch_ids, RELEASE, b"")
+
+
+def request_unstage(root: Path, launch_ids: Sequence[str]) -> None:
+    """Tell the batch supervisors of staged launches to let them go unstarted."""
+    _tell_staged(root, launch_ids, STOP, json.dumps({"grace": 0.0}).encode())
+
+
+def _tell_staged(root: Path, launch_ids: Sequence[str], marker: str,
+                 content: bytes) -> list[bool]:
+    # Every marker first, then one signal per supervisor: it acts on what it
+    # finds when signalled, so a signal per launch would split the batch.
+    told, owners = [], set()
+    for launch_id in launch_ids:
+        run = run_of(root, launch_id)
+        try:
+            with run.unowned() as free:
+                pid = run.supervisor_pid()
+                if free or pid is None or not (run.path / STAGED).exists() or run.started():
+                    told.append(False)
+                    continue
+                (run.path / marker).write_bytes(content)
+                owners.add(pid)
+                told.append(True)
+        except FileNotFoundError:
+            told.append(False)
+    for pid in owners:
+        # It held the lock a moment ago: that pid is alive and holds the launch
+        # (only a pid wrap-around meanwhile could fool this). A supervisor that
+        # died meanwhile let its launches go: they read NOT_FOUND.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    return told
+
+
+def release_batch(batch_dir: Path, pid: int, names: Sequence[str]) -> None:
+    """Tell the batch supervisor ``pid`` of ``batch_dir`` to start these of its
+    runs (by directory name): one file and one signal for the whole batch."""
+    RunDir(batch_dir).write_json(f"{RELEASE}-{_token(8)}.json", {"runs": list(names)},
+                                 durable=False)
+    os.kill(pid, signal.SIGUSR1)
 
 
 def prune(root: Path, before: datetime) -> list[str]:
@@ -310,16 +437,26 @@ def prune(root: Path, before: datetime) -> list[str]:
     except FileNotFoundError:
         return []
     removed = []
+    batches = []
     for entry in entries:
         if entry.name.startswith(_TRASH):  # a prune that died halfway
             shutil.rmtree(entry.path, ignore_errors=True)
             continue
         run = RunDir(Path(entry.path))
+        if entry.name.startswith(BATCH_PREFIX):
+            batches.append(run)
+            continue
         # Read first: once removed, it is gone. (A take-over rewrites the
         # request, never its launch id.)
         spec = run.read_json(REQUEST)
         if _remove_if_old(root, run, before.timestamp()) and not entry.name.startswith(_TMP):
             removed.append(str(spec["request"]["launch_id"]) if spec else entry.name)
+    for batch in batches:
+        # Its list says which of its runs were started: it goes after them.
+        # (Its supervisor holds its lock while alive.)
+        listing = batch.read_json(BATCH_LIST) or {"runs": []}
+        if not any((root / name).exists() for name in listing["runs"]):
+            _remove_if_old(root, batch, before.timestamp())
     return removed
 
 

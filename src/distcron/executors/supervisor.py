@@ -124,10 +124,10 @@ def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
                          reason="stopped before the job started")
     ring = OutputRing(run, request.output_limit, request.launch_id)
     try:
-        job = Job.spawn(_argv(request), spec.job_env(), spec.workdir(), ring)
+        job = Job.spawn(argv_of(request), spec.job_env(), spec.workdir(), ring)
     except OSError as exc:
         ring.close()
-        return _not_executed(request, spec.workdir(), exc)
+        return not_executed(request, spec.workdir(), exc)
     running = RunStatus(request.launch_id, RunState.RUNNING, pid=job.pid,
                         started_at=datetime.now(UTC))
     try:
@@ -149,22 +149,22 @@ def supervise(run: RunDir, spec: RunSpec, handshake: Handshake,
     finally:
         job.close()
     assert job.returncode is not None
-    return _ended(running, job.returncode, cause, request.timeout)
+    return ended(running, job.returncode, cause, request.timeout)
 
 
-def _argv(request: LaunchRequest) -> tuple[str, ...]:
+def argv_of(request: LaunchRequest) -> tuple[str, ...]:
     if request.argv is not None:
         return request.argv
     assert request.command is not None
     return ("/bin/sh", "-c", request.command)
 
 
-def _not_executed(request: LaunchRequest, workdir: str, exc: OSError) -> RunStatus:
+def not_executed(request: LaunchRequest, workdir: str, exc: OSError) -> RunStatus:
     now = datetime.now(UTC)
     if exc.filename == workdir:
         return RunStatus(request.launch_id, RunState.FAILED, ended_at=now,
                          reason=f"cannot enter workdir {workdir!r}: {exc.strerror}")
-    program = _argv(request)[0]
+    program = argv_of(request)[0]
     return RunStatus(request.launch_id, RunState.FAILED, ended_at=now,
                      exit_code=127 if isinstance(exc, FileNotFoundError) else 126,
                      reason=f"cannot execute {program!r}: {exc.strerror}")
@@ -196,7 +196,7 @@ def _end_group(job: Job, grace: float) -> None:
     job.watch(lambda: job.exited, None)
 
 
-def _ended(running: RunStatus, returncode: int, cause: RunState | None,
+def ended(running: RunStatus, returncode: int, cause: RunState | None,
            timeout: float | None) -> RunStatus:
     if returncode >= 0:
         exit_code, signum = returncode, None
