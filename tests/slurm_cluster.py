@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,9 @@ class SlurmCluster:
     root: Path
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     min_job_age: int = 300
+    # slurm.conf lines added at the end (e.g. SlurmdParameters=config_overrides,
+    # so that a node may claim more CPUs than the machine has).
+    extra_conf: tuple[str, ...] = ()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +104,23 @@ class SlurmCluster:
     def stop(self) -> None:
         for name in ("slurmd", "slurmctld", "munged"):
             self._stop(name)
+        self._end_leftovers()
+
+    def _end_leftovers(self) -> None:
+        """SIGKILL what the node left running (a job's slurmstepd and the job's
+        processes outlive slurmd): the processes whose working directory is in
+        this cluster's directory, found by their pids, none by name."""
+        root = str(self.root.resolve())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
+            except OSError:
+                continue
+            if cwd == root or cwd.startswith(root + "/"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -192,6 +213,9 @@ class SlurmCluster:
             "SelectType=select/cons_tres",
             "SelectTypeParameters=CR_Core_Memory",
             "MpiDefault=none",
+            # Without it a job with no --mem is given the whole node's memory, and
+            # the node runs one job at a time.
+            "DefMemPerCPU=10",
             "ReturnToService=2",
             f"MinJobAge={self.min_job_age}",
             "MaxJobCount=20000",
@@ -202,12 +226,13 @@ class SlurmCluster:
             f"NodeName={NODE} NodeHostname={self.host} NodeAddr=127.0.0.1 "
             f"CPUs={self.cpus} RealMemory={NODE_MEMORY} State=UNKNOWN",
             f"PartitionName=debug Nodes={NODE} Default=YES MaxTime=INFINITE State=UP",
+            *self.extra_conf,
             "",
         ])
 
 
 @contextlib.contextmanager
-def running_slurm(**settings: int) -> Iterator[SlurmCluster]:
+def running_slurm(**settings: Any) -> Iterator[SlurmCluster]:
     """A started cluster in a fresh directory, stopped and removed afterwards;
     the test is skipped, saying why, where Slurm cannot run. (Not under pytest's
     tmp_path: munge's socket path must fit a Unix socket's 108 bytes.)"""
