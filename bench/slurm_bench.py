@@ -73,7 +73,7 @@ def main() -> None:
         raise SystemExit(f"cannot start Slurm: {missing}")
     workdir = Path(tempfile.mkdtemp(prefix="distcron-slurm-bench-"))
     try:
-        cluster = SlurmCluster(workdir / "slurm", cpus=args.cpus,
+        cluster = SlurmCluster(workdir / "slurm", cpus=args.cpus, min_job_age=3600,
                                extra_conf=("SlurmdParameters=config_overrides",))
         cluster.start()
         output_dir = workdir / "runs"

@@ -58,10 +58,22 @@ def request(launch_id: str, command: str | None = None, *, argv: tuple[str, ...]
                          slurm=SlurmOptions(**options) if options else None)  # type: ignore[arg-type]
 
 
-async def test_exit_codes_output_and_environment(executor: SlurmExecutor,
-                                                 slurm: SlurmCluster) -> None:
+async def test_exit_codes_output_and_environment(
+        slurm: SlurmCluster, output_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The replica's own environment stays out of the job.
+    monkeypatch.setenv("DISTCRON_TOKEN", "secret")
+    executor = make_executor(slurm, output_dir)
+    try:
+        await _exit_codes_output_and_environment(executor, slurm)
+    finally:
+        await executor.close()
+
+
+async def _exit_codes_output_and_environment(executor: SlurmExecutor,
+                                             slurm: SlurmCluster) -> None:
     ok = await executor.start(request(
-        "ok@2026-12-02T18:00:00Z", 'echo "$GREETING $DISTCRON_LAUNCH_ID $DISTCRON_FENCE"'))
+        "ok@2026-12-02T18:00:00Z",
+        'echo "$GREETING $DISTCRON_LAUNCH_ID $DISTCRON_FENCE ${DISTCRON_TOKEN-none}"'))
     assert ok.state in (RunState.PENDING, RunState.RUNNING)
     bad = await executor.start(request("bad@2026-12-02T18:00:00Z", "echo oops >&2; exit 3"))
     direct = await executor.start(request("argv@x", argv=("sh", "-c", "exit 0")))
@@ -71,7 +83,7 @@ async def test_exit_codes_output_and_environment(executor: SlurmExecutor,
     assert [(s.state, s.exit_code) for s in ended] == [
         (RunState.SUCCEEDED, 0), (RunState.FAILED, 3), (RunState.SUCCEEDED, 0)]
     assert ended[1].reason.endswith("exit code 3")
-    assert await executor.output(ok.launch_id) == b"it's me ok@2026-12-02T18:00:00Z 7\n"
+    assert await executor.output(ok.launch_id) == b"it's me ok@2026-12-02T18:00:00Z 7 none\n"
     assert await executor.output(bad.launch_id) == b"oops\n"
     assert ended[0].started_at is not None and ended[0].ended_at is not None
     assert slurm.jobs_named(ok.launch_id) != []

@@ -64,7 +64,7 @@ def test_sbatch_is_asked_by_name_with_the_jobs_resources(tmp_path: Path) -> None
     args = sbatch_args(request, tmp_path)
     assert args[:2] == ["--parsable", "--job-name=tick@x"]
     for expected in ("--comment=distcron fence=9", f"--output={tmp_path / 'output'}",
-                     "--export=NONE", "--chdir=/srv", "--partition=batch",
+                     "--chdir=/srv", "--partition=batch",
                      "--cpus-per-task=2", "--mem=512M", "--account=a", "--qos=q",
                      "--time=2"):
         assert expected in args

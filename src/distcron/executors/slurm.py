@@ -31,9 +31,13 @@ Slurm checks that only for jobs it considers scheduling, and a job that can
 never fit (more CPUs than any node has) would wait for ever.
 
 The job's environment is its ``env`` and the ``DISTCRON_*`` variables, written
-into ``job.sh``; ``--export=NONE`` keeps the replica's own environment (which
-may hold ``DISTCRON_TOKEN``) out of the job. It runs in ``workdir``, by default
-its directory.
+into ``job.sh``. The Slurm tools run with a clean environment (``PATH`` and the
+executor's ``env``, such as ``SLURM_CONF``), so what sbatch copies into the job
+(its default, ``--export=ALL``) holds nothing of the replica's own environment,
+which may hold ``DISTCRON_TOKEN``. (``--export=NONE`` would do that too, but
+makes slurmd load the user's login environment with ``su -`` for every job: a
+login shell per launch, which on a busy node delays starts by seconds.) It runs
+in ``workdir``, by default its directory.
 
 On failure:
 
@@ -70,7 +74,7 @@ from distcron.executors.base import (
     RunStatus,
     SlurmOptions,
 )
-from distcron.executors.slurm_states import SlurmJob, parse_squeue, status_of
+from distcron.executors.slurm_states import STATES, SlurmJob, parse_squeue, status_of
 
 log = logging.getLogger("distcron.executors")
 
@@ -84,6 +88,7 @@ NAMES_PER_LOOKUP = 200
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
 QUERY_ATTEMPTS = 3
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 SQUEUE_FIELDS = "JobID:|,Name:|,State:|,exit_code:|,StartTime:|,EndTime:|,Reason:|"
 # Phrases of an sbatch error that mean the request may not have reached (or been
 # answered by) the controller: the outcome is unknown, unlike a rejection.
@@ -115,6 +120,8 @@ class _Run:
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     # When a run still pending is given up as missed (slot + starting deadline).
     start_by: datetime | None = None
+    # Why nothing was submitted, when start gave up before submitting.
+    error: str | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     # Set once start has either adopted or submitted the launch.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -138,7 +145,7 @@ class SlurmExecutor(Executor):
         self.output_dir = output_dir
         self.location = f"slurm:{cluster}"
         self.worker_name = None
-        self._env = {**os.environ, **(env or {})}
+        self._env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), **(env or {})}
         self._bin_dir = bin_dir
         self._poll_interval = poll_interval
         self._call_timeout = call_timeout
@@ -147,6 +154,8 @@ class SlurmExecutor(Executor):
         self._queued: list[tuple[LaunchRequest, _Run]] = []
         self._submitter: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._asked: dict[str, list[asyncio.Future[SlurmJob | None]]] = {}
+        self._asker: asyncio.Task[None] | None = None
         self._wake_poller = asyncio.Event()
         self._closed = False
 
@@ -157,7 +166,8 @@ class SlurmExecutor(Executor):
         known = self._runs.get(run_id)
         if known is not None:
             await known.settled.wait()
-            return known.status
+            if known.error is None:
+                return known.status
         if self._closed:
             raise ExecutorError(f"launch {run_id!r}: the Slurm executor is closed; nothing "
                                 "was submitted, and starting again is safe")
@@ -169,6 +179,8 @@ class SlurmExecutor(Executor):
         if self._submitter is None or self._submitter.done():
             self._submitter = asyncio.create_task(self._submit_queued(), name="slurm submit")
         await run.settled.wait()
+        if run.error is not None:
+            raise ExecutorError(f"launch {run_id!r}: {run.error}")
         return run.status
 
     async def release(self, requests: Sequence[LaunchRequest]
@@ -194,7 +206,7 @@ class SlurmExecutor(Executor):
         delay = RETRY_FIRST
         for attempt in range(1, QUERY_ATTEMPTS + 1):
             try:
-                jobs = await self._lookup([run_id])
+                job = await self._lookup_with_others(run_id)
                 break
             except _Unanswered as exc:
                 if attempt == QUERY_ATTEMPTS:
@@ -202,10 +214,10 @@ class SlurmExecutor(Executor):
                                         ) from None
                 await asyncio.sleep(delay)
                 delay *= 2
-        status = await self._status_from(run_id, jobs.get(run_id))
+        status = await self._status_from(run_id, job)
         if status.state is not RunState.NOT_FOUND:
             deadline = (await asyncio.to_thread(self._evidence, run_id)).start_by
-            self._track(run_id, status, jobs.get(run_id), deadline)
+            self._track(run_id, status, job, deadline)
         return status
 
     async def wait(self, run_id: str) -> RunStatus:
@@ -269,11 +281,16 @@ class SlurmExecutor(Executor):
         (their lookups and submissions are abandoned: the next leader's lookup
         finds any that reached Slurm)."""
         self._closed = True
-        for task in (self._submitter, self._poller):
+        for task in (self._submitter, self._poller, self._asker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        for answers in self._asked.values():
+            for answer in answers:
+                if not answer.done():
+                    answer.set_exception(ExecutorError("the Slurm executor closed"))
+        self._asked.clear()
 
     # -- submitting ------------------------------------------------------------------
 
@@ -284,7 +301,8 @@ class SlurmExecutor(Executor):
                 await self._submit_batch(batch)
         except asyncio.CancelledError:
             for _request, run in self._queued:
-                self._forget_unsubmitted(run, "the Slurm executor closed before submitting")
+                self._fail_unsubmitted(run, "the Slurm executor closed before submitting; "
+                                            "starting again is safe")
             raise
 
     async def _submit_batch(self, batch: list[tuple[LaunchRequest, _Run]]) -> None:
@@ -294,6 +312,10 @@ class SlurmExecutor(Executor):
             while todo:
                 try:
                     jobs = await self._lookup([run.run_id for _, run in todo])
+                except ExecutorError as exc:
+                    for _request, run in todo:
+                        self._fail_unsubmitted(run, f"nothing was submitted: {exc}")
+                    return
                 except _Unanswered as exc:
                     log.warning("event=slurm_unanswered call=squeue launches=%d error=%r",
                                 len(todo), str(exc))
@@ -309,7 +331,8 @@ class SlurmExecutor(Executor):
                     delay = min(delay * 2, RETRY_MAX)
         except asyncio.CancelledError:
             for _request, run in todo:
-                self._forget_unsubmitted(run, "the Slurm executor closed while submitting")
+                self._fail_unsubmitted(run, "the Slurm executor closed while submitting: "
+                                            "a new lookup by name tells whether it was")
             raise
 
     async def _adopt_or_submit(self, request: LaunchRequest, run: _Run,
@@ -317,20 +340,27 @@ class SlurmExecutor(Executor):
         """Adopt the launch's Slurm job, or submit it; False when the answer of
         the submission was lost (look it up again, then retry)."""
         run_id = run.run_id
-        if job is None:
-            earlier = await self._status_from(run_id, None)
-            if earlier.state is not RunState.NOT_FOUND:
-                # Slurm has forgotten it, but it ran (or was submitted) before.
-                self._settle(run, earlier, None)
-                return True
-        if job is not None:
+        try:
+            if job is None:
+                # One trip to the file system: what the directory says, and the
+                # script written when it says nothing.
+                known, script = await asyncio.to_thread(self._prepare, request)
+            else:
+                known = await self._status_from(run_id, job)
+        except (OSError, ExecutorError) as exc:
+            self._fail_unsubmitted(run, f"nothing was submitted: {exc}")
+            return True
+        if job is not None or known.state is not RunState.NOT_FOUND:
+            # Known to Slurm, or forgotten by it but known to have run (or been
+            # submitted) before: adopted, never submitted again.
             log.info("event=slurm_adopted launch_id=%s slurm_job=%s state=%s", run_id,
-                     job.job_id, job.state)
-            self._settle(run, await self._status_from(run_id, job), job)
+                     None if job is None else job.job_id, known.state.value)
+            self._settle(run, known, job)
             return True
         try:
+            assert script is not None
             async with self._submits:
-                job_id = await self._sbatch(request)
+                job_id = await self._sbatch(request, script)
         except _Unanswered as exc:
             log.warning("event=slurm_unanswered call=sbatch launch_id=%s error=%r", run_id,
                         str(exc))
@@ -345,16 +375,26 @@ class SlurmExecutor(Executor):
         self._settle(run, status_of(run_id, job, None), job)
         return True
 
-    async def _sbatch(self, request: LaunchRequest) -> str:
-        run_dir = self._dir(request.launch_id)
-        script = await asyncio.to_thread(self._write_script, request, run_dir)
-        args = sbatch_args(request, run_dir)
-        out = await self._call("sbatch", *args, str(script))
+    async def _sbatch(self, request: LaunchRequest, script: Path) -> str:
+        run_dir = script.parent
+        out = await self._call("sbatch", *sbatch_args(request, run_dir), str(script))
         job_id = out.strip().split(";")[0]
         if not job_id.isdigit():
             raise _Unanswered(f"sbatch answered {out.strip()!r}, not a job id")
-        await asyncio.to_thread(_write_atomically, run_dir / "slurm_job", job_id + "\n")
+        try:
+            await asyncio.to_thread(_write_atomically, run_dir / "slurm_job", job_id + "\n")
+        except OSError as exc:
+            # Submitted all the same; only the record that outlives Slurm's is missing.
+            log.warning("event=slurm_job_unrecorded launch_id=%s error=%r",
+                        request.launch_id, str(exc))
         return job_id
+
+    def _prepare(self, request: LaunchRequest) -> tuple[RunStatus, Path | None]:
+        run_id = request.launch_id
+        known = _judge(run_id, None, self._evidence(run_id))
+        if known.state is not RunState.NOT_FOUND:
+            return known, None
+        return known, self._write_script(request, self._dir(run_id))
 
     def _write_script(self, request: LaunchRequest, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -366,9 +406,12 @@ class SlurmExecutor(Executor):
         _write_atomically(path, job_script(request, run_dir))
         return path
 
-    def _forget_unsubmitted(self, run: _Run, reason: str) -> None:
+    def _fail_unsubmitted(self, run: _Run, reason: str) -> None:
+        """Give a start up before its submission: its caller gets ExecutorError,
+        and a later start looks it up and submits it afresh."""
         if self._runs.get(run.run_id) is run and not run.settled.is_set():
             del self._runs[run.run_id]
+            run.error = reason
             run.status = RunStatus(run.run_id, RunState.NOT_FOUND, reason=reason)
             run.settled.set()
             run.ended.set()
@@ -421,10 +464,6 @@ class SlurmExecutor(Executor):
                 return
             try:
                 jobs = await self._lookup([run.run_id for run in live])
-            except _Unanswered as exc:
-                log.warning("event=slurm_unanswered call=squeue launches=%d error=%r",
-                            len(live), str(exc))
-            else:
                 now = datetime.now(UTC)
                 for run in live:
                     self._update(run, await self._status_from(run.run_id,
@@ -432,6 +471,10 @@ class SlurmExecutor(Executor):
                     if (run.status.state is RunState.PENDING and run.start_by is not None
                             and now > run.start_by and not run.ended.is_set()):
                         await self._give_up_pending(run)
+            except (_Unanswered, ExecutorError) as exc:
+                # Asked again at the next interval: a run is never left unfollowed.
+                log.warning("event=slurm_poll_failed launches=%d error=%r", len(live),
+                            str(exc))
             self._wake_poller.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_poller.wait(), self._poll_interval)
@@ -448,26 +491,11 @@ class SlurmExecutor(Executor):
 
     async def _status_from(self, run_id: str, job: SlurmJob | None) -> RunStatus:
         """What Slurm says of the run, or (when it knows nothing) its directory."""
-        found = await asyncio.to_thread(self._evidence, run_id)
-        if job is not None:
-            status = status_of(run_id, job, found.exit_status)
-            if status.state is RunState.STOPPED and found.missed and not found.started:
-                return RunStatus(run_id, RunState.MISSED, ended_at=status.ended_at,
-                                 reason=f"still pending in Slurm at its starting deadline "
-                                        f"{found.start_by}: cancelled")
-            return status
-        if found.exit_status is not None:
-            code = found.exit_status
-            return RunStatus(run_id, RunState.SUCCEEDED if code == 0 else RunState.FAILED,
-                             exit_code=code, reason="" if code == 0 else f"exit code {code}")
-        if found.missed and not found.started:
-            return RunStatus(run_id, RunState.MISSED, reason=(
-                "still pending in Slurm at its starting deadline: cancelled"))
-        if found.started or found.submitted:
-            what = "started" if found.started else f"submitted as Slurm job {found.submitted}"
-            return RunStatus(run_id, RunState.LOST, reason=(
-                f"{what}, but Slurm no longer knows it and it left no exit status"))
-        return RunStatus(run_id, RunState.NOT_FOUND, reason="Slurm has no job of this name")
+        if job is not None and not STATES.get(job.state, RunState.RUNNING).final:
+            # Pending or running: nothing in its directory changes that (and a
+            # poll of many runs reads no files for them).
+            return status_of(run_id, job, None)
+        return _judge(run_id, job, await asyncio.to_thread(self._evidence, run_id))
 
     def _evidence(self, run_id: str) -> _Evidence:
         run_dir = self._dir(run_id)
@@ -481,6 +509,32 @@ class SlurmExecutor(Executor):
             missed=(run_dir / "missed").exists())
 
     # -- calling Slurm -----------------------------------------------------------------
+
+    async def _lookup_with_others(self, run_id: str) -> SlurmJob | None:
+        """Slurm's job of this name, looked up in one call with those of every
+        query made meanwhile (a takeover asks about many launches at once)."""
+        answer: asyncio.Future[SlurmJob | None] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault(run_id, []).append(answer)
+        if self._asker is None or self._asker.done():
+            self._asker = asyncio.create_task(self._answer_asked(), name="slurm lookup")
+        return await answer
+
+    async def _answer_asked(self) -> None:
+        await asyncio.sleep(0)  # the queries made in the same turn join this call
+        while self._asked:
+            asked, self._asked = self._asked, {}
+            try:
+                jobs = await self._lookup(list(asked))
+            except (_Unanswered, ExecutorError) as exc:
+                for answers in asked.values():
+                    for answer in answers:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                continue
+            for name, answers in asked.items():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_result(jobs.get(name))
 
     async def _lookup(self, names: Sequence[str]) -> dict[str, SlurmJob]:
         """Slurm's jobs of these names (the first submitted, for a name found twice)."""
@@ -533,12 +587,35 @@ class SlurmExecutor(Executor):
         return self.output_dir / run_id
 
 
+def _judge(run_id: str, job: SlurmJob | None, found: _Evidence) -> RunStatus:
+    """The run's status from Slurm's job (None: Slurm knows none) and its directory."""
+    if job is not None:
+        status = status_of(run_id, job, found.exit_status)
+        if status.state is RunState.STOPPED and found.missed and not found.started:
+            return RunStatus(run_id, RunState.MISSED, ended_at=status.ended_at,
+                             reason=f"still pending in Slurm at its starting deadline "
+                                    f"{found.start_by}: cancelled")
+        return status
+    if found.exit_status is not None:
+        code = found.exit_status
+        return RunStatus(run_id, RunState.SUCCEEDED if code == 0 else RunState.FAILED,
+                         exit_code=code, reason="" if code == 0 else f"exit code {code}")
+    if found.missed and not found.started:
+        return RunStatus(run_id, RunState.MISSED, reason=(
+            "still pending in Slurm at its starting deadline: cancelled"))
+    if found.started or found.submitted:
+        what = "started" if found.started else f"submitted as Slurm job {found.submitted}"
+        return RunStatus(run_id, RunState.LOST, reason=(
+            f"{what}, but Slurm no longer knows it and it left no exit status"))
+    return RunStatus(run_id, RunState.NOT_FOUND, reason="Slurm has no job of this name")
+
+
 def sbatch_args(request: LaunchRequest, run_dir: Path) -> list[str]:
     """sbatch's options for the launch (the script comes after them)."""
     options = request.slurm or SlurmOptions()
     args = ["--parsable", f"--job-name={request.launch_id}",
             f"--comment=distcron fence={request.fence}", f"--output={run_dir / 'output'}",
-            "--open-mode=append", "--export=NONE", f"--chdir={request.workdir or run_dir}"]
+            "--open-mode=append", f"--chdir={request.workdir or run_dir}"]
     if options.partition is not None:
         args.append(f"--partition={options.partition}")
     if options.cpus is not None:
