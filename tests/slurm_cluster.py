@@ -97,6 +97,9 @@ class SlurmCluster:
     def start_controller(self) -> None:
         self._spawn("slurmctld", [str(SBIN / "slurmctld"), "-D"])
         wait_until(self.controller_answers, START_TIMEOUT, "slurmctld to answer")
+        if "slurmd" in self.processes:
+            # A restarted controller knows the node again once slurmd registers.
+            wait_until(self.node_up, START_TIMEOUT, "the node to be up again")
 
     def stop_controller(self) -> None:
         self._stop("slurmctld")
@@ -143,6 +146,12 @@ class SlurmCluster:
         return subprocess.run([str(BIN / "scontrol"), "ping"], capture_output=True, text=True,
                               env={**os.environ, **self.env}, timeout=30,
                               check=False).stdout.count("UP") > 0
+
+    def node_up(self) -> bool:
+        out = subprocess.run([str(BIN / "sinfo"), "--noheader", "--format=%T"],
+                             capture_output=True, text=True, env={**os.environ, **self.env},
+                             timeout=30, check=False).stdout.strip()
+        return bool(out) and not any(word in out for word in ("down", "unk", "drain", "fail"))
 
     def node_idle(self) -> bool:
         out = subprocess.run([str(BIN / "sinfo"), "--noheader", "--format=%T"],

@@ -194,11 +194,12 @@ async def test_launches_wait_while_the_controller_is_down_and_none_is_doubled(
     done, _ = await asyncio.wait(starts, timeout=3)
     assert not done, "a start returned while the controller was down"
     slurm.start_controller()
+    # Retries back off to RETRY_MAX (10 s) while the controller is down.
     statuses = await asyncio.wait_for(asyncio.gather(*starts), WITHIN * 2)
     assert all(s.state in (RunState.PENDING, RunState.RUNNING, RunState.FAILED)
                for s in statuses)
     ended = await asyncio.wait_for(
-        asyncio.gather(*(executor.wait(launch.launch_id) for launch in launches)), WITHIN)
+        asyncio.gather(*(executor.wait(launch.launch_id) for launch in launches)), WITHIN * 2)
     assert [s.exit_code for s in ended] == [0, 1, 2, 3, 4]
     for launch in launches:
         assert len(slurm.jobs_named(launch.launch_id)) == 1

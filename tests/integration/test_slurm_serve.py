@@ -142,3 +142,30 @@ def test_launches_wait_for_a_stopped_controller_and_none_is_doubled(
         assert all(n == 1 for n in names.values()), [k for k, n in names.items() if n > 1]
         ran = Counter(read_ledger(ledger))
         assert all(n == 1 for n in ran.values())
+
+
+def test_a_new_leader_adopts_a_launch_waiting_in_slurm(tmp_path: Path,
+                                                        slurm: SlurmCluster) -> None:
+    config = write_config(
+        tmp_path / "jobs.toml", slurm,
+        ledger_job("huge", "*/30 * * * * *", tmp_path / "ledger", executor="slurm",
+                   cpus=slurm.cpus + 8, starting_deadline="12s", time_limit="5m"))
+    data = tmp_path / "data"
+    a = Replica(tmp_path, "a", data_dir=data, config=config)
+    b = Replica(tmp_path, "b", data_dir=data, config=config)
+    with replicas(a, b):
+        leader = wait_until(lambda: next((r for r in (a, b) if r.is_leader()), None), 10,
+                            "a leader")
+        follower = b if leader is a else a
+        waiting = wait_until(
+            lambda: next((r for r in leader.runs(job="huge")
+                          if r.get("cause") == "waiting_for_resources"), None),
+            40, "a launch shown waiting for resources")
+        launch_id = str(waiting["launch_id"])
+        leader.kill()
+        wait_until(follower.is_leader, 15, "the follower to take over")
+        missed = wait_until(lambda: (r := follower.run(launch_id))["state"] == "missed" and r,
+                            30, "the adopted launch to be missed at its deadline")
+        assert missed["cause"] == "deadline"
+        assert len(slurm.jobs_named(launch_id)) == 1
+        assert "reconcile_adopt" in follower.log()

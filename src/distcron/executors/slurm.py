@@ -152,7 +152,10 @@ class SlurmExecutor(Executor):
         self._submits = asyncio.Semaphore(submit_concurrency)
         self._runs: dict[str, _Run] = {}
         self._queued: list[tuple[LaunchRequest, _Run]] = []
-        self._submitter: asyncio.Task[None] | None = None
+        # Each batch (what was queued in one turn of the loop) is looked up and
+        # submitted by its own task, so that one batch waits for no other.
+        self._batches: set[asyncio.Task[None]] = set()
+        self._batch_due = False
         self._poller: asyncio.Task[None] | None = None
         self._asked: dict[str, list[asyncio.Future[SlurmJob | None]]] = {}
         self._asker: asyncio.Task[None] | None = None
@@ -176,8 +179,11 @@ class SlurmExecutor(Executor):
                    output_limit=request.output_limit, start_by=start_by(request))
         self._runs[run_id] = run
         self._queued.append((request, run))
-        if self._submitter is None or self._submitter.done():
-            self._submitter = asyncio.create_task(self._submit_queued(), name="slurm submit")
+        if not self._batch_due:
+            self._batch_due = True
+            task = asyncio.create_task(self._submit_queued(), name="slurm submit")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
         await run.settled.wait()
         if run.error is not None:
             raise ExecutorError(f"launch {run_id!r}: {run.error}")
@@ -281,7 +287,7 @@ class SlurmExecutor(Executor):
         (their lookups and submissions are abandoned: the next leader's lookup
         finds any that reached Slurm)."""
         self._closed = True
-        for task in (self._submitter, self._poller, self._asker):
+        for task in (*self._batches, self._poller, self._asker):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -296,14 +302,16 @@ class SlurmExecutor(Executor):
 
     async def _submit_queued(self) -> None:
         try:
-            while self._queued:
-                batch, self._queued = self._queued, []
-                await self._submit_batch(batch)
+            await asyncio.sleep(0)  # the starts made in the same turn join the batch
         except asyncio.CancelledError:
             for _request, run in self._queued:
                 self._fail_unsubmitted(run, "the Slurm executor closed before submitting; "
                                             "starting again is safe")
             raise
+        finally:
+            self._batch_due = False
+        batch, self._queued = self._queued, []
+        await self._submit_batch(batch)
 
     async def _submit_batch(self, batch: list[tuple[LaunchRequest, _Run]]) -> None:
         delay = RETRY_FIRST
