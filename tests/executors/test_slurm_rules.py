@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distcron.executors.base import LaunchRequest, RunState, SlurmOptions
@@ -79,6 +79,8 @@ def test_sbatch_is_asked_by_name_with_the_jobs_resources(tmp_path: Path) -> None
     assert start_by(LaunchTemplate.of(slurm_spec()).request("tick@m", None, 1, None)) is None
 
 
+# Each example runs the script in a real shell: no deadline, fewer examples.
+@settings(deadline=None, max_examples=40)
 @given(st.lists(st.text(st.characters(blacklist_characters="\0",
                                       blacklist_categories=("Cs",)), max_size=12),
                 min_size=1, max_size=4),
