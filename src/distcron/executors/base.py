@@ -252,6 +252,10 @@ class Executor(abc.ABC):
     name: ClassVar[str]
     # Whether stage() prepares launches ahead (else release() simply starts them).
     stages: ClassVar[bool] = False
+    # Whether start() paces itself (Slurm: its own submission limit, and it waits
+    # out a controller that does not answer), so that a replica's limit on
+    # starts at once must not hold other executors' starts behind it.
+    paces_starts: ClassVar[bool] = False
     location: str | None = None
     worker_name: str | None = None
 

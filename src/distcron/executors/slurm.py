@@ -55,15 +55,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from distcron.errors import ExecutorError
 from distcron.executors.base import (
@@ -77,12 +80,15 @@ from distcron.executors.base import (
 from distcron.executors.slurm_states import STATES, SlurmJob, parse_squeue, status_of
 
 log = logging.getLogger("distcron.executors")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 # How long one call of a Slurm tool may take before it counts as unanswered.
 CALL_TIMEOUT = 30.0
 POLL_INTERVAL = 1.0
 # sbatch processes at once during a burst; the controller serialises them anyway.
 SUBMIT_CONCURRENCY = 8
+FILE_THREADS = 4
 # Names per squeue call: a short enough command line, few enough calls.
 NAMES_PER_LOOKUP = 200
 RETRY_FIRST = 0.5
@@ -137,6 +143,7 @@ class SlurmExecutor(Executor):
     """
 
     name = "slurm"
+    paces_starts = True
 
     def __init__(self, output_dir: Path, *, cluster: str = "default",
                  env: Mapping[str, str] | None = None, bin_dir: Path | None = None,
@@ -150,6 +157,9 @@ class SlurmExecutor(Executor):
         self._poll_interval = poll_interval
         self._call_timeout = call_timeout
         self._submits = asyncio.Semaphore(submit_concurrency)
+        # The file work of a burst (hundreds of small writes) in threads of its
+        # own, not ahead of the replica's store calls in asyncio's default pool.
+        self._files = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="slurm-files")
         self._runs: dict[str, _Run] = {}
         self._queued: list[tuple[LaunchRequest, _Run]] = []
         # Each batch (what was queued in one turn of the loop) is looked up and
@@ -222,7 +232,7 @@ class SlurmExecutor(Executor):
                 delay *= 2
         status = await self._status_from(run_id, job)
         if status.state is not RunState.NOT_FOUND:
-            deadline = (await asyncio.to_thread(self._evidence, run_id)).start_by
+            deadline = (await self._io(self._evidence, run_id)).start_by
             self._track(run_id, status, job, deadline)
         return status
 
@@ -266,7 +276,7 @@ class SlurmExecutor(Executor):
     async def output(self, run_id: str) -> bytes:
         run = self._runs.get(run_id)
         limit = DEFAULT_OUTPUT_LIMIT if run is None else run.output_limit
-        return await asyncio.to_thread(_tail, self._dir(run_id) / "output", limit)
+        return await self._io(_tail, self._dir(run_id) / "output", limit)
 
     async def prune(self, before: datetime) -> list[str]:
         """Forget ended runs (and their directories) that ended before ``before``.
@@ -277,7 +287,7 @@ class SlurmExecutor(Executor):
                    and run.status.ended_at < before]
         for run_id in removed:
             del self._runs[run_id]
-            await asyncio.to_thread(shutil.rmtree, self._dir(run_id), True)
+            await self._io(shutil.rmtree, self._dir(run_id), True)
             log.info("event=run_pruned launch_id=%s", run_id)
         return removed
 
@@ -297,6 +307,7 @@ class SlurmExecutor(Executor):
                 if not answer.done():
                     answer.set_exception(ExecutorError("the Slurm executor closed"))
         self._asked.clear()
+        self._files.shutdown(wait=False)
 
     # -- submitting ------------------------------------------------------------------
 
@@ -352,7 +363,7 @@ class SlurmExecutor(Executor):
             if job is None:
                 # One trip to the file system: what the directory says, and the
                 # script written when it says nothing.
-                known, script = await asyncio.to_thread(self._prepare, request)
+                known, script = await self._io(self._prepare, request)
             else:
                 known = await self._status_from(run_id, job)
         except (OSError, ExecutorError) as exc:
@@ -390,7 +401,7 @@ class SlurmExecutor(Executor):
         if not job_id.isdigit():
             raise _Unanswered(f"sbatch answered {out.strip()!r}, not a job id")
         try:
-            await asyncio.to_thread(_write_atomically, run_dir / "slurm_job", job_id + "\n")
+            await self._io(_write_atomically, run_dir / "slurm_job", job_id + "\n")
         except OSError as exc:
             # Submitted all the same; only the record that outlives Slurm's is missing.
             log.warning("event=slurm_job_unrecorded launch_id=%s error=%r",
@@ -491,7 +502,7 @@ class SlurmExecutor(Executor):
         """Cancel a run still pending at its starting deadline; it reads MISSED."""
         log.info("event=slurm_missed launch_id=%s slurm_job=%s", run.run_id, run.job_id)
         try:
-            await asyncio.to_thread(_write_atomically, self._dir(run.run_id) / "missed", "\n")
+            await self._io(_write_atomically, self._dir(run.run_id) / "missed", "\n")
             await self._call("scancel", "--state=PENDING", f"--name={run.run_id}")
         except (_Unanswered, ExecutorError) as exc:
             log.warning("event=scancel_failed launch_id=%s error=%r", run.run_id, str(exc))
@@ -503,7 +514,7 @@ class SlurmExecutor(Executor):
             # Pending or running: nothing in its directory changes that (and a
             # poll of many runs reads no files for them).
             return status_of(run_id, job, None)
-        return _judge(run_id, job, await asyncio.to_thread(self._evidence, run_id))
+        return _judge(run_id, job, await self._io(self._evidence, run_id))
 
     def _evidence(self, run_id: str) -> _Evidence:
         run_dir = self._dir(run_id)
@@ -515,6 +526,10 @@ class SlurmExecutor(Executor):
             started=(run_dir / "started").exists(), submitted=_read_text(run_dir / "slurm_job"),
             start_by=None if deadline is None else datetime.fromisoformat(deadline),
             missed=(run_dir / "missed").exists())
+
+    async def _io(self, func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._files, functools.partial(func, *args, **kwargs))
 
     # -- calling Slurm -----------------------------------------------------------------
 

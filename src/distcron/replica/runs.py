@@ -89,7 +89,9 @@ class LocalRuns:
     async def _run(self, start: Start) -> None:
         record = start.record
         assert record.run_id is not None
-        async with self._starts:
+        executor = self.executors.get(record.executor or "local")
+        paced = executor is not None and executor.paces_starts
+        async with contextlib.nullcontext() if paced else self._starts:
             if not self.lease_valid():
                 # Committed, but leadership may be gone: the next leader finds
                 # the intent and starts it (idempotently) itself.
