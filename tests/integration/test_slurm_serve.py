@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +67,7 @@ def test_a_job_larger_than_the_node_is_shown_waiting_then_missed(
     config = write_config(
         tmp_path / "jobs.toml", slurm,
         ledger_job("huge", "*/30 * * * * *", tmp_path / "ledger", executor="slurm",
-                   cpus=slurm.cpus + 8, starting_deadline="4s", time_limit="5m"))
+                   cpus=slurm.cpus + 8, starting_deadline="10s", time_limit="5m"))
     with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (r1,):
         waiting = wait_until(
             lambda: next((r for r in r1.runs(job="huge")
@@ -77,6 +79,10 @@ def test_a_job_larger_than_the_node_is_shown_waiting_then_missed(
         metrics = httpx.get(f"{r1.url}/metrics", timeout=5).text
         assert 'distcron_launches_waiting_for_resources{job="huge"} 1.0' in metrics
         launch_id = str(waiting["launch_id"])
+        listed = subprocess.run(
+            [sys.executable, "-m", "distcron", "runs", "--job", "huge", "--server", r1.url],
+            env=r1.env, capture_output=True, text=True, timeout=30, check=True).stdout
+        assert f"launching ({waiting['reason']})" in listed
         missed = wait_until(lambda: (r := r1.run(launch_id))["state"] == "missed" and r, 30,
                             "the launch to be missed at its deadline")
         assert missed["cause"] == "deadline"
