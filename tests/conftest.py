@@ -7,6 +7,9 @@ per session, and only when a test asks for it.
   it is added to the failure report.
 - ``etcd_url``: an ``etcd://`` URL of every member with a key prefix of the
   test's own.
+
+Hypothesis runs without its timing checks: these machines are shared and
+noisy, and speed is measured in ``bench/``, not in tests.
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.etcd_cluster import ETCD, EtcdCluster, etcd_available
+
+settings.register_profile("distcron", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("distcron")
 
 _LOG_MARKS = pytest.StashKey[tuple[EtcdCluster, list[int]]]()
 

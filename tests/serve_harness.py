@@ -66,8 +66,10 @@ class Replica:
 
     def __init__(self, workdir: Path, name: str, *, data_dir: Path, config: Path | None = None,
                  lease_ttl: float = 2.0, token: str | None = TOKEN,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), answers_within: float = 20) -> None:
         self.workdir = workdir
+        # It answers once its config file's jobs are in the store.
+        self.answers_within = answers_within
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -88,7 +90,7 @@ class Replica:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
                                          env=self.env, cwd=self.workdir)
-        wait_until(self._healthy, 20, f"{self.name} to answer")
+        wait_until(self._healthy, self.answers_within, f"{self.name} to answer")
         return self
 
     def _healthy(self) -> bool:
@@ -134,8 +136,9 @@ class Replica:
         assert self.proc is not None
         self.proc.wait(10)
 
-    def stop(self) -> int:
-        assert self.proc is not None
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -155,7 +158,9 @@ def replicas(*members: Replica) -> Iterator[tuple[Replica, ...]]:
     started: list[Replica] = []
     try:
         for member in members:
-            started.append(member.start())
+            # Before it answers: one that never does must be stopped too.
+            started.append(member)
+            member.start()
         yield members
     except BaseException:
         for member in started:

@@ -38,6 +38,9 @@ class StaticReplica:
     fence: int | None = None
     leader_changes: int = 0
     applied_revision: int = 0
+    store_problem: str | None = None
+    clock_skew: float | None = None
+    clock_problem: str | None = None
 
 
 class ServedApi:

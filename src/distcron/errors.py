@@ -23,6 +23,17 @@ class StoreUnavailable(StoreError):
     """
 
 
+class StoreReplaced(StoreUnavailable):
+    """The store's file is no longer the one this process opened: removed,
+    replaced, or an older copy put back. Retrying does not help: the process
+    stops using the store (a replica stops leading) until it is restarted."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(f"sqlite store {path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
 class Compacted(StoreError):
     """A watch asked for history the store no longer keeps."""
 

@@ -82,3 +82,21 @@ def test_job_env_values_and_headers_are_hidden_from_readers_without_the_token(
     assert "s3cr3t" not in anonymous and "hunter2" not in anonymous
     assert "DB_PASSWORD" in anonymous
     assert client.get("/jobs/env").json()["env"] == {"DB_PASSWORD": "hunter2"}
+
+
+def test_an_http_job_s_url_user_info_query_and_body_are_hidden_from_readers_without_the_token(
+        api: ServedApi, client: httpx.Client) -> None:
+    url = "https://deploy:pa55word@example.test:8443/hooks/run?token=t0k3n&x=1#frag"
+    hook = {"schedule": "* * * * *", "executor": "http", "url": url,
+            "body": '{"secret": "b0dy"}'}
+    assert client.put("/jobs/hook", json=hook).status_code == 201
+    for anonymous in (httpx.get(f"{api.url}/jobs").json()[0],
+                      httpx.get(f"{api.url}/jobs/hook").json()):
+        shown = str(anonymous)
+        for secret in ("deploy", "pa55word", "t0k3n", "b0dy", "frag"):
+            assert secret not in shown, secret
+        # Where it goes stays visible.
+        assert anonymous["url"].startswith("https://***@example.test:8443/hooks/run?")
+        assert anonymous["body"].startswith("<redacted")
+    shown = client.get("/jobs/hook").json()
+    assert (shown["url"], shown["body"]) == (url, '{"secret": "b0dy"}')

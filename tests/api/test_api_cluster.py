@@ -22,7 +22,16 @@ def _register(api: ServedApi, replica_id: str, listen: str) -> None:
 
 def test_healthz_answers_without_a_token(api: ServedApi) -> None:
     answer = httpx.get(f"{api.url}/healthz")
-    assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "revision": 0}
+    assert answer.json() == {"ok": True, "replica": "r1", "leader": True, "fence": None,
+                             "revision": 0, "clock_skew": None, "clock_problem": None,
+                             "store_problem": None}
+
+
+def test_healthz_says_why_a_replica_stopped_using_its_store(api: ServedApi) -> None:
+    assert isinstance(api.replica, StaticReplica)
+    api.replica.store_problem = "the file was removed while this process had it open"
+    answer = httpx.get(f"{api.url}/healthz").json()
+    assert answer["ok"] is False and "removed" in answer["store_problem"]
 
 
 def _free_port() -> int:
@@ -57,7 +66,8 @@ def test_status_asks_every_replica_for_its_health_and_lag(api: ServedApi,
     assert status["revision"] == taken.revision + 1  # r2's registration came last
     assert status["leader_changes"] == 3
     assert status["workers"] == []
-    common = {"started_at": "2026-11-24T05:00:00Z", "version": "0.1.0", "host": None}
+    common = {"started_at": "2026-11-24T05:00:00Z", "version": "0.1.0", "host": None,
+              "clock_skew": None, "clock_problem": None}
     assert status["replicas"] == [
         {"id": "r1", "listen": api.url.removeprefix("http://"), "is_leader": False,
          "healthy": True, "revision": taken.revision + 1, "lag": 0, **common},
@@ -66,6 +76,26 @@ def test_status_asks_every_replica_for_its_health_and_lag(api: ServedApi,
         {"id": "r3", "listen": status["replicas"][2]["listen"], "is_leader": False,
          "healthy": False, "revision": None, "lag": None, **common},
     ]
+
+
+def test_status_names_no_leader_when_the_key_holder_says_it_does_not_lead(
+        api: ServedApi) -> None:
+    """r1 holds the leader key (its lease lives on) but its term has ended:
+    /status must not name a leader that its own /healthz denies."""
+    body = json.dumps({"id": "r1", "listen": "r1"}).encode()
+    taken = api.call(api.store.txn([Compare.missing(LEADER)], [Put(LEADER, body)]))
+    _register(api, "r1", api.url.removeprefix("http://"))
+    assert isinstance(api.replica, StaticReplica)
+    api.replica.is_leader, api.replica.fence = True, taken.revision
+    status = httpx.get(f"{api.url}/status").json()
+    assert (status["leader"], status["fence"], status["leader_note"]) == (
+        "r1", taken.revision, None)
+    api.replica.is_leader, api.replica.fence = False, None
+    status = httpx.get(f"{api.url}/status").json()
+    assert (status["leader"], status["fence"]) == (None, None)
+    assert "r1 holds the leader key" in status["leader_note"]
+    assert [r["is_leader"] for r in status["replicas"]] == [False]
+    assert httpx.get(f"{api.url}/healthz").json()["leader"] is False
 
 
 def test_status_without_a_leader_says_null(api: ServedApi) -> None:

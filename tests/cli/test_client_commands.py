@@ -94,10 +94,24 @@ def test_jobs_list_prints_an_aligned_table_with_relative_times(
 ) -> None:
     ok("jobs", "apply", str(jobs_file), server=api.url)
     header, backup, report = ok("jobs", "list", server=api.url).splitlines()
-    assert header.split() == ["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "RUN"]
+    assert header.split() == ["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "RUN", "SOURCE"]
     assert backup.startswith("backup  0 6 * * *    UTC")
     assert report.index("*/5") == header.index("SCHEDULE")
-    assert report.split()[-3] == "in" and report.split()[-1] == "-"
+    assert report.split()[-4] == "in" and report.split()[-2:] == ["-", "api"]
+    assert report.index("api") == header.index("SOURCE")
+
+
+def test_a_dry_run_names_the_fields_that_change_per_changed_job(
+    api: ServedApi, jobs_file: Path
+) -> None:
+    ok("jobs", "apply", str(jobs_file), server=api.url)
+    jobs_file.write_text(JOBS_FILE.replace("0 6 * * *", "0 7 * * *")
+                         .replace('command = "report.sh"', 'command = "r.sh"\nretries = 2'))
+    out = ok("jobs", "apply", str(jobs_file), "--dry-run", server=api.url)
+    assert "changed:   backup (schedule), report (command, retries)" in out.splitlines()
+    diff = json.loads(ok("jobs", "apply", str(jobs_file), "--dry-run", "--json",
+                         server=api.url))
+    assert diff["changes"] == {"backup": ["schedule"], "report": ["command", "retries"]}
 
 
 def test_jobs_show_pause_resume_trigger_and_remove_say_what_they_did(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def _env(output: bytes) -> dict[str, str]:
 
 async def test_a_job_finds_its_launch_variables_its_env_and_a_sane_base(
         executor: LocalExecutor) -> None:
-    request = launch(argv=("env",), env={"COLOR": "blue", "DISTCRON_JOB": "forged"})
+    request = replace(launch(argv=("env",), env={"COLOR": "blue", "DISTCRON_JOB": "forged"}),
+                      store_id="6d1f9a2e-store")
     await executor.start(request)
     status = await executor.wait(request.launch_id)
     env = _env(await executor.output(request.launch_id))
@@ -34,6 +36,7 @@ async def test_a_job_finds_its_launch_variables_its_env_and_a_sane_base(
     assert env["DISTCRON_LAUNCH_ID"] == "backup@2026-11-24T06:00:00Z"
     assert env["DISTCRON_SLOT"] == "2026-11-24T06:00:00Z"
     assert env["DISTCRON_FENCE"] == "42"
+    assert env["DISTCRON_STORE_ID"] == "6d1f9a2e-store"
     assert env["COLOR"] == "blue"
     assert env["PATH"] == DEFAULT_PATH  # the same on every replica, not the replica's
     assert {"HOME", "USER", "LOGNAME", "SHELL", "LANG"} <= env.keys()

@@ -36,7 +36,7 @@ def test_slurm_keys_reach_the_launch_request() -> None:
     spec = slurm_spec(partition="batch", cpus=4, memory="4G", time_limit="90m",
                       account="physics", qos="low", sbatch_options=["--nice=10"],
                       timeout=60, starting_deadline="10m")
-    request = LaunchTemplate.of(spec).request("tick@x", SLOT, 3, None)
+    request = LaunchTemplate.of(spec).request("tick@x", SLOT, 3, "", None)
     assert request.slurm == SlurmOptions("batch", 4, "4G", 5400.0, "physics", "low",
                                          ("--nice=10",), 600.0)
     assert LaunchRequest.from_dict(request.to_dict()) == request
@@ -60,7 +60,7 @@ def test_bad_slurm_keys_are_named(keys: dict[str, object], expected: str) -> Non
 def test_sbatch_is_asked_by_name_with_the_jobs_resources(tmp_path: Path) -> None:
     request = LaunchTemplate.of(slurm_spec(
         partition="batch", cpus=2, memory="512M", account="a", qos="q", timeout=61,
-        sbatch_options=["--nice=5"], workdir="/srv")).request("tick@x", SLOT, 9, None)
+        sbatch_options=["--nice=5"], workdir="/srv")).request("tick@x", SLOT, 9, "", None)
     args = sbatch_args(request, tmp_path)
     assert args[:2] == ["--parsable", "--job-name=tick@x"]
     for expected in ("--comment=distcron fence=9", f"--output={tmp_path / 'output'}",
@@ -71,12 +71,12 @@ def test_sbatch_is_asked_by_name_with_the_jobs_resources(tmp_path: Path) -> None
     assert args[-1] == "--nice=5"
     # time_limit wins over timeout; neither: the partition's default.
     limited = LaunchTemplate.of(slurm_spec(timeout=61, time_limit=600)).request(
-        "tick@x", SLOT, 1, None)
+        "tick@x", SLOT, 1, "", None)
     assert "--time=10" in sbatch_args(limited, tmp_path)
-    plain = LaunchTemplate.of(slurm_spec()).request("tick@x", SLOT, 1, None)
+    plain = LaunchTemplate.of(slurm_spec()).request("tick@x", SLOT, 1, "", None)
     assert not [a for a in sbatch_args(plain, tmp_path) if a.startswith("--time")]
     assert start_by(plain) == datetime(2026, 12, 2, 19, 0, tzinfo=UTC)
-    assert start_by(LaunchTemplate.of(slurm_spec()).request("tick@m", None, 1, None)) is None
+    assert start_by(LaunchTemplate.of(slurm_spec()).request("tick@m", None, 1, "", None)) is None
 
 
 # Each example runs the script in a real shell: no deadline, fewer examples.
@@ -123,8 +123,10 @@ def test_every_slurm_state_has_its_run_state(state: str, code: int, signal: int,
                            datetime(2026, 12, 2, 18, 0, 9).astimezone(UTC), "Resources")
     status = status_of("tick@x", job, code if wrote_exit else None)
     expected = STATES[state]
-    if expected is RunState.SUCCEEDED and wrote_exit and code != 0:
-        expected = RunState.FAILED  # the job's own exit status decides
+    # The job's own exit status decides: its wrapper's, else Slurm's.
+    failed_itself = code != 0 if wrote_exit else (code != 0 or signal != 0)
+    if expected is RunState.SUCCEEDED and failed_itself:
+        expected = RunState.FAILED
     assert status.state is expected
     if expected is RunState.PENDING:
         assert status.reason == "pending in Slurm: Resources"

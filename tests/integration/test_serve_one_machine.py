@@ -331,7 +331,8 @@ def test_loading_many_jobs_does_not_starve_the_leader_s_lease(tmp_path: Path) ->
     config = write_config(tmp_path / "jobs.toml", *(
         f'[[job]]\nname = "job-{n:05d}"\nschedule = "H H H H *"\ncommand = "true"\n'
         for n in range(30_000)))
-    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config, lease_ttl=0.6)
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config, lease_ttl=0.6,
+                     answers_within=90)
     with replicas(member):
         wait_until(lambda: "event=term_started" in member.log(), 60, "the jobs to load")
         fence = member.get("/status")["fence"]

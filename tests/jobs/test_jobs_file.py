@@ -8,7 +8,7 @@ from textwrap import dedent
 import pytest
 
 from distcron.errors import JobSpecError
-from distcron.jobs import JobSpecErrors, Problem, load_jobs_file, parse_jobs_toml
+from distcron.jobs import JobSpec, JobSpecErrors, Problem, load_jobs_file, parse_jobs_toml
 
 GOOD = dedent(
     """\
@@ -91,11 +91,11 @@ def test_an_unknown_job_key_is_named_with_the_closest_known_key_and_its_line() -
             job="backup",
             index=1,
             field="timzone",
-            line=2,
+            line=5,  # the key's own line, not its [[job]] header's
         ),
     )
     assert (error.job, error.field) == ("backup", "timzone")
-    assert "jobs.toml:2: job 'backup', field 'timzone': unknown key 'timzone'" in str(error)
+    assert "jobs.toml:5: job 'backup', field 'timzone': unknown key 'timzone'" in str(error)
 
 
 def test_an_unknown_key_far_from_any_known_key_gets_no_suggestion() -> None:
@@ -144,9 +144,13 @@ def test_every_problem_in_the_file_is_reported_together_one_per_line() -> None:
     lines = str(error).splitlines()
     assert lines[0] == f"jobs.toml: {len(error.problems)} problems, nothing was applied:"
     assert "unknown top-level key 'jobz' (did you mean 'job'?)" in lines[1]
-    assert any(line.startswith("jobs.toml:3: job 'a', field 'retries'") for line in lines)
-    assert any(line.startswith("jobs.toml:9: job #2, field 'schedule'") for line in lines)
-    assert any(line.startswith("jobs.toml:14: job 'c', field 'timeout'") for line in lines)
+    assert lines[1].startswith("jobs.toml:1: unknown top-level key")
+    assert any(line.startswith("jobs.toml:7: job 'a', field 'retries'") for line in lines)
+    assert any(line.startswith("jobs.toml:10: job #2, field 'schedule'") for line in lines)
+    assert any(line.startswith("jobs.toml:12: job #2, field 'concurrency'") for line in lines)
+    # A missing key is reported on its job's header.
+    assert any(line.startswith("jobs.toml:9: job #2, field 'name'") for line in lines)
+    assert any(line.startswith("jobs.toml:17: job 'c', field 'timeout'") for line in lines)
 
 
 def test_a_duplicate_name_is_reported_on_the_second_job() -> None:
@@ -216,7 +220,7 @@ def test_a_bad_default_is_reported_once_on_the_defaults_table() -> None:
         + GOOD.replace('timezone = "Europe/Paris"\n', "")
     )
     assert len(error.problems) == 1
-    assert "jobs.toml:1: [defaults], field 'timezone': unknown time zone 'Mars/Olympus'" in str(
+    assert "jobs.toml:2: [defaults], field 'timezone': unknown time zone 'Mars/Olympus'" in str(
         error
     )
 
@@ -255,3 +259,50 @@ def test_a_schedule_error_keeps_the_caret_under_the_expression() -> None:
     expression_line, caret_line = text.splitlines()[-2:]
     assert "30 6 * * 1-9" in expression_line
     assert caret_line.strip() == "^"
+
+
+def test_a_schedule_with_no_slot_to_come_is_refused_on_its_own_line() -> None:
+    error = problems_in(GOOD.replace('"30 6 * * 1-5"', '"@every 420000w"'))
+    assert [(p.job, p.field, p.line) for p in error.problems] == [("report", "schedule", 12)]
+    assert "no more slots: '@every 420000w' has no slot" in error.problems[0].message
+
+
+def test_a_stored_spec_refused_at_the_edge_today_still_reads_back() -> None:
+    # The edge refuses it; one stored before must reach the leader, which
+    # quarantines it, rather than fail to decode.
+    text = '{"name":"rare","schedule":"@every 420000w","command":"true"}'
+    assert JobSpec.from_json(text).schedule == "@every 420000w"
+    huge = "x" * 200_000  # more than one argument may hold: refused at the edge only
+    assert JobSpec.from_json(f'{{"name":"big","schedule":"@daily","command":"{huge}"}}'
+                             ).command == huge
+
+
+def test_no_message_uses_pydantic_s_wording() -> None:
+    text = GOOD.replace("retries = 2", 'retries = "2"\nconcurrency = "never"\nidempotent = 1\n'
+                        'starting_deadline = []\ntags = "a"\nenv = 3')
+    message = str(problems_in(text))
+    assert "Input should be" not in message and "Value error" not in message
+    assert "field 'retries': must be a whole number (got '2')" in message
+    assert "field 'concurrency': must be 'forbid', 'allow', 'replace' or 'queue'" in message
+    assert "field 'idempotent': must be true or false" in message
+    assert "field 'tags': must be a list" in message
+
+
+def test_a_toml_syntax_error_carries_its_line_so_every_reader_sees_the_file() -> None:
+    error = problems_in('[[job]]\nname = "a"\nschedule = 0 3 * * *\n')
+    assert error.problems[0].line == 3
+    assert str(error).splitlines()[1].startswith("jobs.toml:3: invalid TOML")
+
+
+def test_a_source_key_is_refused_in_a_job_and_in_defaults() -> None:
+    error = problems_in('[defaults]\nsource = "x"\n' + GOOD + 'source = "api"\n')
+    assert [(p.in_defaults, p.job, p.field, p.line) for p in error.problems] == [
+        (True, None, "source", 2), (False, "report", "source", 18)]
+    assert "is set by distcron" in error.problems[0].message
+
+
+def test_a_problem_in_a_job_s_own_table_points_at_that_table() -> None:
+    text = GOOD + '\n[[job]]\nname = "hook"\nschedule = "@daily"\ncommand = "x"\n\n' \
+        '[job.env]\n"1BAD" = "x"\ntimeout = "never"\n'
+    error = problems_in(text)
+    assert [(p.job, p.field, p.line) for p in error.problems] == [("hook", "env", 22)]

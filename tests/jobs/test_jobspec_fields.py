@@ -167,7 +167,7 @@ def test_env_holds_string_variables() -> None:
         ({"A-B": "x"}, "not a valid environment variable name"),
         ({"DISTCRON_JOB": "x"}, "set by distcron"),
         ({"A": "nul\0"}, "NUL"),
-        ({"A": 1}, "valid string"),
+        ({"A": 1}, "must be a string"),
     ],
 )
 def test_bad_environment_variables_are_rejected(env: dict[str, Any], fragment: str) -> None:

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from distcron.api.apply import JobsDiff, diff_jobs, write_diff
 from distcron.clock import SystemClock
 from distcron.errors import Conflict
-from distcron.jobs import JobSpec, parse_jobs_toml
-from distcron.replica.jobsync import apply_config_jobs
+from distcron.jobs import JobsDiff, JobSpec, diff_jobs, parse_jobs_toml, write_diff
+from distcron.replica.jobsync import apply_config_jobs, file_source
 from distcron.store import Compare, Delete, Put, Store, open_store
 from distcron.store.layout import JOBS, job_key, name_of
 from distcron.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+SOURCE = file_source("jobs.toml")
 
 
 def jobs_file(names: list[str], minute: int = 0) -> str:
@@ -61,11 +61,11 @@ def test_a_file_of_300_jobs_is_applied_on_etcd_and_replaced_by_another(etcd_url:
         try:
             assert store.max_txn_ops == 128
             first = [f"job-{n:03d}" for n in range(300)]
-            await apply_config_jobs(store, jobs_file(first), "first.toml", SystemClock())
+            await apply_config_jobs(store, jobs_file(first), "jobs.toml", SystemClock())
             assert set(await stored_jobs(store)) == set(first)
             # 100 removed, 200 changed, 50 added.
             second = first[100:] + [f"new-{n}" for n in range(50)]
-            await apply_config_jobs(store, jobs_file(second, minute=5), "second.toml",
+            await apply_config_jobs(store, jobs_file(second, minute=5), "jobs.toml",
                                     SystemClock())
             jobs = await stored_jobs(store)
             assert set(jobs) == set(second)
@@ -84,7 +84,7 @@ def test_an_edit_made_during_a_large_apply_stops_it_and_says_how_far_it_got(
         try:
             names = [f"job-{n:02d}" for n in range(30)]
             specs = parse_jobs_toml(jobs_file(names), "jobs.toml")
-            diff = diff_jobs(specs, {}, prune=True, now=NOW)
+            diff = diff_jobs(specs, {}, source=SOURCE, prune=True, now=NOW)
             # Someone creates the last job after the file was read.
             await store.put(job_key(names[-1]), specs[-1].to_json().encode())
             with pytest.raises(Conflict, match=r"5 of 6 parts were written, apply again"):
@@ -108,7 +108,8 @@ def test_an_edit_of_a_job_the_file_leaves_unchanged_also_stops_the_apply(
             await apply_config_jobs(store, jobs_file(names), "jobs.toml", SystemClock())
             kvs, _ = await store.range(JOBS)
             diff = diff_jobs(parse_jobs_toml(jobs_file(names), "jobs.toml"),
-                             {name_of(kv.key, JOBS): kv for kv in kvs}, prune=True, now=NOW)
+                             {name_of(kv.key, JOBS): kv for kv in kvs}, source=SOURCE,
+                             prune=True, now=NOW)
             assert not diff.changes
             edited = (await stored_jobs(store))[names[3]].model_copy(update={"command": "x"})
             await store.txn((), [Put(job_key(names[3]), edited.to_json().encode())])

@@ -13,7 +13,13 @@ from typing import Any
 
 from distcron.executors.base import RunState, RunStatus
 from distcron.jobs import JobSpec, build_spec
-from distcron.scheduler.inputs import JobChanged, JobRemoved, RunStarted, Settled
+from distcron.scheduler.inputs import (
+    JobChanged,
+    JobRemoved,
+    RunStarted,
+    Settled,
+    StoreRestored,
+)
 from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
@@ -147,6 +153,17 @@ def test_a_staged_launch_no_leader_released_is_staged_here_and_runs_once() -> No
     assert decision.records[LAUNCH].location == "here"
     assert [s.record.launch_id for s in decision.releases] == [LAUNCH]
     assert not rounds.decide([], SLOT + seconds(4)).releases
+
+
+def test_a_launch_staged_in_a_restored_copy_of_the_store_is_missed_never_run() -> None:
+    # Its release mark may have been written after the copy: no mark proves nothing.
+    now = SLOT + seconds(3)
+    rounds = _takeover(now, {})
+    restored = rounds.decide([StoreRestored(now, b"{}"), Settled(LAUNCH, None)], now)
+    record = restored.records[LAUNCH]
+    assert (record.state, record.cause) == (LaunchState.MISSED, Cause.RESTORED)
+    assert not restored.stages and not restored.releases and not restored.starts
+    assert [r.launch_id for r in restored.unstages] == [LAUNCH]
 
 
 def test_a_staged_launch_whose_release_was_committed_fails_closed() -> None:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from distcron import __version__
 from distcron.api import apply, cluster, jobs, notifiers, runs, snapshot
 from distcron.api.context import ApiContext
+from distcron.api.limits import BodyLimit
 from distcron.api.view import ReplicaView
 from distcron.clock import Clock, SystemClock
 from distcron.errors import Conflict, JobSpecError, StoreUnavailable
@@ -36,6 +37,7 @@ def create_app(
     )
     for module in (cluster, jobs, apply, runs, notifiers, snapshot):
         app.include_router(module.router)
+    app.add_middleware(BodyLimit)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(JobSpecError, _bad_spec)

@@ -14,8 +14,17 @@ class Health(BaseModel):
     ok: bool
     replica: str
     leader: bool = Field(description="whether this replica is the leader")
+    fence: int | None = Field(default=None, description="its fence while it leads")
+    clock_skew: float | None = Field(
+        default=None, description="seconds its wall clock is ahead of the median of the "
+        "replicas' clocks (negative: behind; null before it heard another replica)")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, or null")
     revision: int = Field(
         default=0, description="the store revision this replica's state has caught up with")
+    store_problem: str | None = Field(
+        default=None, description="why this replica stopped using its store (its file "
+        "removed or replaced); it leads no more until restarted")
 
 
 class ReplicaRegistration(BaseModel):
@@ -38,6 +47,10 @@ class ReplicaStatus(ReplicaRegistration):
     lag: int | None = Field(
         default=None, description="revisions its state is behind the status' revision "
         "(null when it did not answer)")
+    clock_skew: float | None = Field(
+        default=None, description="its clock's lead on the replicas' median, as it says")
+    clock_problem: str | None = Field(
+        default=None, description="why its clock keeps it from leading, as it says")
 
 
 class WorkerStatus(BaseModel):
@@ -52,8 +65,12 @@ class WorkerStatus(BaseModel):
 
 class ClusterStatus(BaseModel):
     replica: str = Field(description="the replica that answered")
-    leader: str | None = Field(description="the leader's replica id, or null when none")
+    leader: str | None = Field(
+        description="the leader's replica id, or null when none (also when the replica "
+        "holding the leader key says it does not lead: see leader_note)")
     fence: int | None = Field(description="the leader's fence (create revision of its key)")
+    leader_note: str | None = Field(
+        default=None, description="why the replica holding the leader key is not the leader")
     revision: int = Field(description="the store revision this status was read at")
     leader_changes: int = Field(description="leader changes the answering replica has seen")
     replicas: list[ReplicaStatus]
@@ -74,8 +91,13 @@ class RunSummary(BaseModel):
 class JobView(JobSpec):
     """A job as the API shows it: the spec, its next slot and its latest launch."""
 
-    next: datetime = Field(description="the next slot, in UTC (also while paused)")
+    next: datetime | None = Field(
+        description="the next slot, in UTC (also while paused); null when the schedule "
+        "has no slot to come")
     last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
+    quarantined: str | None = Field(
+        default=None, description="why the leader gives the job no slots (its schedule "
+        "cannot be computed any more), until its spec changes; null for a job that runs")
 
 
 class RunDetail(LaunchRecord):
@@ -93,6 +115,11 @@ class ApplyRequest(BaseModel):
         "(the file is the whole set, like installing a crontab)",
     )
     source: str = Field(default="<api>", description="the file's name, for error messages")
+    take_over: bool = Field(
+        default=False,
+        description="take over jobs of the file that a replica's config file defines: "
+        "they become the API's (without it, such a job is refused with 409)",
+    )
 
 
 class ApplyResult(BaseModel):
@@ -100,6 +127,8 @@ class ApplyResult(BaseModel):
     changed: list[str]
     removed: list[str]
     unchanged: list[str]
+    changes: dict[str, list[str]] = Field(
+        default_factory=dict, description="per changed job, the keys whose values change")
     dry_run: bool
     revision: int = Field(description="the store revision after applying (or as read)")
 

@@ -23,6 +23,21 @@ class ReplicaView(Protocol):
     def leader_changes(self) -> int: ...
 
     @property
+    def store_problem(self) -> str | None:
+        """Why this replica stopped using its store (its file replaced), or None."""
+        ...
+
+    @property
+    def clock_skew(self) -> float | None:
+        """How far this replica's clock is ahead of the replicas' median (None: unknown)."""
+        ...
+
+    @property
+    def clock_problem(self) -> str | None:
+        """Why this replica's clock keeps it from leading, or None."""
+        ...
+
+    @property
     def applied_revision(self) -> int:
         """The store revision this replica's in-memory state has caught up with."""
         ...

@@ -65,10 +65,15 @@ def client_options(command: F) -> F:
         "--json", "json_output", is_flag=True, expose_value=False, callback=_remember,
         help="Print JSON instead of a table.",
     )(command)
+    return server_option(command)
+
+
+def server_option(command: F) -> F:
+    """Add ``--server`` alone, to a command whose output JSON would not change."""
     return click.option(
-        "--server", envvar="DISTCRON_SERVER", default=DEFAULT_SERVER, show_default=True,
-        expose_value=False, callback=_remember, metavar="URL",
-        help="A replica's API (or set DISTCRON_SERVER).",
+        "--server", envvar="DISTCRON_SERVER", show_envvar=True, default=DEFAULT_SERVER,
+        show_default=True, expose_value=False, callback=_remember, metavar="URL",
+        help="A replica's API.",
     )(command)
 
 

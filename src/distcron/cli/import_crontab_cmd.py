@@ -26,7 +26,7 @@ def _report(source: str, kind: str, note: CrontabNote) -> None:
     click.echo(f"{source}:{note.line}: {kind}: {message}", err=True)
 
 
-@click.command("import-crontab")
+@click.command("import-crontab", short_help="Turn a crontab into a jobs file.")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option(
     "-o",

@@ -17,7 +17,7 @@ from distcron.durations import format_duration
 _DURATIONS = frozenset({"timeout", "starting_deadline", "retry_backoff"})
 
 
-@click.group("jobs")
+@click.group("jobs", short_help="List, show, apply, pause, resume, trigger jobs.")
 @client_options
 def jobs_command() -> None:
     """Jobs on a replica's API (token from DISTCRON_TOKEN for changes)."""
@@ -47,10 +47,12 @@ def list_jobs(ctx: click.Context) -> None:
     now = datetime.now(UTC)
     rows = [
         (job["name"], job["schedule"], job["timezone"],
-         "paused" if job["paused"] else relative(job["next"], now), _last(job, now))
+         "quarantined" if job.get("quarantined") else "paused" if job["paused"]
+         else relative(job["next"], now), _last(job, now),
+         job.get("source") or "-")
         for job in jobs
     ]
-    click.echo(table(("NAME", "SCHEDULE", "TZ", "NEXT", "LAST RUN"), rows))
+    click.echo(table(("NAME", "SCHEDULE", "TZ", "NEXT", "LAST RUN", "SOURCE"), rows))
 
 
 @jobs_command.command("show")
@@ -76,19 +78,28 @@ def show_job(ctx: click.Context, name: str) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--prune/--no-prune", default=True, show_default=True,
-              help="Remove jobs that are not in the file (the file is the whole set).")
+              help="Remove the API's jobs that are not in the file (the file is the whole "
+              "set; jobs of a replica's config file are never removed).")
+@click.option("--take-over", is_flag=True,
+              help="Also change jobs that a replica's config file defines: they become "
+              "the API's (without it, such a job is refused).")
 @client_options
 @click.pass_context
-def apply_jobs(ctx: click.Context, file: Path, dry_run: bool, prune: bool) -> None:
-    """Make the server's jobs what FILE (TOML) says, all or nothing."""
+def apply_jobs(ctx: click.Context, file: Path, dry_run: bool, prune: bool,
+               take_over: bool) -> None:
+    """Make the API's jobs what FILE (TOML) says, all or nothing."""
     body = {"toml": file.read_text(encoding="utf-8"), "dry_run": dry_run, "prune": prune,
-            "source": str(file)}
+            "source": str(file), "take_over": take_over}
     diff = ApiClient.from_context(ctx).call("POST", "/jobs/apply", body=body)
     if wants_json(ctx):
         print_json(diff)
         return
-    pairs = [(kind, ", ".join(diff[kind]) or "-")
-             for kind in ("added", "changed", "removed", "unchanged")]
+    changes = diff.get("changes", {})
+    changed = [f"{name} ({', '.join(changes[name])})" if changes.get(name) else name
+               for name in diff["changed"]]
+    pairs = [("added", ", ".join(diff["added"]) or "-"), ("changed", ", ".join(changed) or "-"),
+             ("removed", ", ".join(diff["removed"]) or "-"),
+             ("unchanged", ", ".join(diff["unchanged"]) or "-")]
     click.echo(fields(pairs))
     done = f"applied (revision {diff['revision']})"
     click.echo("dry run: nothing was changed" if dry_run else done)
@@ -104,11 +115,15 @@ def _act(ctx: click.Context, method: str, path: str, done: str) -> None:
 
 @jobs_command.command("remove")
 @click.argument("name")
+@click.option("--take-over", is_flag=True,
+              help="Remove it even if a replica's config file defines it (it comes back at "
+              "the file's next reload unless it is removed from the file too).")
 @client_options
 @click.pass_context
-def remove_job(ctx: click.Context, name: str) -> None:
+def remove_job(ctx: click.Context, name: str, take_over: bool) -> None:
     """Remove a job (its run history stays)."""
-    _act(ctx, "DELETE", _job_path(name), "removed job {job}")
+    path = _job_path(name) + ("?take_over=true" if take_over else "")
+    _act(ctx, "DELETE", path, "removed job {job}")
 
 
 @jobs_command.command("pause")
@@ -129,7 +144,7 @@ def resume_job(ctx: click.Context, name: str) -> None:
     _act(ctx, "POST", _job_path(name, "resume"), "resumed job {name}")
 
 
-@jobs_command.command("trigger")
+@jobs_command.command("trigger", short_help="Run a job now; prints the launch id.")
 @click.argument("name")
 @client_options
 @click.pass_context

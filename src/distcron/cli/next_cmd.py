@@ -11,13 +11,14 @@ from distcron.cron import CronSyntaxError, NoSlotError, Schedule, parse
 DEFAULT_COUNT = 5
 
 
-@click.command("next")
+@click.command("next", short_help="Print the next slots of a schedule.")
 @click.argument("expr", nargs=-1, required=True)
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the schedule.")
 @click.option(
     "--after",
     metavar="ISO8601",
-    help="Show slots strictly after this instant (default: now). Without a UTC offset "
+    show_default="now",
+    help="Show slots strictly after this instant. Without a UTC offset "
     "it is read as wall time in --tz.",
 )
 @click.option(

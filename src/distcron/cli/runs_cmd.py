@@ -13,7 +13,8 @@ from distcron.cli.render import fields, relative, table, text
 from distcron.scheduler.records import LaunchState
 
 
-@click.group("runs", invoke_without_command=True)
+@click.group("runs", invoke_without_command=True,
+             short_help="Runs, newest first; one with its output.")
 @click.option("--job", help="Only this job's runs.")
 @click.option("--state", type=click.Choice([s.value for s in LaunchState]),
               help="Only runs in this state.")
@@ -46,7 +47,7 @@ def _state(run: dict[str, Any]) -> str:
     return str(run["state"])
 
 
-@runs_command.command("show")
+@runs_command.command("show", short_help="One run's record and output.")
 @click.argument("launch_id")
 @client_options
 @click.pass_context

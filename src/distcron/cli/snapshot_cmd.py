@@ -18,22 +18,22 @@ from typing import Any, TextIO
 
 import click
 
-from distcron.cli.client import ApiClient, client_options
+from distcron.cli.client import ApiClient, server_option
 from distcron.errors import DistcronError
 from distcron.store import open_store
 from distcron.store.dump import Summary, restore, save
 
 
-@click.group("snapshot")
+@click.group("snapshot", short_help="Save all state to a file, or restore it.")
 def snapshot_command() -> None:
     """Save all distcron state in a file, or restore it into an empty store."""
 
 
-@snapshot_command.command("save")
+@snapshot_command.command("save", short_help="Write all state, at one revision, to FILE.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--store", "store_url", help="Read this store directly instead of a replica's "
               "API (sqlite:///PATH or etcd://HOST:PORT...).")
-@client_options
+@server_option
 @click.pass_context
 def save_command(ctx: click.Context, file: Path, store_url: str | None) -> None:
     """Write every key of the store, at one revision, to FILE (it holds secrets: 0600)."""
@@ -54,7 +54,7 @@ def save_command(ctx: click.Context, file: Path, store_url: str | None) -> None:
     click.echo(f"saved {summary.keys} keys at revision {summary.revision} to {file}")
 
 
-@snapshot_command.command("restore")
+@snapshot_command.command("restore", short_help="Load FILE into an empty store.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", "store_url", required=True,
               help="The empty store to restore into (sqlite:///PATH or etcd://...).")

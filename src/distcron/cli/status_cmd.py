@@ -20,18 +20,25 @@ def status_command(ctx: click.Context) -> None:
         print_json(status)
         return
     now = datetime.now(UTC)
+    leader = text(status["leader"]) if status["leader"] else "none"
+    if status.get("leader_note"):
+        leader += f" ({status['leader_note']})"
     click.echo(fields([
-        ("leader", text(status["leader"]) if status["leader"] else "none"),
+        ("leader", leader),
         ("fence", text(status["fence"])),
         ("revision", text(status["revision"])),
         ("answered by", status["replica"]),
     ]))
     click.echo()
     click.echo(table(
-        ("REPLICA", "LISTEN", "LEADER", "HEALTHY", "LAG", "STARTED", "VERSION"),
+        ("REPLICA", "LISTEN", "LEADER", "HEALTHY", "LAG", "CLOCK", "STARTED", "VERSION"),
         [(r["id"], r["listen"], text(r["is_leader"]), text(r["healthy"]), text(r.get("lag")),
-          relative(r["started_at"], now), text(r["version"])) for r in status["replicas"]],
+          _skew(r.get("clock_skew")), relative(r["started_at"], now), text(r["version"]))
+         for r in status["replicas"]],
     ))
+    for r in status["replicas"]:
+        if r.get("clock_problem"):
+            click.echo(f"warning: {r['id']}: {r['clock_problem']}")
     click.echo()
     if status["workers"]:
         click.echo(table(
@@ -41,3 +48,8 @@ def status_command(ctx: click.Context) -> None:
         ))
     else:
         click.echo("workers: none registered")
+
+
+def _skew(seconds: float | None) -> str:
+    """A clock's lead on the replicas' median, as ``+0.003s``."""
+    return "-" if seconds is None else f"{seconds:+.3f}s"

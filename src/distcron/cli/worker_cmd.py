@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from distcron.cli.help import LOG_LEVELS
 from distcron.clock import SystemClock
 from distcron.errors import ConfigError, DistcronError
 from distcron.executors.local import LocalExecutor
@@ -31,13 +32,13 @@ def _tags(value: str) -> tuple[str, ...]:
     return tuple(tag.strip() for tag in value.split(",") if tag.strip())
 
 
-@click.command("worker")
+@click.command("worker", short_help="Run a worker agent that runs launches.")
 @click.option("--store", "store_url", required=True,
               help="sqlite:///PATH or etcd://HOST:PORT[,HOST:PORT...][/PREFIX].")
-@click.option("--id", "worker_id", help="This worker's name (default: the host name). "
+@click.option("--id", "worker_id", show_default="the host name", help="This worker's name. "
               "Keep it stable: a restarted worker finds its launches by it.")
-@click.option("--slots", type=click.IntRange(min=1),
-              help="How many launches may run at once (default: the CPU count).")
+@click.option("--slots", type=click.IntRange(min=1), show_default="the CPU count",
+              help="How many launches may run at once.")
 @click.option("--tags", default="", help="Comma-separated tags the leader may match "
               "jobs against, e.g. gpu,ssd.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -46,10 +47,10 @@ def _tags(value: str) -> tuple[str, ...]:
 @click.option("--lease-ttl", type=click.FloatRange(min=0, min_open=True), default=3.0,
               show_default=True, help="Seconds the registration outlives a dead worker.")
 @click.option("--load-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Report the number in this file as the worker's load (e.g. written by "
-              "a script); default: the 1-minute load average per CPU.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              show_default="the 1-minute load average per CPU",
+              help="Report the number in this file as the worker's load (written by a "
+              "script, say).")
+@click.option("--log-level", default="info", show_default=True, type=LOG_LEVELS)
 def worker_command(store_url: str, worker_id: str | None, slots: int | None, tags: str,
                    data_dir: Path, lease_ttl: float, load_file: Path | None,
                    log_level: str) -> None:

@@ -116,6 +116,10 @@ class LaunchRequest:
     # launch id, except that a relaunch of a run whose fate was unknown reuses
     # the key of the attempt it repeats.
     idempotency_key: str | None = None
+    # The identity of the store the fence is a revision of (``meta/identity``):
+    # two incarnations of a store count fences alike, so a fence alone compares
+    # equal across them; "" in requests written before it existed.
+    store_id: str = ""
     # What a Slurm executor asks of Slurm for the launch (None: its defaults).
     slurm: SlurmOptions | None = None
 
@@ -144,6 +148,7 @@ class LaunchRequest:
             "DISTCRON_LAUNCH_ID": self.launch_id,
             "DISTCRON_SLOT": "" if self.slot is None else utc_iso(self.slot),
             "DISTCRON_FENCE": str(self.fence),
+            "DISTCRON_STORE_ID": self.store_id,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +160,7 @@ class LaunchRequest:
             "env": dict(self.env), "workdir": self.workdir, "timeout": self.timeout,
             "output_limit": self.output_limit,
             "http": None if self.http is None else self.http.to_dict(),
-            "idempotency_key": self.idempotency_key,
+            "idempotency_key": self.idempotency_key, "store_id": self.store_id,
             "slurm": None if self.slurm is None else self.slurm.to_dict(),
         }
 
@@ -173,6 +178,7 @@ class LaunchRequest:
             output_limit=data["output_limit"],
             http=None if http is None else HttpCall.from_dict(http),
             idempotency_key=data.get("idempotency_key"),
+            store_id=data.get("store_id", ""),
             slurm=None if slurm is None else SlurmOptions.from_dict(slurm),
         )
 

@@ -60,6 +60,7 @@ On failure:
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -69,7 +70,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -248,39 +249,41 @@ def serve(sock: socket.socket) -> None:
         if not data:  # EOF
             _close(fds)
             return
-        if data.startswith(BATCH) and fds and not flags & (socket.MSG_TRUNC
-                                                           | socket.MSG_CTRUNC):
-            try:
-                _fork_batch(sock, Path(os.fsdecode(data[len(BATCH):])), fds[0], fds[1:])
-            finally:
-                _close(fds)
-            continue
-        if len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        whole = not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+        supervise: Callable[[], int]
+        if whole and data.startswith(BATCH) and fds:
+            path, handshake_fd = Path(os.fsdecode(data[len(BATCH):])), fds[0]
+            supervise = functools.partial(batch.run, path, handshake_fd, fds[1:])
+        elif whole and len(fds) == 2:
+            path, handshake_fd = Path(os.fsdecode(data)), fds[1]
+            supervise = functools.partial(supervisor.run, path, handshake_fd)
+        else:
             # Not a message of ours: let it go; its sender sees an empty handshake.
             log.error("event=bad_request size=%d fds=%d flags=%d", len(data), len(fds), flags)
             _close(fds)
             continue
-        lock_fd, handshake_fd = fds
         try:
-            _fork(sock, Path(os.fsdecode(data)), lock_fd, handshake_fd)
+            _fork(sock, path, handshake_fd, supervise)
         finally:
             # The supervisor has its own copies now (or nobody does).
             _close(fds)
 
 
-def _fork(sock: socket.socket, run_path: Path, lock_fd: int, handshake_fd: int) -> None:
+def _fork(sock: socket.socket, path: Path, handshake_fd: int,
+          supervise: Callable[[], int]) -> None:
+    """Fork a supervisor that runs ``supervise`` (of the run or batch at ``path``)."""
     sys.stderr.flush()  # or the child would write our buffered log lines again
     try:
         pid = os.fork()
     except OSError as exc:
-        log.error("event=fork_failed run_dir=%s error=%r", run_path, str(exc))
+        log.error("event=fork_failed path=%s error=%r", path, str(exc))
         _say(handshake_fd, FORK_FAILED + str(exc).encode() + b"\n")
         return
     if pid == 0:
-        _child(sock, run_path, handshake_fd)
+        _child(sock, handshake_fd, supervise)
 
 
-def _child(sock: socket.socket, run_path: Path, handshake_fd: int) -> NoReturn:
+def _child(sock: socket.socket, handshake_fd: int, supervise: Callable[[], int]) -> NoReturn:
     """The supervisor's whole life. Never returns into the fork server's loop."""
     code = 1
     try:
@@ -290,39 +293,13 @@ def _child(sock: socket.socket, run_path: Path, handshake_fd: int) -> NoReturn:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         _say(handshake_fd, FORKED)
-        code = supervisor.run(run_path, handshake_fd)
+        code = supervise()
     except BaseException:
         traceback.print_exc()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         # Not sys.exit: nothing of the fork server's (atexit, finalizers) must run.
-        os._exit(code)
-
-
-def _fork_batch(sock: socket.socket, batch_dir: Path, handshake_fd: int,
-                lock_fds: list[int]) -> None:
-    sys.stderr.flush()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        log.error("event=fork_failed batch_dir=%s error=%r", batch_dir, str(exc))
-        _say(handshake_fd, FORK_FAILED + str(exc).encode() + b"\n")
-        return
-    if pid != 0:
-        return
-    code = 1
-    try:
-        sock.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        _say(handshake_fd, FORKED)
-        code = batch.run(batch_dir, handshake_fd, lock_fds)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
         os._exit(code)
 
 

@@ -12,11 +12,12 @@ call, from the connection to the status line, and past it the run is
 
 Every request carries ``Idempotency-Key: <launch id>`` and the launch's
 ``Distcron-Job``, ``Distcron-Launch-Id``, ``Distcron-Slot`` (empty for a run
-started by hand) and ``Distcron-Fence``, the same values a local job finds in
-its ``DISTCRON_*`` environment, so that the receiver can drop a request it has
-already served and refuse one from a deposed leader (a fence lower than one it
-has seen). They replace any job header of the same name. Header values (which
-may hold tokens) and URLs beyond their host are never logged.
+started by hand), ``Distcron-Fence`` and ``Distcron-Store-Id``, the same
+values a local job finds in its ``DISTCRON_*`` environment, so that the
+receiver can drop a request it has already served and refuse one from a
+deposed leader (a fence lower than one it has seen under the same store id).
+They replace any job header of the same name. Header values (which may hold
+tokens) and URLs beyond their host are never logged.
 
 Runs are kept in this executor's memory only: ``start`` is idempotent per
 launch id within the process (a second ``start``, even while the first request
@@ -273,6 +274,7 @@ def _headers(request: LaunchRequest, call: HttpCall) -> list[tuple[str, str]]:
         "Distcron-Launch-Id": request.launch_id,
         "Distcron-Slot": "" if request.slot is None else utc_iso(request.slot),
         "Distcron-Fence": str(request.fence),
+        "Distcron-Store-Id": request.store_id,
     }
     reserved = {name.lower() for name in ours}
     headers = [(name, value) for name, value in call.headers.items()

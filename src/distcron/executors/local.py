@@ -17,7 +17,9 @@ work), where an interpreter's start and imports alone cost 60 or more.
 
 The job's environment is ``base_env`` (by default :func:`default_base_env`),
 then the job's own ``env``, then ``DISTCRON_JOB``, ``DISTCRON_LAUNCH_ID``,
-``DISTCRON_SLOT`` (empty for a run started by hand) and ``DISTCRON_FENCE``.
+``DISTCRON_SLOT`` (empty for a run started by hand), ``DISTCRON_FENCE`` and
+``DISTCRON_STORE_ID`` (the store's identity: fences of two incarnations of a
+store, such as a file made again, differ by it).
 Nothing is inherited from the replica's environment, which may hold
 ``DISTCRON_TOKEN``; neither the fork server nor the supervisor gets it either.
 The job runs in its ``workdir``, by default the ``HOME`` of ``base_env``.

@@ -3,7 +3,8 @@
 Slurm is reached through its command-line tools (``sbatch``, ``squeue``,
 ``scancel``), run as subprocesses off the event loop; docs/slurm.md says why not
 ``slurmrestd``. Every launch is submitted with ``--job-name=<run id>`` and
-``--comment="distcron fence=<fence>"``, so that any replica can find it by name.
+``--comment="distcron fence=<fence> store=<store id>"``, so that any replica can
+find it by name, and see which leader's term submitted it.
 
 Idempotent by name: before submitting, ``start`` asks Slurm for jobs of that
 name (``squeue --states=all --name=...``, one call for a whole burst) and
@@ -637,7 +638,7 @@ def sbatch_args(request: LaunchRequest, run_dir: Path) -> list[str]:
     """sbatch's options for the launch (the script comes after them)."""
     options = request.slurm or SlurmOptions()
     args = ["--parsable", f"--job-name={request.launch_id}",
-            f"--comment=distcron fence={request.fence}", f"--output={run_dir / 'output'}",
+            f"--comment={sbatch_comment(request)}", f"--output={run_dir / 'output'}",
             "--open-mode=append", f"--chdir={request.workdir or run_dir}"]
     if options.partition is not None:
         args.append(f"--partition={options.partition}")
@@ -656,6 +657,12 @@ def sbatch_args(request: LaunchRequest, run_dir: Path) -> list[str]:
         args.append(f"--time={minutes}")
     args += options.sbatch_options
     return args
+
+
+def sbatch_comment(request: LaunchRequest) -> str:
+    """Which leader's term (fence, of which store) submitted the launch."""
+    store = f" store={request.store_id}" if request.store_id else ""
+    return f"distcron fence={request.fence}{store}"
 
 
 def start_by(request: LaunchRequest) -> datetime | None:

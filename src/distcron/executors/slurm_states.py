@@ -103,8 +103,8 @@ def status_of(run_id: str, job: SlurmJob, exit_file: int | None) -> RunStatus:
         exit_code, signal = job.exit_status >> 8, job.exit_status & 0x7F or None
         if signal is not None:
             exit_code = None
-    if state is RunState.SUCCEEDED and exit_code not in (None, 0):
-        state = RunState.FAILED
+    if state is RunState.SUCCEEDED and (exit_code not in (None, 0) or signal is not None):
+        state = RunState.FAILED  # the job's own exit status decides
     reason = slurm
     if job.reason and job.reason != "None":
         reason += f" ({job.reason})"

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from distcron.errors import JobSpecError, KeyProblems
 
@@ -88,6 +89,51 @@ def _short_repr(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# pydantic's error types in the words of a jobs file (see plain_message).
+_PLAIN = {
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a table (key = value pairs)",
+    "mapping_type": "must be a table (key = value pairs)",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "model_type": "must be a table (key = value pairs)",
+    "path_type": "must be a path",
+    "extra_forbidden": "is not a known key",
+    "missing": "is required",
+}
+_BOUNDS = {
+    "greater_than": "must be more than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+}
+
+
+def plain_message(error: ErrorDetails) -> str:
+    """One pydantic error in the words of a jobs file or config, without
+    pydantic's own ("Input should be ...", "Value error, ...")."""
+    kind, context = error["type"], error.get("ctx", {})
+    cause = context.get("error")
+    if kind in ("value_error", "assertion_error") and cause is not None:
+        return str(cause)
+    if kind == "literal_error":
+        return f"must be {context['expected']}"
+    if kind in _BOUNDS:
+        bounds = {k: f"{v:g}" if isinstance(v, float) else v for k, v in context.items()}
+        return _BOUNDS[kind].format(**bounds)
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return message.replace("Input should be", "must be", 1)
+
+
 def problems_from_validation_error(
     exc: ValidationError,
     known_keys: Collection[str],
@@ -123,10 +169,8 @@ def problems_from_validation_error(
             message = f"unknown key {key!r}{suggest(key, known_keys)}"
         elif kind == "missing":
             message = "is required"
-        elif kind == "value_error" and cause is not None:
-            message = str(cause)
         else:
-            message = error["msg"]
+            message = plain_message(error)
         if kind not in _SHOW_INPUT_SKIP:
             message += f" (got {_short_repr(error['input'])})"
         if error["loc"] and error["loc"][0] in inherited:

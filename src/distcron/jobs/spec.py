@@ -15,6 +15,7 @@ import math
 import re
 import zoneinfo
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -32,11 +33,16 @@ from pydantic import (
     model_validator,
 )
 
-from distcron.cron import parse
+from distcron.cron import NoSlotError, parse
 from distcron.durations import parse_duration
 from distcron.errors import KeyProblems
 from distcron.jobs.notifier import DEFAULT_NOTIFY_ON, NotifyState, check_notifier_name
-from distcron.jobs.problems import JobSpecErrors, problems_from_validation_error, suggest
+from distcron.jobs.problems import (
+    JobSpecErrors,
+    Problem,
+    problems_from_validation_error,
+    suggest,
+)
 
 Concurrency = Literal["forbid", "allow", "replace", "queue"]
 Catchup = Literal["none", "last", "all"]
@@ -101,6 +107,30 @@ def _no_nul(text: str, what: str) -> str:
     return text
 
 
+# Linux refuses (E2BIG) a single argument or environment string longer than
+# MAX_ARG_STRLEN (32 pages, with its NUL), and all of them together past
+# ARG_MAX; what distcron adds (its own variables, the shell) needs some room.
+MAX_ARGUMENT_BYTES = 32 * 4096 - 1
+MAX_ARGUMENTS_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024  # a spec is one store value: etcd takes 1.5 MiB
+
+
+def _edge_now(info: ValidationInfo) -> datetime | None:
+    """The instant of an edge validation (a file, the API), or None when a stored
+    spec is read back: what is checked only at the edge (a slot to come, sizes)
+    must not make a stored job unreadable; the leader quarantines it instead."""
+    now = info.context.get("now") if isinstance(info.context, Mapping) else None
+    return now if isinstance(now, datetime) else None
+
+
+def _fits_an_argument(text: str, what: str, info: ValidationInfo) -> str:
+    size = len(text.encode())
+    if size > MAX_ARGUMENT_BYTES and _edge_now(info) is not None:
+        raise ValueError(f"{what} is {size} bytes; the kernel takes at most "
+                         f"{MAX_ARGUMENT_BYTES} in one argument (E2BIG): put it in a script")
+    return text
+
+
 class JobSpec(BaseModel):
     """One job. Durations are float seconds; see docs/jobs-file.md for every key."""
 
@@ -134,6 +164,9 @@ class JobSpec(BaseModel):
     notify: tuple[StrictStr, ...] = ()
     notify_on: tuple[NotifyState, ...] = DEFAULT_NOTIFY_ON
     notify_output: StrictBool = False  # send the end of the run's output with it
+    # Where the job came from: a config file's absolute path, or "api" (see
+    # jobs/jobset.py). Set by distcron, never by the spec's author.
+    source: StrictStr | None = None
     # executor "slurm" only (docs/slurm.md); time_limit defaults to timeout.
     partition: StrictStr | None = None
     cpus: StrictInt | None = Field(default=None, ge=1)
@@ -165,7 +198,15 @@ class JobSpec(BaseModel):
         # H and ?) or the zone, so when those are bad (and reported on their own)
         # the syntax is still checked, with stand-ins.
         name = info.data.get("name", "job")
-        parse(value, tz=info.data.get("timezone", "UTC"), job=name)
+        schedule = parse(value, tz=info.data.get("timezone", "UTC"), job=name)
+        # At the edge (a file, the API) a schedule must have a slot to come, or the
+        # job could never run; stored specs are read back without this check.
+        now = _edge_now(info)
+        if now is not None:
+            try:
+                schedule.next(now)
+            except NoSlotError as exc:
+                raise ValueError(f"no more slots: {exc}") from None
         return value
 
     @field_validator("command", "workdir")
@@ -175,20 +216,28 @@ class JobSpec(BaseModel):
 
     @field_validator("command")
     @classmethod
-    def _check_command(cls, value: str | None) -> str | None:
+    def _check_command(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
+        return None if value is None else _fits_an_argument(value, "the command", info)
+
+    @field_validator("body")
+    @classmethod
+    def _check_body(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and len(value.encode()) > MAX_BODY_BYTES and _edge_now(info):
+            raise ValueError(f"is {len(value.encode())} bytes; at most {MAX_BODY_BYTES}")
         return value
 
     @field_validator("argv")
     @classmethod
-    def _check_argv(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _check_argv(cls, value: tuple[str, ...] | None, info: ValidationInfo
+                    ) -> tuple[str, ...] | None:
         if value is None:
             return None
         if not value or not value[0]:
             raise ValueError("must be a non-empty list whose first item names the program")
-        for arg in value:
-            _no_nul(arg, "an argument")
+        for n, arg in enumerate(value):
+            _fits_an_argument(_no_nul(arg, "an argument"), f"argument {n}", info)
         return value
 
     @field_validator("workdir")
@@ -201,13 +250,13 @@ class JobSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _check_env(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+    def _check_env(cls, value: Mapping[str, str], info: ValidationInfo) -> Mapping[str, str]:
         for key, text in value.items():
             if not _ENV_NAME.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
             if key.startswith(_RESERVED_ENV_PREFIX):
                 raise ValueError(f"{key!r}: names starting with DISTCRON_ are set by distcron")
-            _no_nul(text, f"the value of {key}")
+            _fits_an_argument(_no_nul(text, f"the value of {key}"), f"the value of {key}", info)
         return value
 
     @field_validator("notify", "notify_on")
@@ -275,7 +324,7 @@ class JobSpec(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check_executor_keys(self) -> Self:
+    def _check_executor_keys(self, info: ValidationInfo) -> Self:
         problems: list[tuple[str, str]] = []
         if self.executor == "http":
             if self.url is None:
@@ -293,6 +342,12 @@ class JobSpec(BaseModel):
                     problems.append(
                         (key, f"is only for executor 'http' (this job's is {self.executor!r})")
                     )
+        arguments = sum(len(arg.encode()) + 1 for arg in (*(self.argv or ()), self.command or ""))
+        arguments += sum(len(f"{k}={v}".encode()) + 1 for k, v in self.env.items())
+        if arguments > MAX_ARGUMENTS_BYTES and _edge_now(info) is not None:
+            problems.append(("env" if self.env else "argv" if self.argv else "command",
+                             f"the command and its environment come to {arguments} bytes; "
+                             f"the kernel refuses more than about {MAX_ARGUMENTS_BYTES} (E2BIG)"))
         if problems:
             raise KeyProblems(problems)
         return self
@@ -363,14 +418,32 @@ class JobSpec(BaseModel):
         return hash(self.fingerprint())
 
 
-def build_spec(data: Mapping[str, Any], source: str = "<spec>") -> JobSpec:
+# Keys distcron sets itself: a spec that says them is refused.
+SET_BY_DISTCRON = {"source": "is set by distcron (the file or the API a job came from); remove it"}
+# What a spec's author may write, for "did you mean" suggestions.
+AUTHOR_KEYS = tuple(key for key in JobSpec.model_fields if key not in SET_BY_DISTCRON)
+
+
+def build_spec(data: Mapping[str, Any], source: str = "<spec>",
+               now: datetime | None = None) -> JobSpec:
     """Validate one job given as a mapping of keys (as in a [[job]] table).
 
+    Its schedule must have a slot after ``now`` (default: the wall clock).
     Raises JobSpecErrors listing every problem found, each naming its field."""
+    name = data.get("name")
+    job = name if isinstance(name, str) else None
+    problems = [Problem(message, job=job, field=key)
+                for key, message in SET_BY_DISTCRON.items() if key in data]
     try:
-        return JobSpec.model_validate(data)
+        spec = validate_spec(data, now)
     except ValidationError as exc:
-        name = data.get("name")
-        job = name if isinstance(name, str) else None
-        problems = problems_from_validation_error(exc, JobSpec.model_fields, job=job)
-        raise JobSpecErrors(source, problems) from None
+        problems += problems_from_validation_error(exc, AUTHOR_KEYS, job=job)
+    if problems:
+        raise JobSpecErrors(source, problems)
+    return spec
+
+
+def validate_spec(data: Mapping[str, Any], now: datetime | None = None) -> JobSpec:
+    """``JobSpec.model_validate`` as at the edge: the schedule must have a slot
+    after ``now`` (default: the wall clock). Raises pydantic's ValidationError."""
+    return JobSpec.model_validate(data, context={"now": now or datetime.now(UTC)})

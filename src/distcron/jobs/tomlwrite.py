@@ -1,23 +1,27 @@
 """Writing jobs as a TOML jobs file that ``parse_jobs_toml`` reads back exactly.
 
-Written by hand rather than with a TOML library to avoid a dependency for a
-few value shapes; keys at their default are left out so the file stays short.
+The TOML itself is tomli-w's (the writer that pairs with ``tomllib``); this
+module only shapes each job as people write it: keys at their default (and
+the ``source`` distcron sets) are left out so the file stays short, and whole
+seconds are written as durations ("1h30m").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import tomli_w
 
 from distcron.durations import format_duration
-from distcron.jobs.spec import JobSpec
+from distcron.jobs.spec import SET_BY_DISTCRON, JobSpec
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
-# Characters a TOML string cannot hold as they are (tab is allowed).
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 # Integral seconds below this are written as "1h30m": exact both ways.
 _EXACT_INTEGRAL = 2.0**53
+# What a comment line cannot hold: it ends at a newline, and TOML refuses
+# control characters other than tab in it.
+_NOT_IN_COMMENT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def dump_jobs_toml(specs: Iterable[JobSpec], header: str | None = None) -> str:
@@ -25,62 +29,55 @@ def dump_jobs_toml(specs: Iterable[JobSpec], header: str | None = None) -> str:
 
     ``parse_jobs_toml(dump_jobs_toml(specs)) == list(specs)`` when the names differ."""
     lines = [_comment(line) for line in header.splitlines()] + [""] if header else []
-    for spec in specs:
-        lines.append("[[job]]")
-        for key, field in JobSpec.model_fields.items():
-            value = getattr(spec, key)
-            if value is not None and value != field.get_default(call_default_factory=True):
-                lines.append(f"{_key(key)} = {_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, *(_job(spec) for spec in specs)])
 
 
-def _value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        # Floats in a spec are durations in seconds.
-        if value.is_integer() and 0 < value < _EXACT_INTEGRAL:
-            return _string(format_duration(value))
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
+def _job(spec: JobSpec) -> str:
+    """One ``[[job]]`` table, its tables (env, headers) after its keys as
+    ``[job.KEY]``: tomli-w would write short jobs as one inline array."""
+    table = _table(spec)
+    # Multi-line strings read best, but tomli-w writes the "\r" of a "\r\n" in
+    # them as a raw CRLF, which a reader takes as a newline: that "\r" is lost.
+    multiline = not any("\r\n" in text for text in _strings(table))
+    keys = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    parts = ["[[job]]\n" + tomli_w.dumps(keys, multiline_strings=multiline)]
+    parts += [f"[job.{key}]\n" + tomli_w.dumps(value, multiline_strings=multiline)
+              for key, value in table.items() if isinstance(value, dict)]
+    return "\n".join(parts)
+
+
+def _table(spec: JobSpec) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for key, field in JobSpec.model_fields.items():
+        value = getattr(spec, key)
+        if key in SET_BY_DISTCRON or value is None:
+            continue
+        if value != field.get_default(call_default_factory=True):
+            table[key] = _value(value)
+    return table
+
+
+def _value(value: object) -> object:
+    # Floats in a spec are durations in seconds.
+    if isinstance(value, float) and value.is_integer() and 0 < value < _EXACT_INTEGRAL:
+        return format_duration(value)
     if isinstance(value, tuple):
-        return "[" + ", ".join(_value(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
+        return list(value)
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return dict(value)  # type: ignore[call-overload]
+    return value
 
 
-def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _string(key)
-
-
-def _string(text: str) -> str:
-    """The most readable TOML string that holds ``text`` exactly."""
-    control = _CONTROL.search(text)
-    if not control and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    # Literal strings keep backslashes as they are: shell commands read as written.
-    if not control and "'" not in text:
-        return f"'{text}'"
-    if not _CONTROL.search(text.replace("\n", "")) and "'''" not in text and text[-1:] != "'":
-        if "\n" in text or text[:1] == "'":
-            # A newline right after the opening quotes is not part of the string.
-            return f"'''\n{text}'''"
-        return f"'''{text}'''"
-    return '"' + "".join(_escape(c) for c in text) + '"'
-
-
-def _escape(char: str) -> str:
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    return f"\\u{ord(char):04X}" if _CONTROL.fullmatch(char) else char
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _comment(line: str) -> str:
-    return ("# " + _CONTROL.sub("?", line)).rstrip()
+    return ("# " + _NOT_IN_COMMENT.sub("?", line)).rstrip()

@@ -122,6 +122,18 @@ class Metrics:
             "Launches handed to a batch scheduler (Slurm) that has not started them yet "
             "(set by the leader).", ["job"], registry=registry,
         )
+        self.clock_skew = Gauge(
+            "distcron_clock_skew_seconds",
+            "How far this replica's wall clock is ahead of the median of the replicas' "
+            "clocks (negative: behind); 0 before it heard another replica.",
+            registry=registry,
+        )
+        self.clock_unfit = Gauge(
+            "distcron_clock_unfit",
+            "1 while this replica does not lead because of its clock (skewed beyond "
+            "max_clock_skew, or not yet compared), else 0.",
+            registry=registry,
+        )
         self.replica_info = Info(
             "distcron_replica", "This replica's id and distcron version.", registry=registry,
         )

@@ -11,13 +11,16 @@ import ipaddress
 import socket
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from distcron.errors import ConfigError
+from distcron.jobs import plain_message
 from distcron.notify.senders import Smtp
+from distcron.replica.clocks import DEFAULT_MAX_CLOCK_SKEW
 from distcron.replica.retention import DEFAULT_HISTORY
 from distcron.scheduler.policy import STAGE_LEAD
 
@@ -34,6 +37,7 @@ _ENVIRONMENT = {
     "token_file": "DISTCRON_TOKEN_FILE",
     "history": "DISTCRON_HISTORY",
     "stage_lead": "DISTCRON_STAGE_LEAD",
+    "max_clock_skew": "DISTCRON_MAX_CLOCK_SKEW",
     "smtp": "DISTCRON_SMTP",
     "smtp_from": "DISTCRON_SMTP_FROM",
     "slurm_output_dir": "DISTCRON_SLURM_OUTPUT_DIR",
@@ -53,6 +57,9 @@ class ServeConfig(BaseModel):
     history: int = Field(default=DEFAULT_HISTORY, ge=1)  # launch records kept per job
     # Seconds before its slot a launch may be committed and prepared (0: never).
     stage_lead: float = Field(default=STAGE_LEAD, ge=0, le=60)
+    # Seconds this replica's wall clock may be off from the median of the
+    # replicas' before it stops leading (0: clocks are not compared).
+    max_clock_skew: float = Field(default=DEFAULT_MAX_CLOCK_SKEW, ge=0, le=3600)
     # The SMTP server mailto: notifiers are sent through, HOST:PORT, and the sender.
     smtp: str | None = None
     smtp_from: str | None = None
@@ -116,18 +123,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_config_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``[serve]`` settings and the rest (the jobs) of a config file."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file, read once: its ``[serve]`` settings, the rest of it (the
+    jobs), and its text (for the jobs' errors, which name lines)."""
+
+    path: Path
+    settings: dict[str, Any]
+    document: dict[str, Any]
+    text: str
+
+    @property
+    def has_jobs(self) -> bool:
+        return bool(self.document)
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    """Read and parse the config file at ``path``."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(f"cannot read config file {path}: {reason}") from exc
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
-    return serve, document
+    return ConfigFile(path, serve, document, text)
 
 
 def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],
@@ -153,7 +180,7 @@ def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"setting {where!r}: {problem['msg']}") from exc
+        raise ConfigError(f"setting {where!r}: {plain_message(problem)}") from exc
     if config.token is None and not is_loopback(config.host):
         raise ConfigError(
             f"refusing to listen on {config.listen} without an API token: set "

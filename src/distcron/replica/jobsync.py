@@ -1,4 +1,10 @@
-"""The jobs of a replica's config file, made the store's whole job set.
+"""The jobs of a replica's config file, reconciled with the store's.
+
+The file is the whole set of its own jobs: those it names are added or
+updated, its own that it no longer names are removed, and jobs of another
+source (applied through the API, taken over, or another config file's) are
+left as they are (see :mod:`distcron.jobs.jobset`). A job is the file's by its
+absolute path, so a replica started from another directory still knows it.
 
 Several replicas may start with the same file at once: the write is guarded
 by every job key it read, so one wins and the others, retrying, find nothing
@@ -7,12 +13,14 @@ left to change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from typing import Any
 
-from distcron.api.apply import diff_jobs, write_diff
 from distcron.clock import Clock
 from distcron.errors import Conflict
-from distcron.jobs import parse_jobs_toml
+from distcron.jobs import diff_jobs, parse_jobs_toml, write_diff
 from distcron.store import Store
 from distcron.store.layout import JOBS, name_of
 
@@ -21,13 +29,27 @@ log = logging.getLogger("distcron.serve")
 _ATTEMPTS = 5
 
 
-async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock) -> None:
-    """Validate every job first (a bad file changes nothing), then apply."""
-    specs = parse_jobs_toml(text, source, ignore=("serve",))
+def file_source(path: str) -> str:
+    """The source recorded on a config file's jobs: its absolute path."""
+    return os.path.abspath(path)
+
+
+async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock,
+                            document: dict[str, Any] | None = None) -> None:
+    """Validate every job first (a bad file changes nothing), then reconcile the
+    file's own jobs; ``source`` is the file's path; ``document``, ``text``
+    parsed already, if it was."""
+    owner = file_source(source)
+    specs = await asyncio.to_thread(parse_jobs_toml, text, source, ("serve",), clock.now(),
+                                    None, document)
     for _ in range(_ATTEMPTS):
         kvs, _revision = await store.range(JOBS)
         stored = {name_of(kv.key, JOBS): kv for kv in kvs}
-        diff = diff_jobs(specs, stored, prune=True, now=clock.now())
+        diff = diff_jobs(specs, stored, source=owner, prune=True, now=clock.now())
+        for name, other in sorted(diff.kept.items()):
+            log.warning("event=job_kept file=%s job=%s source=%s reason=%r", source, name,
+                        other, "another source owns it, so the file's version is not applied; "
+                        "remove it (jobs remove --take-over) for the file to own it")
         if not diff.changes:
             return
         try:

@@ -75,7 +75,8 @@ class LeaderTerm:
                  fence: int, replica_id: str,
                  clock: Clock, metrics: Metrics, lease_valid: Callable[[], bool],
                  history: int = DEFAULT_HISTORY, catch_up_timeout: float = 3.0,
-                 stage_lead: float = STAGE_LEAD, smtp: Smtp | None = None) -> None:
+                 stage_lead: float = STAGE_LEAD, smtp: Smtp | None = None,
+                 store_id: str = "") -> None:
         self.store = store
         self.mirror = mirror
         self.catch_up_timeout = catch_up_timeout
@@ -91,6 +92,7 @@ class LeaderTerm:
             fence, replica_id, local.location if local else None,
             stage_lead=timedelta(seconds=stage_lead),
             staging_executors=frozenset(n for n, e in executors.items() if e.stages),
+            store_id=store_id,
             other_locations={n: e.location for n, e in executors.items()
                              if n != "local" and e.location is not None})
         self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)

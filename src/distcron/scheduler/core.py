@@ -126,8 +126,17 @@ class SchedulerCore:
     def restored(self, until: datetime, now: datetime) -> Plan:
         """The store was restored from a copy older than what ran: every job's
         slots up to ``until`` that the copy does not account for may have run,
-        so they are recorded missed, never run again (fail closed)."""
+        and so may the launches it holds staged: all are recorded missed, never
+        run again (fail closed)."""
         plan = Plan()
+        for record in list(self._ledger.live_records()):
+            if record.staged and record.state is LaunchState.LAUNCHING:
+                # A release mark written after the copy is not in it: whether
+                # this one was released cannot be known.
+                self._ledger.end(record, LaunchState.MISSED, Cause.RESTORED,
+                                 "staged in a copy of the store older than what ran; "
+                                 "it may have run since", now, plan)
+                plan.unstages.append(record)
         for job in self._jobs.values():
             if not job.held and job.cursor < until:
                 self._account(job, now, plan, until, forced=(LaunchState.MISSED,

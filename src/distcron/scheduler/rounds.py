@@ -72,9 +72,10 @@ class _Pending:
 class LeaderRounds:
     def __init__(self, fence: int, replica: str, local_location: str | None = None,
                  prune_every: int = PRUNE_EVERY, *, stage_lead: timedelta = timedelta(0),
-                 staging_executors: frozenset[str] = frozenset(),
+                 staging_executors: frozenset[str] = frozenset(), store_id: str = "",
                  other_locations: Mapping[str, str] | None = None) -> None:
         self.fence = fence
+        self.store_id = store_id  # launched jobs see it beside the fence
         self.core = SchedulerCore(fence, replica, local_location, stage_lead=stage_lead,
                                   staging_executors=staging_executors,
                                   other_locations=other_locations)
@@ -308,6 +309,7 @@ class LeaderRounds:
                 plan.absorb(self._ended(record.launch_id, failed, b"", now))
                 continue
             start = Start(record, template.request(record.run_id, record.slot, self.fence,
+                                                   self.store_id,
                                                    record.idempotency_key))
             (workers if record.executor == "agent" else here).append(start)
         return here, workers
@@ -320,7 +322,8 @@ class LeaderRounds:
             template = self.templates.get(record.job)
             if template is not None and record.run_id is not None:
                 found.append(Start(record, template.request(
-                    record.run_id, record.slot, self.fence, record.idempotency_key)))
+                    record.run_id, record.slot, self.fence, self.store_id,
+                    record.idempotency_key)))
         return tuple(found)
 
     def _stops(self, plan: Plan) -> tuple[list[WorkerRun], set[str], list[LaunchRecord]]:

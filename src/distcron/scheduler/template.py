@@ -42,9 +42,10 @@ class LaunchTemplate:
                    spec.timeout, http, spec.notify, frozenset(spec.notify_on),
                    spec.notify_output, slurm)
 
-    def request(self, run_id: str, slot: datetime | None, fence: int,
+    def request(self, run_id: str, slot: datetime | None, fence: int, store_id: str,
                 idempotency_key: str | None) -> LaunchRequest:
         return LaunchRequest(
-            launch_id=run_id, job=self.job, slot=slot, fence=fence, timeout=self.timeout,
+            launch_id=run_id, job=self.job, slot=slot, fence=fence, store_id=store_id,
+            timeout=self.timeout,
             idempotency_key=idempotency_key, command=self.command, argv=self.argv,
             env=dict(self.env), workdir=self.workdir, http=self.http, slurm=self.slurm)

@@ -31,6 +31,7 @@ strips), values are ``bytes``.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -155,6 +156,9 @@ class Store(abc.ABC):
     # The most comparisons, and operations per branch, one transaction may hold
     # (etcd's --max-txn-ops); None: no limit.
     max_txn_ops: int | None = None
+    # Every process of the store runs on this machine (SQLite): replicas of it
+    # can see, and must share, one directory of local runs.
+    one_machine: bool = False
 
     @abc.abstractmethod
     async def get(self, key: str) -> KeyValue | None:
@@ -215,6 +219,13 @@ class Store(abc.ABC):
         The generator runs until it is closed (``aclose``) or the store is
         closed. Raises Compacted when ``start_revision`` is no longer kept.
         """
+
+    async def wait_fault(self) -> str:
+        """Return, with the reason, once this store can no longer be used safely
+        (its SQLite file was removed or replaced): every call then raises
+        StoreReplaced. A backend that cannot tell never returns."""
+        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        return await never
 
     @abc.abstractmethod
     async def close(self) -> None:

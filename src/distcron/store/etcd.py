@@ -24,7 +24,10 @@ Failure behaviour:
   leases that are kept alive. ``lease_keepalive`` raises
   :class:`~distcron.errors.LeaseExpired` when etcd says the lease is gone; a
   keepalive that raised StoreUnavailable may be tried again on the next
-  endpoint (the caller's keepalive loop does, within its TTL).
+  endpoint (the caller's keepalive loop does, within its TTL). A keepalive
+  gives each endpoint a quarter of the lease's TTL at most (when shorter than
+  the URL's timeout), so that it fails over from a member cut off from the
+  network well within the TTL.
 - **Watches** move to another endpoint without gaps or repeats when theirs
   fails (see :mod:`distcron.store.etcd_watch`).
 - **Transactions** hold at most ``max_txn_ops`` operations per branch and
@@ -91,6 +94,7 @@ class EtcdStore(Store):
         self._reconnect_window = reconnect_window
         self._watches: set[EtcdWatch] = set()
         self._closed = False
+        self._ttls: dict[int, float] = {}  # of the leases granted here
 
     def __repr__(self) -> str:
         user = f"{self.url.username}:***@" if self.url.username else ""
@@ -147,12 +151,15 @@ class EtcdStore(Store):
         answer = await self._call(
             "/v3/lease/grant", {"TTL": str(max(1, math.ceil(ttl)))}, retry=True
         )
-        return int(answer["ID"])
+        lease = int(answer["ID"])
+        self._ttls[lease] = ttl
+        return lease
 
     async def lease_keepalive(self, lease_id: int) -> float:
         try:
             answer = await self._call(
-                "/v3/lease/keepalive", {"ID": str(lease_id)}, retry=True, streaming=True
+                "/v3/lease/keepalive", {"ID": str(lease_id)}, retry=True, streaming=True,
+                per_endpoint=self._ttls[lease_id] / 4 if lease_id in self._ttls else None,
             )
         except EtcdServerError as exc:
             if exc.code == _NOT_FOUND:
@@ -164,6 +171,7 @@ class EtcdStore(Store):
         return float(ttl)
 
     async def lease_revoke(self, lease_id: int) -> None:
+        self._ttls.pop(lease_id, None)
         try:
             await self._call("/v3/lease/revoke", {"ID": str(lease_id)}, retry=True)
         except EtcdServerError as exc:
@@ -217,11 +225,19 @@ class EtcdStore(Store):
             self._watches.discard(watch)
 
     async def _call(
-        self, path: str, body: Json, *, retry: bool, streaming: bool = False
+        self,
+        path: str,
+        body: Json,
+        *,
+        retry: bool,
+        streaming: bool = False,
+        per_endpoint: float | None = None,
     ) -> Json:
         if self._closed:
             raise StoreUnavailable(f"{self!r} is closed")
-        return await self._client.call(path, body, retry=retry, streaming=streaming)
+        return await self._client.call(
+            path, body, retry=retry, streaming=streaming, per_endpoint=per_endpoint
+        )
 
     def _check_size(
         self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]

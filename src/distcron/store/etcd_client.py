@@ -22,6 +22,12 @@ Failure behaviour:
   that it may have been applied — the caller reads back, never blindly
   retries. A call therefore takes at most ``timeout`` × endpoints, and raises
   StoreUnavailable when every endpoint failed once.
+- **A failed endpoint is left by every stream on it**: watches register with
+  :meth:`GatewayClient.on_failure` and are told when any request finds their
+  endpoint failed, so that a watch on a member cut off from the network
+  moves at once instead of waiting out its quiet time. A caller may give one
+  call a shorter time per endpoint (lease keepalives do, so that a renewal fails
+  over within the lease's TTL).
 - **Errors etcd answers** (a bad request, a missing lease) are raised as
   :class:`EtcdServerError` with etcd's code and message, for the store to
   translate.
@@ -136,6 +142,7 @@ class GatewayClient:
         self._monotonic = monotonic
         self._tokens: dict[Endpoint, tuple[str, float]] = {}
         self._auth_locks: dict[Endpoint, asyncio.Lock] = {}
+        self._failure_listeners: dict[Endpoint, set[Callable[[str], None]]] = {}
         self._http = httpx.AsyncClient(
             verify=_tls_context(url) if url.tls else False,
             # Proxies from the environment must not stand between us and etcd.
@@ -150,16 +157,19 @@ class GatewayClient:
     def current(self) -> Endpoint:
         return self.endpoints[self._current]
 
-    async def call(self, path: str, body: Json, *, retry: bool, streaming: bool = False) -> Json:
+    async def call(self, path: str, body: Json, *, retry: bool, streaming: bool = False,
+                   per_endpoint: float | None = None) -> Json:
         """POST ``body`` to ``path`` and return the answer (for a ``streaming``
         request, its first message's ``result``), failing over as the module
         docstring says. ``retry``: the request may be sent again after an
-        endpoint that may have applied it failed."""
+        endpoint that may have applied it failed. ``per_endpoint``: how long
+        each endpoint may take, when shorter than the URL's timeout."""
         reasons: list[str] = []
         for _ in self.endpoints:
             endpoint = self.current
             try:
-                return await self._attempt(endpoint, path, body, streaming)
+                return await self._attempt(endpoint, path, body, streaming,
+                                           min(per_endpoint or self.timeout, self.timeout))
             except _EndpointFailed as failed:
                 reasons.append(f"{endpoint}: {failed}")
                 self.failed(endpoint, str(failed))
@@ -185,14 +195,25 @@ class GatewayClient:
     async def healthy(self, endpoint: Endpoint) -> bool:
         """Whether ``endpoint`` answers within the timeout and has a leader."""
         try:
-            status = await self._attempt(endpoint, "/v3/maintenance/status", {}, False)
+            status = await self._attempt(endpoint, "/v3/maintenance/status", {}, False,
+                                         self.timeout)
         except (_EndpointFailed, StoreError):
             return False
         return int(status.get("leader", 0)) != 0
 
+    def on_failure(self, endpoint: Endpoint, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener`` with the reason when a request finds ``endpoint``
+        failed; returns what stops listening."""
+        listeners = self._failure_listeners.setdefault(endpoint, set())
+        listeners.add(listener)
+        return lambda: listeners.discard(listener)
+
     def failed(self, endpoint: Endpoint, reason: str) -> None:
-        """``endpoint`` failed: the next one becomes current (if it still was)."""
+        """``endpoint`` failed: the next one becomes current (if it still was),
+        and the streams on it are told."""
         self._tokens.pop(endpoint, None)  # it may have failed for an expired token
+        for listener in list(self._failure_listeners.get(endpoint, ())):
+            listener(reason)
         if self.current == endpoint and len(self.endpoints) > 1:
             self._current = (self._current + 1) % len(self.endpoints)
             log.warning("etcd endpoint %s failed (%s); using %s", endpoint, reason, self.current)
@@ -200,9 +221,10 @@ class GatewayClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _attempt(self, endpoint: Endpoint, path: str, body: Json, streaming: bool) -> Json:
+    async def _attempt(self, endpoint: Endpoint, path: str, body: Json, streaming: bool,
+                       limit: float) -> Json:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(limit):
                 headers = await self._auth_headers(endpoint, fresh=False)
                 try:
                     return await self._post(endpoint, path, body, headers, streaming)
@@ -222,7 +244,7 @@ class GatewayClient:
         except ssl.SSLError as exc:
             raise _tls_failure(exc) from exc
         except TimeoutError:
-            raise _EndpointFailed(f"no answer in {self.timeout:g}s", maybe_applied=True) from None
+            raise _EndpointFailed(f"no answer in {limit:g}s", maybe_applied=True) from None
 
     async def _open(self, endpoint: Endpoint, path: str, body: Json) -> tuple[Stream, Json]:
         try:

@@ -8,6 +8,9 @@ them), when:
 - the stream ends or breaks (the member died or is shutting down);
 - etcd cancels it for want of a leader (the request carries etcd's
   require-leader flag, so a member cut off from the majority ends its watches);
+- any other request of the client found its endpoint failed (a member cut
+  off from the network is noticed by the first request that times out on
+  it, lease keepalives within a fraction of their TTL);
 - it has been quiet for twice the call timeout and its endpoint does not
   answer a status request within the timeout, or has no leader (a stopped or
   hung member keeps the connection open but sends nothing).
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from distcron.errors import Compacted, StoreError, StoreUnavailable
 from distcron.store.base import WatchBatch
@@ -43,6 +46,13 @@ DEFAULT_RECONNECT_WINDOW = 10.0
 _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 1.0
 _STOP = object()
+
+
+class _EndpointGone:
+    """Another request found the stream's endpoint failed."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class EtcdWatch:
@@ -77,6 +87,7 @@ class EtcdWatch:
             self._queue = queue
             queue.put_nowait(first)
             reader = asyncio.create_task(_read(stream, queue))
+            stop_listening = self._client.on_failure(stream.endpoint, _told(queue))
             try:
                 while (message := await self._next_message(stream, queue)) is not None:
                     if message is _STOP:
@@ -86,6 +97,7 @@ class EtcdWatch:
                     if batch is not None:
                         yield batch
             finally:
+                stop_listening()
                 reader.cancel()
                 await stream.aclose()
 
@@ -126,6 +138,8 @@ class EtcdWatch:
                     continue
                 self._client.failed(stream.endpoint, "watch quiet and endpoint not healthy")
                 return None
+            if isinstance(item, _EndpointGone):
+                return None  # the client has moved on already
             if isinstance(item, EtcdServerError) and item.code not in UNAVAILABLE_CODES:
                 raise item
             if isinstance(item, StoreError):
@@ -155,6 +169,15 @@ class EtcdWatch:
             # caught up, so every revision up to the header's is covered.
             self._next = max(self._next, revision_of(result) + 1)
         return None
+
+
+def _told(queue: asyncio.Queue[object]) -> Callable[[str], None]:
+    """A failure listener that tells the watch reading ``queue``."""
+
+    def tell(reason: str) -> None:
+        queue.put_nowait(_EndpointGone(reason))
+
+    return tell
 
 
 async def _read(stream: Stream, queue: asyncio.Queue[object]) -> None:

@@ -121,6 +121,16 @@ def replica_key(replica_id: str) -> str:
     return REPLICAS + replica_id
 
 
+def leader_id_of(value: bytes) -> str:
+    """The replica id in the leader key: the leader writes its registration
+    (JSON with ``id``) there; a bare id is read as itself."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return value.decode(errors="replace")
+    return str(body["id"]) if isinstance(body, dict) and "id" in body else value.decode()
+
+
 def name_of(key: str, prefix: str) -> str:
     """The last part of a key under ``prefix``: ``name_of("jobs/backup", JOBS) == "backup"``."""
     return key[len(prefix) :]

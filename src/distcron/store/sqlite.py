@@ -9,7 +9,8 @@ was committed (commits are on disk before they return).
 URLs (the form SQLAlchemy uses): what follows ``sqlite:///`` is the path as
 written, so ``sqlite:///distcron-data/state.db`` is relative to the working
 directory and ``sqlite:////var/lib/distcron/state.db`` (four slashes) is
-absolute. Missing parent directories are created. Options go in the query:
+absolute. Missing parent directories are created, the last one 0700, and a
+new file 0600 (see :mod:`distcron.store.sqlite_files`). Options go in the query:
 ``poll`` (how often watches look for changes made by other processes, e.g.
 ``50ms``), ``history`` (how many revisions of events watches can replay) and
 ``busy_timeout`` (how long a write waits for another process's, e.g. ``5s``).
@@ -40,6 +41,13 @@ Failure behaviour:
 - **Cancellation.** Each call runs as one transaction on the store's own
   thread; a caller cancelled while it runs does not stop it, so a cancelled
   write may have been applied (as with StoreUnavailable: read it back).
+- **The file removed or replaced** (``rm state.db*``, a copy put back): each
+  transaction, and each poll of a watching store, compares the file at the
+  path with the one open. Once they differ the store is *faulted*: every
+  call raises :class:`~distcron.errors.StoreReplaced` and :meth:`wait_fault`
+  returns the reason, so that a replica stops leading at once. A new process
+  opens whatever file is at the path then; one that is an older copy of the
+  store is recorded as restored (see :mod:`distcron.store.sqlite_engine`).
 - **Closing** ends open watches (their iteration simply stops); any later call
   raises StoreUnavailable. Leases are not revoked: they expire.
 
@@ -61,9 +69,15 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from distcron.durations import parse_duration
-from distcron.errors import ConfigError, StoreError, StoreUnavailable
+from distcron.errors import ConfigError, StoreError, StoreReplaced, StoreUnavailable
 from distcron.store.base import Compare, KeyValue, Op, Store, TxnResult, WatchBatch
 from distcron.store.sqlite_engine import SqliteEngine
+from distcron.store.sqlite_files import (
+    create_private_file,
+    make_private_dir,
+    store_paths,
+    warn_if_open,
+)
 from distcron.store.sqlite_poll import ChangePoller
 from distcron.store.sqlite_schema import current_boot_id
 
@@ -110,11 +124,17 @@ class SqliteStore(Store):
         self._poll_interval = poll_interval
         self._monotonic = monotonic
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
         except OSError as exc:
             raise StoreUnavailable(
                 f"sqlite store {self.path}: cannot create directory {self.path.parent}: "
                 f"{exc.strerror or exc}"
+            ) from exc
+        try:
+            create_private_file(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"sqlite store {self.path}: cannot create it: {exc.strerror or exc}"
             ) from exc
         # One thread owns the connection: sqlite3 blocks, the event loop must not.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="distcron-sqlite")
@@ -130,7 +150,10 @@ class SqliteStore(Store):
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
+        warn_if_open("sqlite_store", store_paths(self.path))
         self._closed = False
+        self._fault: str | None = None
+        self._faulted = asyncio.Event()
         # Watches wait on ``_changed``; it is set (and replaced) whenever the
         # revision is seen to move, by a local call or by the poller.
         self._changed = asyncio.Event()
@@ -138,6 +161,8 @@ class SqliteStore(Store):
         # Started by the first watch that waits; runs until close().
         self._poller: ChangePoller | None = None
         self._reaping: asyncio.Task[None] | None = None
+
+    one_machine = True
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -193,6 +218,16 @@ class SqliteStore(Store):
             raise ValueError(f"watch start revision must be at least 1, got {start_revision}")
         return self._watch(prefix, start_revision)
 
+    @property
+    def fault(self) -> str | None:
+        """Why this store can no longer be used (its file removed or replaced), or None."""
+        return self._fault
+
+    async def wait_fault(self) -> str:
+        await self._faulted.wait()
+        assert self._fault is not None
+        return self._fault
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -230,10 +265,12 @@ class SqliteStore(Store):
         if self._poller is None:
             self._poller = ChangePoller(
                 self.path,
+                self._engine.file,
                 self._poll_interval,
                 self._monotonic,
                 asyncio.get_running_loop(),
                 self._polled,
+                self._faulting,
             )
             self._poller.start()
 
@@ -256,7 +293,18 @@ class SqliteStore(Store):
         try:
             self._saw_revision(await self._call(self._engine.reap_due))
         except StoreError as exc:
-            log.warning("sqlite store %s: ending expired leases: %s", self.path, exc)
+            log.warning("event=lease_reap_failed store=%s error=%r", self.path, str(exc))
+
+    def _faulting(self, reason: str) -> None:
+        """The file is not the one open any more: no call may use it from now on."""
+        if self._fault is not None:
+            return
+        self._fault = reason
+        self._faulted.set()
+        log.error("event=store_file_replaced store=%s reason=%r action=%r", self.path, reason,
+                  "every call fails from now on; restart the process to open the file "
+                  "now at the path")
+        self._wake_watches()
 
     def _saw_revision(self, revision: int) -> None:
         if revision > self._seen_revision:
@@ -270,7 +318,13 @@ class SqliteStore(Store):
     async def _call(self, job: Callable[[], T]) -> T:
         if self._closed:
             raise StoreUnavailable(f"sqlite store {self.path} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        if self._fault is not None:
+            raise StoreReplaced(self.path, self._fault)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        except StoreReplaced as exc:
+            self._faulting(exc.detail)
+            raise
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,25 @@ lease due switches to a write so that it reaps before it reads. A read
 therefore never returns a key whose lease has expired, and every deletion is
 in the event log for watches to see.
 
+Every transaction first checks that the file is still the one opened (device
+and inode of the path) and that its revision has not gone back (see
+:mod:`distcron.store.sqlite_files`); every write that raised the revision then
+raises the high-water mark beside the file before it returns. Opening a file
+whose revision is below the mark of its identity writes the restore marker
+(``meta/restored``): it is an older copy put back, and the next leader records
+the slots since as missed instead of running them again.
+
 On failure: any ``sqlite3`` error (the lock still held by another process
 after the busy timeout, a full or failing disk, a corrupt file) rolls the
 transaction back and raises :class:`~distcron.errors.StoreUnavailable` naming
-the file; nothing is ever left half applied or left open.
+the file; nothing is ever left half applied or left open. A file removed,
+replaced or gone back raises :class:`~distcron.errors.StoreReplaced`, at
+every call from then on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import secrets
@@ -27,13 +38,17 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from distcron.errors import Compacted, LeaseExpired, StoreUnavailable
+from distcron.errors import Compacted, LeaseExpired, StoreReplaced, StoreUnavailable
 from distcron.store.base import Compare, Event, Get, KeyValue, Op, Put, Target, TxnResult
+from distcron.store.layout import IDENTITY, RESTORED
+from distcron.store.sqlite_files import FileId, HighWater, file_problem
 from distcron.store.sqlite_schema import connect
 from distcron.store.txn_rules import check_key, check_txn
+from distcron.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +217,28 @@ class SqliteEngine:
         self._compact_step = max(1, history // 10)
         self._monotonic = monotonic
         self._boot_id = boot_id
+        self._highwater = HighWater(path)
+        self._seen = 0  # the highest revision this engine has seen in the file
         with self._errors():
             self._conn = connect(path, busy_timeout)
-        # A first write transaction ends the leases of a previous boot at once.
-        with self._write():
-            pass
+        file = FileId.of(path)
+        if file is None:
+            self._conn.close()
+            raise StoreUnavailable(f"sqlite store {path}: removed while it was being opened")
+        self.file = file
+        # A first write transaction ends the leases of a previous boot at once,
+        # and records a restore from a copy.
+        with self._write() as tx:
+            restored = self._mark_restore(tx)
+        if restored is not None:
+            self._mark(restored, tx.revision, lower=True)
 
     def close(self) -> None:
         self._conn.close()
+
+    def check_file(self) -> str | None:
+        """Why the file at the path is not the one open (removed or replaced), or None."""
+        return file_problem(self.path, self.file)
 
     # -- reads ----------------------------------------------------------------
 
@@ -248,6 +277,7 @@ class SqliteEngine:
             revision, compacted = self._conn.execute(
                 "SELECT revision, compacted FROM state"
             ).fetchone()
+            self._check(revision)
             if start <= compacted:
                 raise Compacted(start, compacted + 1)
             last = min(revision, start + max_revisions - 1)
@@ -322,6 +352,7 @@ class SqliteEngine:
             revision, soonest = self._conn.execute(
                 "SELECT revision, (SELECT min(deadline) FROM lease) FROM state"
             ).fetchone()
+            self._check(revision)
             # The clock is read after the snapshot began (at that first SELECT):
             # every lease in it not due now was alive when it was taken.
             now = self._monotonic()
@@ -337,32 +368,79 @@ class SqliteEngine:
             revision, compacted, boot_id = self._conn.execute(
                 "SELECT revision, compacted, boot_id FROM state"
             ).fetchone()
+            self._check(revision)
             # The clock is read once the write lock is ours, not before the wait for it.
             tx = _Tx(self._conn, self._monotonic(), revision, compacted)
-            if boot_id != self._boot_id:
+            rebooted = boot_id != self._boot_id
+            if rebooted:
                 ended = tx.end_leases("1", ())
                 self._conn.execute("UPDATE state SET boot_id = ?", (self._boot_id,))
-                if ended:
-                    log.warning(
-                        "sqlite store %s: the machine rebooted; "
-                        "ended %d lease(s) of the previous boot",
-                        self.path,
-                        len(ended),
-                    )
             else:
                 ended = tx.end_leases("deadline <= ?", (tx.now,))
-                if ended:
-                    log.info(
-                        "sqlite store %s: lease(s) %s expired; their keys are deleted",
-                        self.path,
-                        ", ".join(f"{lease_id:#x}" for lease_id in ended),
-                    )
             yield tx
             tx.seal()
+            identity = None
             if tx.revision != revision:
                 self._conn.execute("UPDATE state SET revision = ?", (tx.revision,))
                 if tx.revision - tx.compacted >= self._history + self._compact_step:
                     self._compact(tx, tx.revision - self._history)
+                identity = self._identity()
+        self._seen = max(self._seen, tx.revision)
+        # Told once committed: a write that failed (a full disk) ended nothing.
+        if ended and rebooted:
+            log.warning("event=leases_ended store=%s cause=reboot leases=%d", self.path,
+                        len(ended))
+        elif ended:
+            log.info("event=leases_expired store=%s leases=%s", self.path,
+                     ",".join(f"{lease_id:#x}" for lease_id in ended))
+        if identity is not None:
+            # After the commit, before the caller acts on it: a copy taken
+            # before this write is known to be older.
+            self._mark(identity, tx.revision)
+
+    def _check(self, revision: int) -> None:
+        """Raise StoreReplaced if the file is not the one opened or went back."""
+        problem = self.check_file()
+        if problem is None and revision < self._seen:
+            problem = (f"the file went back from revision {self._seen} to {revision} "
+                       "(an older copy was put in its place)")
+        if problem is not None:
+            raise StoreReplaced(self.path, problem)
+        self._seen = revision
+
+    def _identity(self) -> str | None:
+        row = self._conn.execute("SELECT value FROM kv WHERE key = ?", (IDENTITY,)).fetchone()
+        return None if row is None else bytes(row[0]).decode(errors="replace")
+
+    def _mark(self, identity: str, revision: int, *, lower: bool = False) -> None:
+        try:
+            self._highwater.set(identity, revision, lower=lower)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"sqlite store {self.path}: cannot write its high-water mark "
+                f"{self._highwater.path}: {exc.strerror or exc}") from exc
+
+    def _mark_restore(self, tx: _Tx) -> str | None:
+        """In the first write: if the file is older than its high-water mark,
+        write the restore marker; returns the identity whose mark to lower."""
+        identity = self._identity()
+        if identity is None:
+            return None
+        try:
+            seen = self._highwater.get(identity)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"sqlite store {self.path}: cannot read its high-water mark "
+                f"{self._highwater.path}: {exc.strerror or exc}") from exc
+        if tx.revision >= seen:
+            return None
+        marker = {"at": utc_iso(datetime.now(UTC)), "cause": "file",
+                  "revision": tx.revision, "seen_revision": seen}
+        tx.put(Put(RESTORED, json.dumps(marker).encode()))
+        log.warning("event=store_restored_from_copy store=%s revision=%d seen_revision=%d "
+                    "action=%r", self.path, tx.revision, seen,
+                    "slots due until now are recorded missed, not run again")
+        return identity
 
     def _compact(self, tx: _Tx, revision: int) -> None:
         if revision > tx.compacted:

@@ -80,13 +80,15 @@ class SchemaError(StoreError):
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to ``path`` with the schema in place.
+    """A connection to the existing file ``path``, with the schema in place.
 
     Raises ``sqlite3.Error`` (the caller names the file) or SchemaError. The
     connection is in autocommit mode: every transaction is an explicit
     ``BEGIN``/``COMMIT``, so none is ever left open by the driver.
     """
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    # mode=rw: the caller made the file (0600); one removed since is not made again.
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True,
+                           timeout=busy_timeout, isolation_level=None)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
