@@ -8,10 +8,12 @@
     for distcron the committed launch intent (its log line, written after the
     commit) and the process start (the run record); for APScheduler the job
     function's start (its nearest "intent") and the process start.
+    Beside them, the floor: the same number of bare ``posix_spawn``s of
+    ``true`` from one process per CPU, started at one instant.
 (b) ``--idle-jobs`` jobs loaded, none due for a long time: start-up time (until the
     leader has loaded them), resident memory, and CPU used while idle.
 
-Targets (issue 3): (a) p99 slot->intent <= 1 s and no worse than APScheduler's;
+Targets (issue 12): (a) p99 slot->process start <= 1 s and <= half APScheduler's;
 (b) start-up <= 10 s, memory <= 500 MB, idle CPU <= 1 %.
 """
 
@@ -192,6 +194,39 @@ def apscheduler_burst(count: int, lead: float) -> tuple[list[float], list[float]
     return dispatched, started
 
 
+def spawn_floor(count: int) -> list[float]:
+    """The physical floor: ``count`` bare ``posix_spawn``s of ``true`` started at
+    one instant, shared by one forked process per CPU (what the machine can do
+    with nothing else to do); seconds from that instant to each spawn's return."""
+    workers = os.cpu_count() or 1
+    true = "/bin/true"
+    begin = time.time() + 0.5  # every forked process is ready by then
+    readers = []
+    for n in range(workers):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            mine = range(n, count, workers)
+            time.sleep(max(0.0, begin - time.time()))
+            pids, times = [], []
+            for _ in mine:
+                pids.append(os.posix_spawn(true, [true], {}))
+                times.append(time.time() - begin)
+            for child in pids:
+                os.waitpid(child, 0)
+            os.write(write_fd, json.dumps(times).encode())
+            os._exit(0)
+        os.close(write_fd)
+        readers.append((pid, read_fd))
+    delays: list[float] = []
+    for pid, read_fd in readers:
+        with os.fdopen(read_fd, "rb") as pipe:
+            delays += json.loads(pipe.read())
+        os.waitpid(pid, 0)
+    return delays
+
+
 # -- (b) many jobs, idle -----------------------------------------------------------
 
 
@@ -260,7 +295,10 @@ def main() -> None:
 def burst(jobs: int, lead: float) -> None:
     intents, starts = distcron_burst(jobs, lead)
     ap_dispatch, ap_starts = apscheduler_burst(jobs, min(lead, 5.0))
+    floor = spawn_floor(jobs)
     print(f"(a) {jobs} jobs due in the same second")
+    print(f"    floor: {jobs} bare posix_spawns over {os.cpu_count()} processes "
+          f"{percentiles(floor)}")
     print(f"    distcron     slot->intent committed  {percentiles(intents)}")
     print(f"    distcron     slot->process started   {percentiles(starts)}")
     print(f"    APScheduler  slot->job dispatched    {percentiles(ap_dispatch)}")
@@ -268,7 +306,8 @@ def burst(jobs: int, lead: float) -> None:
     if intents and ap_dispatch:
         print(f"    p99 ratio (APScheduler dispatch / distcron intent): "
               f"{p99(ap_dispatch) / p99(intents):.2f}x; "
-              f"process start: {p99(ap_starts) / p99(starts):.2f}x")
+              f"process start: {p99(ap_starts) / p99(starts):.2f}x; "
+              f"distcron process start / floor: {p99(starts) / p99(floor):.2f}x")
 
 
 if __name__ == "__main__":
