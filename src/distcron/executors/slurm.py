@@ -62,10 +62,12 @@ import math
 import os
 import shlex
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -94,6 +96,10 @@ FILE_THREADS = 4
 NAMES_PER_LOOKUP = 200
 RETRY_FIRST = 0.5
 RETRY_MAX = 10.0
+# How long after a newer leader claims a launch an older one's sbatch may still
+# land: the call's own timeout, and the controller's (MessageTimeout, 10 s).
+SLURM_MESSAGE_TIMEOUT = 10.0
+SUBMITTER = "submitter"  # in a run's directory: the fence of the leader submitting it
 QUERY_ATTEMPTS = 3
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 SQUEUE_FIELDS = "JobID:|,Name:|,State:|,exit_code:|,StartTime:|,EndTime:|,Reason:|"
@@ -168,6 +174,8 @@ class SlurmExecutor(Executor):
         self._batches: set[asyncio.Task[None]] = set()
         self._batch_due = False
         self._poller: asyncio.Task[None] | None = None
+        # Launches an older leader was submitting: not submitted before this.
+        self._hold_until: dict[str, float] = {}
         self._asked: dict[str, list[asyncio.Future[SlurmJob | None]]] = {}
         self._asker: asyncio.Task[None] | None = None
         self._wake_poller = asyncio.Event()
@@ -377,6 +385,12 @@ class SlurmExecutor(Executor):
                      None if job is None else job.job_id, known.state.value)
             self._settle(run, known, job)
             return True
+        turn = await self._io(self._claim_submission, request)
+        if turn is _Turn.DEPOSED:
+            self._fail_unsubmitted(run, "a newer leader submits it")
+            return True
+        if turn is _Turn.WAIT or time.monotonic() < self._hold_until.get(run_id, 0.0):
+            return False  # looked up again, later: the older leader's sbatch may land
         try:
             assert script is not None
             async with self._submits:
@@ -415,6 +429,29 @@ class SlurmExecutor(Executor):
         if known.state is not RunState.NOT_FOUND:
             return known, None
         return known, self._write_script(request, self._dir(run_id))
+
+    def _claim_submission(self, request: LaunchRequest) -> _Turn:
+        """Slurm has no "submit unless this name exists", so the leaders take
+        turns through the shared directory: each submits only under its own
+        fence in ``submitter``; an older leader that finds a newer fence there
+        stops, and a newer one that finds an older fence claims it, then waits
+        until any sbatch the older one had under way has landed (or never will)
+        before it looks the name up again and submits."""
+        path = self._dir(request.launch_id) / SUBMITTER
+        text = _read_text(path)
+        holder = int(text) if text is not None and text.isdigit() else None
+        if holder is not None and holder > request.fence:
+            return _Turn.DEPOSED
+        if holder == request.fence:
+            return _Turn.GO
+        _write_atomically(path, f"{request.fence}\n")
+        if holder is None:
+            return _Turn.GO
+        log.info("event=slurm_submitter_changed launch_id=%s fence=%d previous=%d",
+                 request.launch_id, request.fence, holder)
+        self._hold_until[request.launch_id] = (time.monotonic() + self._call_timeout
+                                               + SLURM_MESSAGE_TIMEOUT)
+        return _Turn.WAIT
 
     def _write_script(self, request: LaunchRequest, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -609,6 +646,12 @@ class SlurmExecutor(Executor):
 
     def _dir(self, run_id: str) -> Path:
         return self.output_dir / run_id
+
+
+class _Turn(Enum):
+    GO = "go"  # this leader submits it
+    WAIT = "wait"  # an older leader was submitting it: look it up again later
+    DEPOSED = "deposed"  # a newer leader submits it
 
 
 def _judge(run_id: str, job: SlurmJob | None, found: _Evidence) -> RunStatus:
