@@ -1,0 +1,137 @@
+"""The herd: how many launches every minute of the next 24 hours holds, all jobs together,
+and which jobs make the hottest minutes (the thundering herd that ``H`` spreads out).
+
+Bounded for thousands of jobs: each job is counted slot by slot up to
+:data:`PER_JOB_CAP` slots (one a minute on average); a denser job is a steady
+load, shown beside the chart with its rate rather than counted minute by
+minute; and the whole count stops at :data:`TOTAL_CAP` slots, saying so. The
+hottest minutes are then named job by job with one ``next`` per job and minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from distcron.cron import Schedule
+from distcron.errors import DistcronError
+
+WINDOW = timedelta(hours=24)
+MINUTES = 24 * 60
+PER_JOB_CAP = MINUTES
+TOTAL_CAP = 1_000_000
+HOTTEST = 10
+NAMED_PER_MINUTE = 12
+_EPSILON = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """A job denser than :data:`PER_JOB_CAP` slots a day."""
+
+    job: str
+    per_minute: float
+
+
+@dataclass(frozen=True, slots=True)
+class HotMinute:
+    start: datetime
+    launches: int
+    jobs: tuple[tuple[str, int], ...]  # the busiest first, at most NAMED_PER_MINUTE
+    more_jobs: int  # jobs in the minute beyond those named
+
+
+@dataclass(frozen=True, slots=True)
+class Herd:
+    start: datetime  # the first whole minute counted, in UTC
+    per_minute: tuple[int, ...]  # MINUTES counts
+    hottest: tuple[HotMinute, ...]
+    steady: tuple[Steady, ...]
+    counted_jobs: int
+    uncounted_jobs: int  # left out once TOTAL_CAP was reached
+
+    @property
+    def peak(self) -> int:
+        return max(self.per_minute, default=0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_minute)
+
+
+def compute(schedules: list[tuple[str, Schedule]], now: datetime) -> Herd:
+    """The herd of the minutes from the one after ``now`` on (pure: CPU only)."""
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = start + WINDOW
+    counts = [0] * MINUTES
+    steady: list[Steady] = []
+    counted: list[tuple[str, Schedule]] = []
+    budget = TOTAL_CAP
+    for position, (job, schedule) in enumerate(schedules):
+        if budget <= 0:
+            uncounted = len(schedules) - position
+            break
+        slots = _minutes_of(schedule, start, end, min(PER_JOB_CAP, budget))
+        if slots is None:  # denser than the cap: a steady load
+            steady.append(Steady(job, _rate(schedule, start)))
+            continue
+        budget -= len(slots)
+        for minute in slots:
+            counts[minute] += 1
+        counted.append((job, schedule))
+    else:
+        uncounted = 0
+    hottest = sorted(range(MINUTES), key=lambda m: (-counts[m], m))[:HOTTEST]
+    return Herd(
+        start=start,
+        per_minute=tuple(counts),
+        hottest=tuple(_name(counted, start + timedelta(minutes=m), counts[m])
+                      for m in hottest if counts[m]),
+        steady=tuple(sorted(steady, key=lambda s: -s.per_minute)),
+        counted_jobs=len(counted),
+        uncounted_jobs=uncounted,
+    )
+
+
+def _minutes_of(schedule: Schedule, start: datetime, end: datetime,
+                cap: int) -> list[int] | None:
+    """The minute index of each slot in [start, end), or None past ``cap`` slots."""
+    found: list[int] = []
+    try:
+        for slot in schedule.iter(start - _EPSILON):
+            if slot >= end:
+                break
+            if len(found) == cap:
+                return None
+            found.append(int((slot - start).total_seconds()) // 60)
+    except DistcronError:
+        return []  # a schedule the engine cannot follow any further has no more slots
+    return found
+
+
+def _rate(schedule: Schedule, start: datetime) -> float:
+    """Launches per minute of a dense job, over its first PER_JOB_CAP slots."""
+    first = last = schedule.next(start - _EPSILON)
+    for _, slot in zip(range(PER_JOB_CAP), schedule.iter(first), strict=False):
+        last = slot
+    minutes = max((last - first).total_seconds() / 60, 1 / 60)
+    return PER_JOB_CAP / minutes
+
+
+def _name(counted: list[tuple[str, Schedule]], minute: datetime, launches: int) -> HotMinute:
+    end = minute + timedelta(minutes=1)
+    jobs: list[tuple[str, int]] = []
+    for job, schedule in counted:
+        n = 0
+        try:
+            for slot in schedule.iter(minute - _EPSILON):
+                if slot >= end:
+                    break
+                n += 1
+        except DistcronError:
+            pass
+        if n:
+            jobs.append((job, n))
+    jobs.sort(key=lambda item: (-item[1], item[0]))
+    return HotMinute(start=minute, launches=launches, jobs=tuple(jobs[:NAMED_PER_MINUTE]),
+                     more_jobs=max(0, len(jobs) - NAMED_PER_MINUTE))
