@@ -8,6 +8,7 @@ in its own process group, which :meth:`Chromium.stop` ends, and nothing else.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.waiting import wait_until
 
@@ -75,17 +76,26 @@ class Chromium:
         """End the browser's process group (its renderers and helpers with it)."""
         if self.proc is None:
             return
-        for signum, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        group = self.proc.pid
+        for signum in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(self.proc.pid, signum)
+                os.killpg(group, signum)
             except ProcessLookupError:
                 break
-            try:
-                self.proc.wait(wait)
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: self.proc is not None and self.proc.poll() is not None
+                           and not _group_alive(group), 10, "Chromium's processes to end")
                 break
-            except subprocess.TimeoutExpired:
-                continue
+        self.proc.wait(10)
         self.proc = None
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class CdpError(Exception):
@@ -95,17 +105,14 @@ class CdpError(Exception):
 class Page:
     """One tab, over its own DevTools websocket."""
 
-    def __init__(self, websocket_url: str) -> None:
-        self.ws: ClientConnection = connect(websocket_url, max_size=None, open_timeout=10)
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
         for domain in ("Page", "Network", "Runtime", "Log"):
             self.call(f"{domain}.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=1400, height=900,
                   deviceScaleFactor=1, mobile=False)
-
-    def close(self) -> None:
-        self.ws.close()
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self._next_id += 1
@@ -147,7 +154,7 @@ class Page:
 
     def click(self, selector: str) -> None:
         found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-                              " if (!e) return false; e.click(); return true; }})()")
+                              " if (!e) return false; e.click(); return true; })()")
         assert found, f"nothing on the page matches {selector!r}"
 
     def requested(self) -> list[str]:

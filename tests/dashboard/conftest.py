@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import connect
 
 from tests.dashboard.chromium import CannotStart, Chromium, Page
 from tests.serve_harness import Replica, replicas
@@ -55,9 +56,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
         url = chromium.start()
     except CannotStart as exc:
         pytest.skip(f"Chromium cannot start here: {exc}")
-    page = Page(url)
     try:
-        yield page
+        with connect(url, max_size=None, open_timeout=10) as websocket:
+            yield Page(websocket)
     finally:
-        page.close()
         chromium.stop()

@@ -9,6 +9,7 @@ job's spec is shown as the API shows it without the token: its secrets redacted.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,7 +69,13 @@ def _duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
+def _value(value: object) -> str:
+    """A spec's or record's value as in JSON, a string as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 _env.filters["path"] = _path
+_env.filters["value"] = _value
 _env.filters["when"] = _when
 _env.filters["duration"] = _duration
 _env.globals["version"] = __version__
