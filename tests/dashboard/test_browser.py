@@ -82,30 +82,75 @@ def test_the_jobs_page_lists_the_example_jobs_with_their_next_slots(
     assert rows["heartbeat"]["cells"] >= 1, f"no strip of runs (see {shot})"
 
 
+def _output(page: Page) -> str:
+    return str(page.evaluate("document.getElementById('output').textContent"))
+
+
+def _state(page: Page) -> str:
+    return str(page.evaluate("document.querySelector('#run-state .state').textContent"))
+
+
+def _open_live_run(served: Replica, browser: Page) -> str:
+    """Trigger the live job, with the token in the tab, and open its page while it runs."""
+    live = {"launching", "running", "queued", "retrying"}
+    wait_until(lambda: not any(r["state"] in live for r in served.runs(job="live")), 30,
+               "the live job's earlier run to end (concurrency forbid)")
+    browser.open(served.url + "/")
+    _enter_token(browser, TOKEN)
+    launch = str(served.post("/jobs/live/trigger")["launch_id"])
+    wait_until(lambda: served.run(launch)["state"] == "running", 20, f"{launch} to run")
+    browser.open(f"{served.url}/ui/runs/{quote(launch)}")
+    return launch
+
+
 def test_a_running_launch_shows_its_output_while_it_runs(
     served: Replica, browser: Page, tmp_path: Path,
 ) -> None:
-    browser.open(served.url + "/")
-    _enter_token(browser, TOKEN)
-    launch = served.post("/jobs/live/trigger")["launch_id"]
-    wait_until(lambda: served.run(launch)["state"] == "running", 20, f"{launch} to run")
-    browser.open(f"{served.url}/ui/runs/{quote(launch)}")
+    launch = _open_live_run(served, browser)
     detail = served.get(f"/runs/{launch}", output="true")
     if detail["state"] == "running" and detail["output"] is None:
         shot = browser.screenshot(tmp_path / "run-live.png")
         pytest.skip("the API keeps a running launch's output only once it ends "
                     f"(issue 9.3, /runs/ID?output=true); the page polls it (see {shot})")
-
-    def shown() -> str:
-        return str(browser.evaluate("document.getElementById('output').textContent"))
-
-    wait_until(lambda: "first line of live" in shown(), 10, "the output on the page")
+    wait_until(lambda: "first line of live" in _output(browser), 10, "the output on the page")
     shot = browser.screenshot(tmp_path / "run-live.png")
     assert served.run(launch)["state"] == "running", f"it ended before the page showed it ({shot})"
-    assert "last line of live" not in shown(), shot
-    wait_until(lambda: "last line of live" in shown(), 20, "the whole output once it ended")
-    state = browser.evaluate("document.querySelector('#run-state .state').textContent")
-    assert state == "succeeded", f"{state} (see {browser.screenshot(tmp_path / 'run-done.png')})"
+    assert "last line of live" not in _output(browser), shot
+    wait_until(lambda: "last line of live" in _output(browser), 20, "the whole output at the end")
+
+
+def test_a_run_page_opened_while_it_runs_follows_it_to_its_end(
+    served: Replica, browser: Page, tmp_path: Path,
+) -> None:
+    launch = _open_live_run(served, browser)
+    loads = len([e for e in browser.events if e.get("method") == "Page.loadEventFired"])
+    assert _state(browser) == "running", browser.screenshot(tmp_path / "run-running.png")
+    wait_until(lambda: "last line of live" in _output(browser), 30, f"{launch}'s whole output")
+    shot = browser.screenshot(tmp_path / "run-done.png")
+    assert _state(browser) == "succeeded", f"{_state(browser)} (see {shot})"
+    assert "first line of live\nlast line of live" in _output(browser), shot
+    browser.pump()
+    assert len([e for e in browser.events if e.get("method") == "Page.loadEventFired"]) \
+        == loads, f"the page was reloaded instead of following (see {shot})"
+    assert browser.errors() == [], shot
+
+
+def test_a_run_s_output_needs_the_token_on_its_page(
+    served: Replica, browser: Page, tmp_path: Path,
+) -> None:
+    run = wait_until(lambda: served.runs(job="heartbeat", state="succeeded"), 20,
+                     "a heartbeat run")[0]
+    browser.open(served.url + "/")
+    _forget_token(browser)
+    browser.open(f"{served.url}/ui/runs/{quote(run['launch_id'])}")
+    note = str(browser.evaluate("document.getElementById('output-note').textContent"))
+    shot = browser.screenshot(tmp_path / "run-no-token.png")
+    assert "token" in note and _output(browser) == "", f"{note!r} (see {shot})"
+    _enter_token(browser, TOKEN)
+    wait_until(lambda: run["launch_id"] in _output(browser), 10, "the output once the token is in")
+    shot = browser.screenshot(tmp_path / "run-output.png")
+    assert browser.errors() == [], shot
+    _forget_token(browser)
 
 
 def _paused(replica: Replica, job: str) -> bool:

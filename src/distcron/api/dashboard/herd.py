@@ -67,11 +67,13 @@ def compute(schedules: list[tuple[str, Schedule]], now: datetime) -> Herd:
     steady: list[Steady] = []
     counted: list[tuple[str, Schedule]] = []
     budget = TOTAL_CAP
+    uncounted = 0
     for position, (job, schedule) in enumerate(schedules):
-        if budget <= 0:
+        cap = min(PER_JOB_CAP, budget)
+        slots = _minutes_of(schedule, start, end, cap)
+        if slots is None and cap < PER_JOB_CAP:  # the bound, not the job, is reached
             uncounted = len(schedules) - position
             break
-        slots = _minutes_of(schedule, start, end, min(PER_JOB_CAP, budget))
         if slots is None:  # denser than the cap: a steady load
             steady.append(Steady(job, _rate(schedule, start)))
             continue
@@ -79,8 +81,6 @@ def compute(schedules: list[tuple[str, Schedule]], now: datetime) -> Herd:
         for minute in slots:
             counts[minute] += 1
         counted.append((job, schedule))
-    else:
-        uncounted = 0
     hottest = sorted(range(MINUTES), key=lambda m: (-counts[m], m))[:HOTTEST]
     return Herd(
         start=start,
