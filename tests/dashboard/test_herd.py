@@ -14,8 +14,9 @@ from distcron.cron import Schedule, parse
 
 NOW = datetime(2026, 3, 28, 22, 17, 31, tzinfo=UTC)  # the night before Europe's DST change
 
-EXPRESSIONS = ["H * * * *", "*/7 * * * *", "0 3 * * *", "30 2 * * *", "H/20 8-18 * * 1-5",
-               "0 0 1 1 *", "15,45 */2 * * *", "0 12 * * 0", "* 9 * * *", "H H * * *"]
+EXPRESSIONS = ["H * * * *", "*/7 * * * *", "*/5 * * * *", "0 3 * * *", "30 2 * * *",
+               "H/20 8-18 * * 1-5", "0 0 1 1 *", "15,45 */2 * * *", "0 12 * * 0",
+               "* 9 * * *", "H H * * *", "*/10 * 1 * *"]
 ZONES = ["UTC", "Europe/Amsterdam", "America/New_York", "Asia/Kolkata"]
 
 
@@ -53,9 +54,10 @@ def test_counts_match_a_slot_by_slot_count_and_the_hottest_are_named(
 
 def test_a_job_denser_than_once_a_minute_is_a_steady_load_not_counted() -> None:
     schedules = [("tick", parse("*/5 * * * * *", tz="UTC", job="tick")),
+                 ("minutely", parse("* * * * *", tz="UTC", job="minutely")),
                  ("nightly", parse("0 3 * * *", tz="UTC", job="nightly"))]
     result = herd.compute(schedules, NOW)
-    assert result.steady == (herd.Steady("tick", 12.0),)
+    assert result.steady == (herd.Steady("tick", 12.0), herd.Steady("minutely", 1.0))
     assert result.total == 1 and result.counted_jobs == 1
     assert result.hottest[0].jobs == (("nightly", 1),)
 
@@ -63,12 +65,13 @@ def test_a_job_denser_than_once_a_minute_is_a_steady_load_not_counted() -> None:
 def test_the_count_stops_at_its_bound_and_says_how_many_jobs_it_left_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    every_minute = [(f"j{n}", parse("* * * * *", tz="UTC", job=f"j{n}")) for n in range(5)]
-    monkeypatch.setattr(herd, "TOTAL_CAP", 2 * herd.MINUTES + 100)
-    result = herd.compute(every_minute, NOW)
+    every_5 = [(f"j{n}", parse("*/5 * * * *", tz="UTC", job=f"j{n}")) for n in range(5)]
+    assert herd.PER_JOB_CAP == 288  # so each job is just within its own bound
+    monkeypatch.setattr(herd, "TOTAL_CAP", 2 * 288 + 100)
+    result = herd.compute(every_5, NOW)
     assert (result.counted_jobs, result.uncounted_jobs) == (2, 3)
     assert result.steady == ()  # the third is left out for the bound, not taken as dense
-    assert set(result.per_minute) == {2}
+    assert set(result.per_minute) == {0, 2} and result.total == 2 * 288
     assert len(result.hottest) == herd.HOTTEST
 
 

@@ -2,9 +2,10 @@
 and which jobs make the hottest minutes (the thundering herd that ``H`` spreads out).
 
 Bounded for thousands of jobs: each job is counted slot by slot up to
-:data:`PER_JOB_CAP` slots (one a minute on average); a denser job is a steady
-load, shown beside the chart with its rate rather than counted minute by
-minute; and the whole count stops at :data:`TOTAL_CAP` slots, saying so. The
+:data:`PER_JOB_CAP` slots (one every 5 minutes on average); a denser job is a
+steady load, shown beside the chart with its rate rather than counted minute
+by minute (it adds about the same to every minute: it makes no herd); and the
+whole count stops at :data:`TOTAL_CAP` slots, saying so. The
 hottest minutes are then named job by job with one ``next`` per job and minute.
 """
 
@@ -18,8 +19,8 @@ from distcron.errors import DistcronError
 
 WINDOW = timedelta(hours=24)
 MINUTES = 24 * 60
-PER_JOB_CAP = MINUTES
-TOTAL_CAP = 1_000_000
+PER_JOB_CAP = MINUTES // 5
+TOTAL_CAP = 300_000
 HOTTEST = 10
 NAMED_PER_MINUTE = 12
 _EPSILON = timedelta(microseconds=1)
@@ -70,16 +71,17 @@ def compute(schedules: list[tuple[str, Schedule]], now: datetime) -> Herd:
     uncounted = 0
     for position, (job, schedule) in enumerate(schedules):
         cap = min(PER_JOB_CAP, budget)
-        slots = _minutes_of(schedule, start, end, cap)
-        if slots is None and cap < PER_JOB_CAP:  # the bound, not the job, is reached
+        slots, complete = _slots(schedule, start, end, cap)
+        if not complete and cap < PER_JOB_CAP:  # the bound, not the job, is reached
             uncounted = len(schedules) - position
             break
-        if slots is None:  # denser than the cap: a steady load
-            steady.append(Steady(job, _rate(schedule, start)))
+        if not complete:  # denser than the cap: a steady load
+            span = max((slots[-1] - slots[0]).total_seconds() / 60, 1 / 60)
+            steady.append(Steady(job, (len(slots) - 1) / span))  # n slots, n - 1 gaps
             continue
         budget -= len(slots)
-        for minute in slots:
-            counts[minute] += 1
+        for slot in slots:
+            counts[int((slot - start).total_seconds()) // 60] += 1
         counted.append((job, schedule))
     hottest = sorted(range(MINUTES), key=lambda m: (-counts[m], m))[:HOTTEST]
     return Herd(
@@ -93,29 +95,20 @@ def compute(schedules: list[tuple[str, Schedule]], now: datetime) -> Herd:
     )
 
 
-def _minutes_of(schedule: Schedule, start: datetime, end: datetime,
-                cap: int) -> list[int] | None:
-    """The minute index of each slot in [start, end), or None past ``cap`` slots."""
-    found: list[int] = []
+def _slots(schedule: Schedule, start: datetime, end: datetime,
+           cap: int) -> tuple[list[datetime], bool]:
+    """The slots in [start, end), and whether that is all of them (False: past ``cap``)."""
+    found: list[datetime] = []
     try:
         for slot in schedule.iter(start - _EPSILON):
             if slot >= end:
                 break
             if len(found) == cap:
-                return None
-            found.append(int((slot - start).total_seconds()) // 60)
+                return found, False
+            found.append(slot)
     except DistcronError:
-        return []  # a schedule the engine cannot follow any further has no more slots
-    return found
-
-
-def _rate(schedule: Schedule, start: datetime) -> float:
-    """Launches per minute of a dense job, over its first PER_JOB_CAP slots."""
-    first = last = schedule.next(start - _EPSILON)
-    for _, slot in zip(range(PER_JOB_CAP), schedule.iter(first), strict=False):
-        last = slot
-    minutes = max((last - first).total_seconds() / 60, 1 / 60)
-    return PER_JOB_CAP / minutes
+        pass  # a schedule the engine cannot follow any further has no more slots
+    return found, True
 
 
 def _name(counted: list[tuple[str, Schedule]], minute: datetime, launches: int) -> HotMinute:
