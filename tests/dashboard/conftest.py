@@ -29,6 +29,7 @@ name = "pausable"
 schedule = "0 3 * * *"
 command = "true"
 tags = ["nightly"]
+env = { API_KEY = "s3cret-in-env" }
 """
 # Two more at 03:00 UTC: the herd's hottest minute.
 HERD_JOBS = "".join(f"""

@@ -98,7 +98,8 @@ def _open_live_run(served: Replica, browser: Page) -> str:
     browser.open(served.url + "/")
     _enter_token(browser, TOKEN)
     launch = str(served.post("/jobs/live/trigger")["launch_id"])
-    wait_until(lambda: served.run(launch)["state"] == "running", 20, f"{launch} to run")
+    wait_until(lambda: any(r["launch_id"] == launch and r["state"] == "running"
+                           for r in served.runs(job="live")), 20, f"{launch} to run")
     browser.open(f"{served.url}/ui/runs/{quote(launch)}")
     return launch
 
@@ -186,6 +187,16 @@ def test_pause_from_the_page_needs_the_token(
 
     browser.click('button[data-action="resume"][data-job="pausable"]')
     wait_until(lambda: not _paused(served, "pausable"), 10, "pausable to be resumed")
+    wait_until(lambda: browser.evaluate(
+        "!!document.querySelector('button[data-action=pause][data-job=pausable]')"), 10,
+        "the page to show it resumed")
+    browser.click('button[data-action="trigger"][data-job="pausable"]')
+    said = wait_until(lambda: "triggered as" in _flash(browser) and _flash(browser), 10,
+                      "the page to say it triggered")
+    launch = said.rsplit(" ", 1)[1]
+    assert launch.startswith("pausable@manual-"), said
+    wait_until(lambda: any(r["launch_id"] == launch and r["state"] == "succeeded"
+                           for r in served.runs(job="pausable")), 20, f"{launch} to run")
     _forget_token(browser)
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ def test_the_jobs_page_lists_every_job_with_its_next_slot_in_its_zone_and_in_utc
     slot = datetime.fromisoformat(report["next"].replace("Z", "+00:00"))
     row = html.split('<tr data-job="report"', 1)[1].split("</tr>", 1)[0]
     assert slot.strftime("%Y-%m-%d %H:%M:%S UTC") in row
-    local = slot.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Amsterdam"))
+    local = slot.astimezone(ZoneInfo("Europe/Amsterdam"))
     assert local.strftime("%Y-%m-%d %H:%M:%S ") + str(local.tzname()) in row
     assert "Monday to Friday" in row  # the schedule in words
 
@@ -77,6 +78,8 @@ def test_job_run_cluster_and_herd_pages_say_what_the_api_says(served: Replica) -
 
 
 def test_secrets_stay_redacted_and_unknown_names_are_404(served: Replica) -> None:
+    job = _get(served, "/ui/jobs/pausable").text
+    assert "API_KEY" in job and "redacted" in job and "s3cret-in-env" not in job
     for path in ("/ui/jobs/nope", "/ui/runs/nope@2026-01-01T00:00:00Z"):
         response = httpx.get(served.url + path, timeout=10)
         assert response.status_code == 404 and "not found" in response.text
