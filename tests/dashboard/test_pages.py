@@ -54,6 +54,8 @@ def test_jobs_filter_by_name_tag_and_state(served: Replica) -> None:
     assert {"nightly-1", "nightly-2", "pausable"} <= set(never)
     wait_until(lambda: served.runs(job="heartbeat", state="succeeded"), 20, "a heartbeat run")
     assert "heartbeat" in _rows(_get(served, "/?state=succeeded").text)
+    bad = httpx.get(served.url + "/?state=bogus", timeout=10)
+    assert bad.status_code == 422 and "state 'bogus' is not one of: paused" in bad.text
 
 
 def test_job_run_cluster_and_herd_pages_say_what_the_api_says(served: Replica) -> None:

@@ -123,6 +123,10 @@ async def jobs_page(
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
     """Every job (a page of them), filtered by name (a part of it), tag and state."""
+    states = [PAUSED, NEVER_RUN, *LaunchState]
+    if state and state not in states:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"state {state!r} is not one of: {', '.join(states)}")
     _, specs = await _specs(context)
     by_job: dict[str, list[LaunchRecord]] = {}
     for record in await read_launches(context.store):  # newest first
@@ -148,7 +152,7 @@ async def jobs_page(
     return _render(
         "jobs.html", title="Jobs", rows=await asyncio.to_thread(rows), total=len(specs),
         matching=len(chosen), page=page, pages=pages, link=link, name=name, tag=tag,
-        state=state, tags=tags, states=[PAUSED, NEVER_RUN, *LaunchState], now=now)
+        state=state, tags=tags, states=states, now=now)
 
 
 def _in_state(spec: JobSpec, runs: list[LaunchRecord] | None, state: str) -> bool:
