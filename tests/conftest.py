@@ -2,9 +2,9 @@
 per session, and only when a test asks for it.
 
 - ``etcd_cluster``: the session's 3-member cluster; after each test that used
-  it, paused members are resumed and killed ones restarted, so that the next
-  test finds it whole. When such a test fails, what the members logged during
-  it is added to the failure report.
+  it, paused members are resumed and killed ones restarted, and every lease
+  is revoked, so that the next test finds it whole and quiet. When such a
+  test fails, what the members logged during it is added to the failure report.
 - ``etcd_url``: an ``etcd://`` URL of every member with a key prefix of the
   test's own.
 
@@ -64,6 +64,7 @@ def etcd_cluster(
     request.node.stash[_LOG_MARKS] = (cluster, cluster.log_marks())
     yield cluster
     cluster.heal()
+    cluster.revoke_leases()
 
 
 @pytest.fixture

@@ -285,6 +285,20 @@ class EtcdCluster:
             return None
         return ids.get(leaders.pop())
 
+    def revoke_leases(self) -> None:
+        """Revoke every lease: one a test left would expire during a later test
+        and delete its keys there, moving the revision that test counts."""
+        member = self.leader()
+        verify: ssl.SSLContext | bool = False
+        if member.tls is not None:
+            verify = ssl.create_default_context(cafile=member.tls.ca)
+            verify.load_cert_chain(member.tls.client_cert, member.tls.client_key)
+        with httpx.Client(trust_env=False, timeout=5, verify=verify) as http:
+            listed = http.post(member.client_url + "/v3/lease/leases", json={})
+            listed.raise_for_status()
+            for lease in listed.json().get("leases", []):
+                http.post(member.client_url + "/v3/lease/revoke", json={"ID": lease["ID"]})
+
     def followers(self) -> list[EtcdMember]:
         leader = self.leader()
         return [m for m in self.members if m is not leader]

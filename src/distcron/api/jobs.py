@@ -41,7 +41,15 @@ from distcron.jobs import (
 from distcron.notify.senders import shown_url
 from distcron.scheduler.records import LaunchRecord, manual_launch_id
 from distcron.store import Compare, Delete, KeyValue, Put, Store
-from distcron.store.layout import JOBS, cursor_key, job_key, trigger_key
+from distcron.store.layout import (
+    JOBS,
+    QUARANTINED,
+    cursor_key,
+    job_key,
+    name_of,
+    quarantine_key,
+    trigger_key,
+)
 
 router = APIRouter(tags=["jobs"])
 _authorized = [Depends(require_token)]
@@ -79,8 +87,17 @@ async def _read_job(store: Store, name: str) -> tuple[KeyValue, JobSpec]:
 REDACTED = "<redacted: send the API token to see it>"
 
 
+def _quarantine_reason(kv: KeyValue | None) -> str | None:
+    if kv is None:
+        return None
+    try:
+        return str(json.loads(kv.value)["reason"])
+    except (ValueError, KeyError, TypeError):
+        return "quarantined (its record cannot be read)"
+
+
 def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime,
-          authorized: bool) -> JobView:
+          authorized: bool, quarantined: str | None = None) -> JobView:
     try:
         upcoming = parse(spec.schedule, tz=spec.timezone, job=spec.name).next(now)
     except DistcronError:
@@ -97,13 +114,16 @@ def _view(spec: JobSpec, last: LaunchRecord | None, now: datetime,
             shown["url"] = shown_url(spec.url)
         if spec.body is not None:
             shown["body"] = REDACTED
-    return JobView(**shown, next=upcoming and upcoming.astimezone(UTC), last_run=summary)
+    return JobView(**shown, next=upcoming and upcoming.astimezone(UTC), last_run=summary,
+                   quarantined=quarantined)
 
 
 @router.get("/jobs", response_model=list[JobView])
 async def list_jobs(context: Context, authorized: Authorized) -> list[JobView]:
     """Every job, by name, with its next slot and latest launch."""
     kvs, _ = await context.store.range(JOBS)
+    held, _ = await context.store.range(QUARANTINED)
+    reasons = {name_of(kv.key, QUARANTINED): _quarantine_reason(kv) for kv in held}
     latest: dict[str, LaunchRecord] = {}
     for record in await read_launches(context.store):  # newest first
         latest.setdefault(record.job, record)
@@ -111,7 +131,8 @@ async def list_jobs(context: Context, authorized: Authorized) -> list[JobView]:
 
     def views() -> list[JobView]:
         specs = [JobSpec.from_json(kv.value, source=kv.key) for kv in kvs]
-        return [_view(spec, latest.get(spec.name), now, authorized) for spec in specs]
+        return [_view(spec, latest.get(spec.name), now, authorized, reasons.get(spec.name))
+                for spec in specs]
 
     # CPU work for many jobs: off the event loop, which runs the lease keepalive.
     return await asyncio.to_thread(views)
@@ -121,7 +142,9 @@ async def list_jobs(context: Context, authorized: Authorized) -> list[JobView]:
 async def show_job(name: str, context: Context, authorized: Authorized) -> JobView:
     _, spec = await _read_job(context.store, name)
     launches = await read_launches(context.store, name)
-    return _view(spec, launches[0] if launches else None, context.clock.now(), authorized)
+    held = _quarantine_reason(await context.store.get(quarantine_key(name)))
+    return _view(spec, launches[0] if launches else None, context.clock.now(), authorized,
+                 held)
 
 
 @router.put("/jobs/{name}", response_model=JobSpec, dependencies=_authorized,

@@ -95,6 +95,9 @@ class JobView(JobSpec):
         description="the next slot, in UTC (also while paused); null when the schedule "
         "has no slot to come")
     last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
+    quarantined: str | None = Field(
+        default=None, description="why the leader gives the job no slots (its schedule "
+        "cannot be computed any more), until its spec changes; null for a job that runs")
 
 
 class RunDetail(LaunchRecord):

@@ -47,7 +47,8 @@ def list_jobs(ctx: click.Context) -> None:
     now = datetime.now(UTC)
     rows = [
         (job["name"], job["schedule"], job["timezone"],
-         "paused" if job["paused"] else relative(job["next"], now), _last(job, now),
+         "quarantined" if job.get("quarantined") else "paused" if job["paused"]
+         else relative(job["next"], now), _last(job, now),
          job.get("source") or "-")
         for job in jobs
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import click
@@ -32,11 +33,18 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
         return
     now = datetime.now(UTC)
     rows = [
-        (run["launch_id"], run["state"], text(run["worker"]), text(run["exit_code"]),
+        (run["launch_id"], _state(run), text(run["worker"]), text(run["exit_code"]),
          relative(run["started_at"], now), relative(run["ended_at"], now))
         for run in runs
     ]
     click.echo(table(("LAUNCH ID", "STATE", "WORKER", "EXIT", "STARTED", "ENDED"), rows))
+
+
+def _state(run: dict[str, Any]) -> str:
+    # A launch a batch scheduler (Slurm) has not started yet says why it waits.
+    if run.get("cause") == "waiting_for_resources":
+        return f"{run['state']} ({run.get('reason') or 'waiting for resources'})"
+    return str(run["state"])
 
 
 @runs_command.command("show", short_help="One run's record and output.")

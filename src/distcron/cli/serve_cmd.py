@@ -189,6 +189,12 @@ class _Parts:
         metrics = Metrics(registry)
         executors: dict[str, Executor] = {
             "local": LocalExecutor(config.data_dir.resolve() / "runs"), "http": HttpExecutor()}
+        if config.slurm_output_dir is not None:
+            from distcron.executors.slurm import SlurmExecutor
+
+            executors["slurm"] = SlurmExecutor(
+                config.slurm_output_dir.resolve(), cluster=config.slurm_cluster,
+                env={} if config.slurm_conf is None else {"SLURM_CONF": str(config.slurm_conf)})
         replica = Replica(
             store, executors,
             ReplicaConfig(config.id or default_replica_id(config.listen), config.listen,

@@ -60,6 +60,36 @@ class HttpCall:
 
 
 @dataclass(frozen=True)
+class SlurmOptions:
+    """What a ``slurm`` job asks of Slurm (the job's ``partition``, ``cpus``,
+    ``memory``, ``time_limit``, ``account``, ``qos`` and ``sbatch_options``).
+    ``starting_deadline`` (seconds after the slot) lets Slurm drop a launch that
+    is still pending by then."""
+
+    partition: str | None = None
+    cpus: int | None = None
+    memory: str | None = None
+    time_limit: float | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_options: tuple[str, ...] = ()
+    starting_deadline: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partition": self.partition, "cpus": self.cpus, "memory": self.memory,
+                "time_limit": self.time_limit, "account": self.account, "qos": self.qos,
+                "sbatch_options": list(self.sbatch_options),
+                "starting_deadline": self.starting_deadline}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlurmOptions:
+        return cls(partition=data["partition"], cpus=data["cpus"], memory=data["memory"],
+                   time_limit=data["time_limit"], account=data["account"], qos=data["qos"],
+                   sbatch_options=tuple(data["sbatch_options"]),
+                   starting_deadline=data["starting_deadline"])
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """What to run for one launch.
 
@@ -90,6 +120,8 @@ class LaunchRequest:
     # two incarnations of a store count fences alike, so a fence alone compares
     # equal across them; "" in requests written before it existed.
     store_id: str = ""
+    # What a Slurm executor asks of Slurm for the launch (None: its defaults).
+    slurm: SlurmOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.launch_id:
@@ -129,6 +161,7 @@ class LaunchRequest:
             "output_limit": self.output_limit,
             "http": None if self.http is None else self.http.to_dict(),
             "idempotency_key": self.idempotency_key, "store_id": self.store_id,
+            "slurm": None if self.slurm is None else self.slurm.to_dict(),
         }
 
     @classmethod
@@ -136,6 +169,7 @@ class LaunchRequest:
         argv = data["argv"]
         # Requests written before "http" existed (run directories) have no key.
         http = data.get("http")
+        slurm = data.get("slurm")
         return cls(
             launch_id=data["launch_id"], job=data["job"], slot=_parse_time(data["slot"]),
             fence=data["fence"], command=data["command"],
@@ -145,23 +179,29 @@ class LaunchRequest:
             http=None if http is None else HttpCall.from_dict(http),
             idempotency_key=data.get("idempotency_key"),
             store_id=data.get("store_id", ""),
+            slurm=None if slurm is None else SlurmOptions.from_dict(slurm),
         )
 
 
 class RunState(StrEnum):
     NOT_FOUND = "not_found"  # this executor never started it
     STAGED = "staged"  # prepared to start at once on release; nothing of the job has run
+    # Handed to a batch scheduler (Slurm) that has not started it yet, waiting
+    # for resources or priority (the reason says which); it will start by itself.
+    PENDING = "pending"
     RUNNING = "running"  # started (or being started) and not ended
     SUCCEEDED = "succeeded"  # exit code 0
     FAILED = "failed"  # non-zero exit, killed by a signal, or could not be executed
     TIMED_OUT = "timed_out"  # killed (its whole process group) at its timeout
     STOPPED = "stopped"  # killed on request (``stop``)
     LOST = "lost"  # started, then its supervisor vanished: the outcome is unknown
+    MISSED = "missed"  # still pending in a batch scheduler at its starting deadline: dropped
 
     @property
     def final(self) -> bool:
         """Nothing more will ever be learned about the run: ``wait`` returns it."""
-        return self not in (RunState.NOT_FOUND, RunState.STAGED, RunState.RUNNING)
+        return self not in (RunState.NOT_FOUND, RunState.STAGED, RunState.PENDING,
+                            RunState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -218,6 +258,10 @@ class Executor(abc.ABC):
     name: ClassVar[str]
     # Whether stage() prepares launches ahead (else release() simply starts them).
     stages: ClassVar[bool] = False
+    # Whether start() paces itself (Slurm: its own submission limit, and it waits
+    # out a controller that does not answer), so that a replica's limit on
+    # starts at once must not hold other executors' starts behind it.
+    paces_starts: ClassVar[bool] = False
     location: str | None = None
     worker_name: str | None = None
 

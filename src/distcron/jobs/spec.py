@@ -46,7 +46,7 @@ from distcron.jobs.problems import (
 
 Concurrency = Literal["forbid", "allow", "replace", "queue"]
 Catchup = Literal["none", "last", "all"]
-Executor = Literal["local", "agent", "http"]
+Executor = Literal["local", "agent", "http", "slurm"]
 
 DEFAULT_STARTING_DEADLINE = 3600.0
 DEFAULT_RETRY_BACKOFF = 10.0
@@ -60,6 +60,13 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,63}", re.ASCII)
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", re.ASCII)
 _RESERVED_ENV_PREFIX = "DISTCRON_"
+_SLURM_KEYS = ("partition", "cpus", "memory", "time_limit", "account", "qos", "sbatch_options")
+_SLURM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
+_SLURM_MEMORY = re.compile(r"[0-9]{1,12}[KMGT]?", re.ASCII)
+_SBATCH_SET_BY_DISTCRON = frozenset({
+    "--job-name", "--output", "--error", "--export", "--chdir", "--comment", "--parsable",
+    "--open-mode", "--wrap", "--array", "--export-file", "--input"})
+_SBATCH_SHORT_SET_BY_DISTCRON = ("-J", "-o", "-e", "-D", "-a", "-i")
 
 
 def _seconds(value: object) -> float:
@@ -160,6 +167,14 @@ class JobSpec(BaseModel):
     # Where the job came from: a config file's absolute path, or "api" (see
     # jobs/jobset.py). Set by distcron, never by the spec's author.
     source: StrictStr | None = None
+    # executor "slurm" only (docs/slurm.md); time_limit defaults to timeout.
+    partition: StrictStr | None = None
+    cpus: StrictInt | None = Field(default=None, ge=1)
+    memory: StrictStr | None = None
+    time_limit: Duration | None = None
+    account: StrictStr | None = None
+    qos: StrictStr | None = None
+    sbatch_options: tuple[StrictStr, ...] | None = None
 
     @field_validator("name")
     @classmethod
@@ -335,6 +350,48 @@ class JobSpec(BaseModel):
                              f"the kernel refuses more than about {MAX_ARGUMENTS_BYTES} (E2BIG)"))
         if problems:
             raise KeyProblems(problems)
+        return self
+
+    # -- executor "slurm" ---------------------------------------------------------------
+
+    @field_validator("partition", "account", "qos")
+    @classmethod
+    def _check_slurm_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not _SLURM_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not a Slurm {info.field_name} name: use letters, "
+                             "digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _check_slurm_memory(cls, value: str | None) -> str | None:
+        if value is not None and not _SLURM_MEMORY.fullmatch(value):
+            raise ValueError(f"expected megabytes or a size such as '512M' or '4G' "
+                             f"(sbatch --mem), got {value!r}")
+        return value
+
+    @field_validator("sbatch_options")
+    @classmethod
+    def _check_sbatch_options(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for option in value or ():
+            if not option.startswith("-"):
+                raise ValueError(f"{option!r} is not an option: write each as '--name=value'")
+            _no_nul(option, "an option")
+            name = option.split("=", 1)[0]
+            if name in _SBATCH_SET_BY_DISTCRON or any(
+                    option.startswith(short) for short in _SBATCH_SHORT_SET_BY_DISTCRON):
+                raise ValueError(f"{name!r} is set by distcron (the job's name, output, "
+                                 "environment and directory are how it finds a launch)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_slurm_keys(self) -> Self:
+        if self.executor != "slurm":
+            problems = [(key, f"is only for executor 'slurm' (this job's is "
+                              f"{self.executor!r})")
+                        for key in _SLURM_KEYS if getattr(self, key) is not None]
+            if problems:
+                raise KeyProblems(problems)
         return self
 
     def to_json(self) -> str:

@@ -117,6 +117,11 @@ class Metrics:
             "Launches each registered worker reports running (set by the leader).",
             ["worker"], registry=registry,
         )
+        self.launches_waiting_for_resources = Gauge(
+            "distcron_launches_waiting_for_resources",
+            "Launches handed to a batch scheduler (Slurm) that has not started them yet "
+            "(set by the leader).", ["job"], registry=registry,
+        )
         self.clock_skew = Gauge(
             "distcron_clock_skew_seconds",
             "How far this replica's wall clock is ahead of the median of the replicas' "

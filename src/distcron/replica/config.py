@@ -40,6 +40,9 @@ _ENVIRONMENT = {
     "max_clock_skew": "DISTCRON_MAX_CLOCK_SKEW",
     "smtp": "DISTCRON_SMTP",
     "smtp_from": "DISTCRON_SMTP_FROM",
+    "slurm_output_dir": "DISTCRON_SLURM_OUTPUT_DIR",
+    "slurm_cluster": "DISTCRON_SLURM_CLUSTER",
+    "slurm_conf": "DISTCRON_SLURM_CONF",
 }
 
 
@@ -62,6 +65,12 @@ class ServeConfig(BaseModel):
     smtp_from: str | None = None
     token_file: Path | None = None
     token: SecretStr | None = None
+    # The Slurm executor (docs/slurm.md), there only when slurm_output_dir is set:
+    # a directory the replicas and the Slurm nodes share; the cluster's name (in
+    # every launch's location); the slurm.conf its commands use (SLURM_CONF).
+    slurm_output_dir: Path | None = None
+    slurm_cluster: str = Field(default="default", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    slurm_conf: Path | None = None
 
     @field_validator("listen")
     @classmethod

@@ -92,7 +92,9 @@ class LeaderTerm:
             fence, replica_id, local.location if local else None,
             stage_lead=timedelta(seconds=stage_lead),
             staging_executors=frozenset(n for n, e in executors.items() if e.stages),
-            store_id=store_id)
+            store_id=store_id,
+            other_locations={n: e.location for n, e in executors.items()
+                             if n != "local" and e.location is not None})
         self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)
         self._observer = DecisionObserver(metrics)
         self._deliveries = Deliveries(store, fence, lambda: mirror.held(NOTIFIERS), smtp,

@@ -30,6 +30,8 @@ class DecisionObserver:
         # Per job, the span last counted and how many slots it had then: a span
         # grows in place, so only the slots it gained are counted.
         self._gap_counts: dict[str, tuple[str, int]] = {}
+        # Per job, its launches pending in a batch scheduler (Slurm).
+        self._waiting: dict[str, set[str]] = {}
 
     def committed(self, decision: Decision, committed_at: datetime) -> None:
         for record in decision.records.values():
@@ -47,6 +49,17 @@ class DecisionObserver:
 
     def _count(self, record: LaunchRecord) -> None:
         metrics = self.metrics
+        waiting = self._waiting.get(record.job)
+        if (record.state is LaunchState.LAUNCHING
+                and record.cause is Cause.WAITING_FOR_RESOURCES):
+            waiting = self._waiting.setdefault(record.job, set())
+            waiting.add(record.launch_id)
+        elif waiting is not None and record.launch_id in waiting:
+            waiting.discard(record.launch_id)
+        else:
+            waiting = None
+        if waiting is not None:
+            metrics.launches_waiting_for_resources.labels(job=record.job).set(len(waiting))
         if record.state in (LaunchState.SKIPPED, LaunchState.MISSED):
             known_id, known = self._gap_counts.get(record.job, ("", 0))
             added = record.count - (known if known_id == record.launch_id else 0)

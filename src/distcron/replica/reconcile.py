@@ -13,6 +13,7 @@ idempotent).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
@@ -23,11 +24,20 @@ from distcron.scheduler.records import LaunchRecord
 
 log = logging.getLogger("distcron.leader")
 
+_ASKED_TOGETHER = 200
+
 
 async def settle(records: Iterable[LaunchRecord],
                  executors: Mapping[str, Executor]) -> list[Settled]:
-    return [await _ask(executors.get(record.executor or "local"), record)
-            for record in records]
+    # Asked a chunk at a time, together, so that an executor that can answer for
+    # many at once does (Slurm: one squeue for all their names).
+    pending = list(records)
+    settled: list[Settled] = []
+    for i in range(0, len(pending), _ASKED_TOGETHER):
+        settled += await asyncio.gather(*(
+            _ask(executors.get(record.executor or "local"), record)
+            for record in pending[i:i + _ASKED_TOGETHER]))
+    return settled
 
 
 async def _ask(executor: Executor | None, record: LaunchRecord) -> Settled:

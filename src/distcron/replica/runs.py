@@ -28,9 +28,9 @@ from distcron.executors.base import Executor, RunState, RunStatus
 from distcron.replica.lanes import Lanes
 from distcron.replica.retention import RUN_DIR_RETENTION
 from distcron.scheduler.decision import Decision, Start
-from distcron.scheduler.inputs import Input, RunEnded, RunStarted, RunUnknown
+from distcron.scheduler.inputs import Input, RunEnded, RunPending, RunStarted, RunUnknown
 from distcron.scheduler.policy import ON_TIME_TOLERANCE
-from distcron.scheduler.records import LaunchRecord
+from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
 
 log = logging.getLogger("distcron.leader")
 
@@ -41,6 +41,8 @@ START_CONCURRENCY = 32
 # A wait for a run that fails this many times in a row gives the run up as unknown.
 WAIT_ATTEMPTS = 4
 _WAIT_RETRY_FIRST = 0.5
+# How often a run pending in a batch scheduler is asked whether it started.
+PENDING_POLL = 1.0
 
 class LocalRuns:
     def __init__(self, executors: Mapping[str, Executor], fence: int,
@@ -87,7 +89,9 @@ class LocalRuns:
     async def _run(self, start: Start) -> None:
         record = start.record
         assert record.run_id is not None
-        async with self._starts:
+        executor = self.executors.get(record.executor or "local")
+        paced = executor is not None and executor.paces_starts
+        async with contextlib.nullcontext() if paced else self._starts:
             if not self.lease_valid():
                 # Committed, but leadership may be gone: the next leader finds
                 # the intent and starts it (idempotently) itself.
@@ -106,12 +110,22 @@ class LocalRuns:
     async def _follow_adopted(self, record: LaunchRecord) -> None:
         assert record.run_id is not None
         executor = self._executor_for(record)
+        waiting = (record.state is LaunchState.LAUNCHING
+                   and record.cause is Cause.WAITING_FOR_RESOURCES)
         await self._follow(executor, record.launch_id,
-                           RunStatus(record.run_id, RunState.RUNNING), adopted=True)
+                           RunStatus(record.run_id,
+                                     RunState.PENDING if waiting else RunState.RUNNING,
+                                     reason=record.reason),
+                           adopted=not waiting)
 
     async def _follow(self, executor: Executor, launch_id: str, status: RunStatus,
                       adopted: bool = False) -> None:
         """Record that a run started, then wait for its end and record that."""
+        if status.state is RunState.PENDING:
+            started = await self._while_pending(executor, launch_id, status)
+            if started is None:
+                return
+            status = started
         if status.state is RunState.RUNNING:
             if not adopted:
                 log.info("event=run_started launch_id=%s pid=%s", launch_id, status.pid)
@@ -125,6 +139,34 @@ class LocalRuns:
         except ExecutorError:
             output = b""
         self._post(RunEnded(launch_id, status, output))
+
+    async def _while_pending(self, executor: Executor, launch_id: str, status: RunStatus
+                             ) -> RunStatus | None:
+        """Record the run as waiting for resources (again whenever the batch
+        scheduler's reason changes) until it starts or ends; None (and the run
+        given up as unknown) when the executor keeps failing to tell. A run that
+        starts within the first poll is not recorded as waiting at all."""
+        failures = 0
+        recorded = ""
+        while status.state is RunState.PENDING:
+            await self.clock.sleep(PENDING_POLL)
+            try:
+                now = await executor.query(status.launch_id)
+            except ExecutorError as exc:
+                failures += 1
+                log.warning("event=query_failed launch_id=%s attempt=%d error=%r", launch_id,
+                            failures, str(exc))
+                if failures >= WAIT_ATTEMPTS:
+                    self._post(RunUnknown(launch_id, "the leader could not follow the "
+                                                     f"pending run: {exc}"))
+                    return None
+                continue
+            failures = 0
+            if now.state is RunState.PENDING and now.reason != recorded:
+                recorded = now.reason
+                self._post(RunPending(launch_id, now))
+            status = now
+        return status
 
     async def _wait(self, executor: Executor, launch_id: str, run_id: str) -> RunStatus | None:
         """The run's final status; None (and the run given up as unknown) when

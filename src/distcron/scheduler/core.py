@@ -61,10 +61,11 @@ class SchedulerCore:
 
     def __init__(self, fence: int, replica: str, local_location: str | None = None, *,
                  stage_lead: timedelta = timedelta(0),
-                 staging_executors: frozenset[str] = frozenset()) -> None:
+                 staging_executors: frozenset[str] = frozenset(),
+                 other_locations: Mapping[str, str] | None = None) -> None:
         self.fence = fence
         self.replica = replica
-        self._ledger = Ledger(fence, replica, local_location)
+        self._ledger = Ledger(fence, replica, local_location, other_locations)
         self._jobs = self._ledger.jobs
         self._wakeups = Wakeups(self._stale)
         self._placement = Placement(self._ledger, self._wakeups)
@@ -287,11 +288,27 @@ class SchedulerCore:
         plan = Plan()
         record = self._ledger.find(launch_id)
         if record is not None and record.state is LaunchState.LAUNCHING:
-            started = record.model_copy(update={
+            update: dict[str, object] = {
                 "state": LaunchState.RUNNING, "started_at": started_at, "pid": pid,
-                "worker": worker or record.worker})
+                "worker": worker or record.worker}
+            if record.cause is Cause.WAITING_FOR_RESOURCES:
+                update |= {"cause": None, "reason": ""}
+            started = record.model_copy(update=update)
             self._ledger.replace(started)
             plan.write(started)
+        return plan
+
+    def run_pending(self, launch_id: str, reason: str) -> Plan:
+        """A launch waits in a batch scheduler (Slurm) for resources: still
+        launching (live for overlap policies), with the scheduler's reason."""
+        plan = Plan()
+        record = self._ledger.find(launch_id)
+        if (record is not None and record.state is LaunchState.LAUNCHING
+                and (record.cause, record.reason) != (Cause.WAITING_FOR_RESOURCES, reason)):
+            pending = record.model_copy(update={"cause": Cause.WAITING_FOR_RESOURCES,
+                                                "reason": reason})
+            self._ledger.replace(pending)
+            plan.write(pending)
         return plan
 
     def run_ended(self, launch_id: str, outcome: LaunchState, now: datetime, *,
@@ -309,6 +326,8 @@ class SchedulerCore:
         if job is not None and launch_id in job.replacing:
             outcome, cause = LaunchState.STOPPED, Cause.REPLACED
             reason = f"replaced by {job.replacing.pop(launch_id)}"
+        elif outcome is LaunchState.MISSED:  # its executor dropped it at its deadline
+            cause = Cause.DEADLINE
         update: dict[str, object] = {
             "exit_code": exit_code, "signal": signal, "ended_at": ended_at or now,
             "started_at": record.started_at or started_at, "reason": reason, "cause": cause}

@@ -78,6 +78,15 @@ class RunStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class RunPending:
+    """A run handed to a batch scheduler waits there (``PENDING``, with the
+    scheduler's reason): it is recorded as still launching, waiting for resources."""
+
+    launch_id: str
+    status: RunStatus
+
+
+@dataclass(frozen=True, slots=True)
 class RunEnded:
     """A run on this replica's executor reached its final state (or could not
     be started: ``FAILED`` with the reason)."""
@@ -118,4 +127,4 @@ class StoreRestored:
 
 
 Input = (JobChanged | JobUnreadable | JobRemoved | Triggered | Reported | WorkersChanged
-         | RunStarted | RunEnded | RunUnknown | Settled | StoreRestored)
+         | RunStarted | RunPending | RunEnded | RunUnknown | Settled | StoreRestored)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,12 +35,15 @@ class Job:
 
 
 class Ledger:
-    def __init__(self, fence: int, replica: str, local_location: str | None) -> None:
+    def __init__(self, fence: int, replica: str, local_location: str | None,
+                 other_locations: Mapping[str, str] | None = None) -> None:
         self.fence = fence
         self.replica = replica
         # Written into the intent of every local run, so a later leader knows
         # whether its own executor can tell what became of the run.
         self.local_location = local_location
+        # Other executors whose runs any leader can ask about (a Slurm cluster).
+        self.other_locations = dict(other_locations or {})
         self.jobs: dict[str, Job] = {}
         # Live records of jobs removed while they ran: still tracked to their end.
         self.orphans: dict[str, LaunchRecord] = {}
@@ -131,4 +134,6 @@ class Ledger:
             run_id=launch_id if launched else None, intent_at=now)
 
     def location(self, executor: str | None) -> str | None:
-        return self.local_location if executor == "local" else None
+        if executor == "local":
+            return self.local_location
+        return None if executor is None else self.other_locations.get(executor)

@@ -55,6 +55,9 @@ class Cause(StrEnum):
 
     WAITING_FOR_WORKER = "waiting_for_worker"  # queued: no eligible worker has a free slot
     WAITING_FOR_RUN = "waiting_for_run"  # queued behind a live run (concurrency = queue)
+    # launching: handed to a batch scheduler (Slurm) that has not started it yet;
+    # the reason gives the scheduler's own (resources, priority).
+    WAITING_FOR_RESOURCES = "waiting_for_resources"
     PAUSED = "paused"  # skipped: the job is paused
     OVERLAP = "overlap"  # skipped: a run of the job is live (forbid, queue)
     REPLACED = "replaced"  # skipped or stopped: a newer run replaced it

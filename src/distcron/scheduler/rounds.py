@@ -29,6 +29,7 @@ from distcron.scheduler.inputs import (
     JobUnreadable,
     Reported,
     RunEnded,
+    RunPending,
     RunStarted,
     RunUnknown,
     Settled,
@@ -51,6 +52,7 @@ OUTCOMES = {
     RunState.TIMED_OUT: LaunchState.TIMED_OUT,
     RunState.STOPPED: LaunchState.STOPPED,
     RunState.LOST: LaunchState.LOST,
+    RunState.MISSED: LaunchState.MISSED,
 }
 
 
@@ -70,11 +72,13 @@ class _Pending:
 class LeaderRounds:
     def __init__(self, fence: int, replica: str, local_location: str | None = None,
                  prune_every: int = PRUNE_EVERY, *, stage_lead: timedelta = timedelta(0),
-                 staging_executors: frozenset[str] = frozenset(), store_id: str = "") -> None:
+                 staging_executors: frozenset[str] = frozenset(), store_id: str = "",
+                 other_locations: Mapping[str, str] | None = None) -> None:
         self.fence = fence
         self.store_id = store_id  # launched jobs see it beside the fence
         self.core = SchedulerCore(fence, replica, local_location, stage_lead=stage_lead,
-                                  staging_executors=staging_executors)
+                                  staging_executors=staging_executors,
+                                  other_locations=other_locations)
         self.marks = ReleaseMarks(fence)
         self._idle_marks: list[str] = []  # found at takeover with nothing left to release
         self.templates: dict[str, LaunchTemplate] = {}
@@ -186,6 +190,8 @@ class LeaderRounds:
         if isinstance(item, RunStarted):
             return self.core.run_started(item.launch_id, item.status.started_at or now,
                                          pid=item.status.pid, worker=item.worker)
+        if isinstance(item, RunPending):
+            return self.core.run_pending(item.launch_id, item.status.reason)
         if isinstance(item, RunEnded):
             return self._ended(item.launch_id, item.status, item.output, now)
         if isinstance(item, RunUnknown):
@@ -273,6 +279,9 @@ class LeaderRounds:
                 self._pending.follows.append(launch_id)
                 return self.core.run_started(launch_id, status.started_at or now,
                                              pid=status.pid, worker=settled.worker)
+            if status.state is RunState.PENDING:
+                self._pending.follows.append(launch_id)
+                return self.core.run_pending(launch_id, status.reason)
             return self._ended(launch_id, status, settled.output, now)
         reason = "takeover could not learn the run's fate"
         if status is not None and status.reason:

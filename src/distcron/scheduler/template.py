@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from distcron.executors.base import HttpCall, LaunchRequest
+from distcron.executors.base import HttpCall, LaunchRequest, SlurmOptions
 from distcron.jobs import JobSpec
 
 
@@ -24,6 +24,7 @@ class LaunchTemplate:
     notify: tuple[str, ...] = ()
     notify_on: frozenset[str] = frozenset()
     notify_output: bool = False
+    slurm: SlurmOptions | None = None
 
     @classmethod
     def of(cls, spec: JobSpec) -> LaunchTemplate:
@@ -32,9 +33,14 @@ class LaunchTemplate:
             assert spec.url is not None
             http = HttpCall(spec.url, spec.method or "POST", dict(spec.headers or {}),
                             spec.body)
+        slurm = None
+        if spec.executor == "slurm":
+            slurm = SlurmOptions(spec.partition, spec.cpus, spec.memory, spec.time_limit,
+                                 spec.account, spec.qos, spec.sbatch_options or (),
+                                 spec.starting_deadline)
         return cls(spec.name, spec.command, spec.argv, dict(spec.env), spec.workdir,
                    spec.timeout, http, spec.notify, frozenset(spec.notify_on),
-                   spec.notify_output)
+                   spec.notify_output, slurm)
 
     def request(self, run_id: str, slot: datetime | None, fence: int, store_id: str,
                 idempotency_key: str | None) -> LaunchRequest:
@@ -42,4 +48,4 @@ class LaunchTemplate:
             launch_id=run_id, job=self.job, slot=slot, fence=fence, store_id=store_id,
             timeout=self.timeout,
             idempotency_key=idempotency_key, command=self.command, argv=self.argv,
-            env=dict(self.env), workdir=self.workdir, http=self.http)
+            env=dict(self.env), workdir=self.workdir, http=self.http, slurm=self.slurm)
