@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from markupsafe import escape
 
 from tests.dashboard.conftest import EXAMPLES
 from tests.serve_harness import Replica, replicas
@@ -116,3 +117,15 @@ def test_the_jobs_page_is_paged_for_many_jobs(tmp_path: Path) -> None:
         assert "50 of 250 jobs" in some and "page 1 of" not in some
         herd = _get(r1, "/ui/herd").text
         assert "6000 launches of\n  250 jobs" in herd
+
+
+def test_a_quarantined_job_is_flagged_with_its_reason(tmp_path: Path) -> None:
+    from tests.integration.test_quarantine import POISON, _store_bypassing_the_edge
+
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data")) as (r1,):
+        _store_bypassing_the_edge(tmp_path / "data" / "state.db", POISON)
+        reason = wait_until(lambda: r1.get("/jobs/rare").get("quarantined"), 15,
+                            "the job to be quarantined")
+        row = _get(r1, "/").text.split('<tr data-job="rare"', 1)[1].split("</tr>", 1)[0]
+        assert f'title="{escape(reason)}">quarantined</span>' in row
+        assert escape(reason) in _get(r1, "/ui/jobs/rare").text

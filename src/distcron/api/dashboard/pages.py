@@ -31,7 +31,7 @@ from distcron.errors import DistcronError
 from distcron.jobs import JobSpec
 from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import KeyValue
-from distcron.store.layout import JOBS, job_key, launch_key
+from distcron.store.layout import JOBS, QUARANTINED, job_key, launch_key, name_of, quarantine_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -105,6 +105,7 @@ class JobRow:
     next_slot: datetime | None
     last: LaunchRecord | None
     strip: list[LaunchRecord]  # oldest first
+    quarantined: str | None  # why the leader gives it no slots
 
 
 async def _specs(context: ApiContext) -> tuple[list[KeyValue], list[JobSpec]]:
@@ -128,6 +129,8 @@ async def jobs_page(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"state {state!r} is not one of: {', '.join(states)}")
     _, specs = await _specs(context)
+    held, _ = await context.store.range(QUARANTINED)
+    reasons = {name_of(kv.key, QUARANTINED): jobs._quarantine_reason(kv) for kv in held}
     by_job: dict[str, list[LaunchRecord]] = {}
     for record in await read_launches(context.store):  # newest first
         runs = by_job.setdefault(record.job, [])
@@ -143,7 +146,8 @@ async def jobs_page(
 
     def rows() -> list[JobRow]:
         shown = chosen[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-        return [_row(spec, by_job.get(spec.name, []), now) for spec in shown]
+        return [_row(spec, by_job.get(spec.name, []), now, reasons.get(spec.name))
+                for spec in shown]
 
     def link(to: int) -> str:
         query = {k: v for k, v in (("name", name), ("tag", tag), ("state", state)) if v}
@@ -165,7 +169,8 @@ def _in_state(spec: JobSpec, runs: list[LaunchRecord] | None, state: str) -> boo
     return runs is not None and len(runs) > 0 and runs[0].state == state
 
 
-def _row(spec: JobSpec, runs: list[LaunchRecord], now: datetime) -> JobRow:
+def _row(spec: JobSpec, runs: list[LaunchRecord], now: datetime,
+         quarantined: str | None) -> JobRow:
     schedule = _schedule(spec)
     upcoming = None
     if schedule is not None:
@@ -174,7 +179,8 @@ def _row(spec: JobSpec, runs: list[LaunchRecord], now: datetime) -> JobRow:
         except DistcronError:
             upcoming = None
     return JobRow(spec=spec, words=schedule.describe() if schedule else "not a valid schedule",
-                  next_slot=upcoming, last=runs[0] if runs else None, strip=runs[::-1])
+                  next_slot=upcoming, last=runs[0] if runs else None, strip=runs[::-1],
+                  quarantined=quarantined)
 
 
 @router.get("/ui/jobs/{name}", response_class=HTMLResponse)
@@ -191,7 +197,8 @@ async def job_page(name: str, context: Context) -> HTMLResponse:
     if schedule is not None:
         upcoming = [slot for _, slot in zip(range(NEXT_SLOTS), schedule.iter(now),
                                             strict=False)]
-    view = jobs._view(spec, runs[0] if runs else None, now, authorized=False)
+    held = jobs._quarantine_reason(await context.store.get(quarantine_key(name)))
+    view = jobs._view(spec, runs[0] if runs else None, now, authorized=False, quarantined=held)
     shown = view.model_dump(mode="json", exclude={"next", "last_run"}, exclude_defaults=True)
     longest = max((_seconds(r) or 0.0 for r in runs), default=0.0)
     return _render(
