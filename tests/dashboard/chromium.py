@@ -152,6 +152,14 @@ class Page:
             raise CdpError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def holds(self, expression: str) -> bool:
+        """Whether ``expression`` is true now; false while the page is being replaced
+        (a reload destroys the context an evaluation runs in)."""
+        try:
+            return bool(self.evaluate(expression))
+        except CdpError:
+            return False
+
     def click(self, selector: str) -> None:
         found = self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
                               " if (!e) return false; e.click(); return true; })()")

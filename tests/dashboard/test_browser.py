@@ -178,7 +178,7 @@ def test_pause_from_the_page_needs_the_token(
     _enter_token(browser, TOKEN)
     browser.click('button[data-action="pause"][data-job="pausable"]')
     wait_until(lambda: _paused(served, "pausable"), 10, "pausable to be paused")
-    wait_until(lambda: browser.evaluate(
+    wait_until(lambda: browser.holds(
         "!!document.querySelector('tr.paused[data-job=pausable] .flag')"), 10,
         "the page to show it paused")
     shot = browser.screenshot(tmp_path / "paused.png")
@@ -187,7 +187,8 @@ def test_pause_from_the_page_needs_the_token(
 
     browser.click('button[data-action="resume"][data-job="pausable"]')
     wait_until(lambda: not _paused(served, "pausable"), 10, "pausable to be resumed")
-    wait_until(lambda: browser.evaluate(
+    wait_until(lambda: browser.holds(
+        "document.readyState === 'complete' && "
         "!!document.querySelector('button[data-action=pause][data-job=pausable]')"), 10,
         "the page to show it resumed")
     browser.click('button[data-action="trigger"][data-job="pausable"]')
