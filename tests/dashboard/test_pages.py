@@ -129,3 +129,21 @@ def test_a_quarantined_job_is_flagged_with_its_reason(tmp_path: Path) -> None:
         row = _get(r1, "/").text.split('<tr data-job="rare"', 1)[1].split("</tr>", 1)[0]
         assert f'title="{escape(reason)}">quarantined</span>' in row
         assert escape(reason) in _get(r1, "/ui/jobs/rare").text
+
+
+def test_the_job_page_shows_skipped_slots_with_their_reason_and_durations(
+    served: Replica,
+) -> None:
+    skipped = wait_until(lambda: served.runs(job="slow-sync", state="skipped"), 40,
+                         "a skipped slot of slow-sync (concurrency forbid)")[0]
+    done = wait_until(lambda: served.runs(job="heartbeat", state="succeeded"), 20,
+                      "a heartbeat run")[0]
+    page = _get(served, "/ui/jobs/slow-sync").text
+    row = page.split(f'/ui/runs/{quote(skipped["launch_id"], safe="")}"', 1)[1]
+    row = row.split("</tr>", 1)[0]
+    assert "state-skipped" in row and str(escape(skipped["reason"])) in row, row
+    if skipped["count"] > 1:
+        assert f"<td>{skipped['count']}</td>" in row
+    beat = _get(served, "/ui/jobs/heartbeat").text
+    row = beat.split(f'/ui/runs/{quote(done["launch_id"], safe="")}"', 1)[1].split("</tr>", 1)[0]
+    assert re.search(r"<td>\d+\.\d s</td>", row) and 'class="bar"><span' in row, row
