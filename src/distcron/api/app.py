@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from distcron import __version__
-from distcron.api import apply, cluster, jobs, notifiers, runs, snapshot
+from distcron.api import apply, cluster, dashboard, jobs, notifiers, runs, snapshot
 from distcron.api.context import ApiContext
 from distcron.api.limits import BodyLimit
 from distcron.api.view import ReplicaView
@@ -30,6 +30,9 @@ def create_app(
         title="distcron",
         version=__version__,
         description="Jobs, runs and cluster state of a distcron cluster.",
+        # Swagger UI and ReDoc load their assets from a CDN: blank offline. The schema
+        # stays at /openapi.json; the dashboard at / is the page for people.
+        docs_url=None, redoc_url=None,
     )
     app.state.distcron = ApiContext(
         store=store, replica=replica, token=token or None, registry=registry,
@@ -37,6 +40,7 @@ def create_app(
     )
     for module in (cluster, jobs, apply, runs, notifiers, snapshot):
         app.include_router(module.router)
+    dashboard.mount(app)
     app.add_middleware(BodyLimit)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Conflict, _conflict)
