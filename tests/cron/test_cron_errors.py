@@ -62,7 +62,7 @@ def test_the_error_is_a_value_error_and_a_distcron_error() -> None:
         ("0 0 * JAN-FOO *", "month", 10, 'unknown name "FOO" (expected jan…dec or 1–12)'),
         ("0 0 * * 5#6", "day-of-week", 10, "expected 1–5"),
         ("0 0 * * 1#0", "day-of-week", 10, "expected 1–5"),
-        ("0 0 * * L", "day-of-week", 8, "needs a weekday before it"),
+        ("0 0 * * L", "day-of-week", 8, "needs a weekday number before it"),
         ("0 0 32W * *", "day-of-month", 4, "32 is out of range"),
         ("0 0 L-31 * *", "day-of-month", 6, "at most L-30"),
         ("0 0 1W-5 * *", "day-of-month", 6, 'unexpected "-"'),

@@ -95,12 +95,12 @@ def parse_syntax(expr: str) -> CronSyntax | EverySyntax:
     if not core:
         raise CronSyntaxError(expr, "empty expression (expected 5 or 6 fields, or a macro)")
     lead = len(expr) - len(expr.lstrip(_ENDS))
-    words = [(m.group(), lead + m.start()) for m in _WORD.finditer(core)]
     blank = _OTHER_BLANK.search(core)
     if blank is not None:
-        raise _other_blank(expr, words, lead + blank.start())
+        raise _other_blank(expr, lead + blank.start())
     if core.startswith("@"):
         return _parse_macro(expr, core, lead)
+    words = [(m.group(), lead + m.start()) for m in _WORD.finditer(core)]
     if len(words) not in (5, 6):
         # Point at the first field too many, or just past the end when some are missing.
         at = words[6][1] if len(words) > 6 else len(expr.rstrip())
@@ -122,20 +122,24 @@ def parse_syntax(expr: str) -> CronSyntax | EverySyntax:
     return CronSyntax(expr, tuple(fields), has_seconds)
 
 
-def _other_blank(expr: str, words: list[tuple[str, int]], at: int) -> CronSyntaxError:
+def _other_blank(expr: str, at: int) -> CronSyntaxError:
     """White space other than an ASCII space or tab, named with its code point and
-    blamed on the field it stands in (as the fields would be counted without it)."""
+    blamed on the field it follows (or precedes, at the start), counting the fields
+    as the writer meant them: separated by any white space."""
     ch = expr[at]
     name = _CONTROL_NAMES.get(ch) or unicodedata.name(ch, "control character").lower()
-    field = None
-    if not words[0][0].startswith("@"):
-        first = SECOND if len(words) == 6 else SECOND + 1
-        index = next(i for i, (text, start) in enumerate(words) if start + len(text) > at)
+    intended = expr.split()
+    field, where = None, ""
+    if intended and not intended[0].startswith("@"):
+        before = len(expr[:at].split())
+        index = max(before - 1, 0)
+        first = SECOND if len(intended) == 6 else SECOND + 1
         if first + index < len(FIELDS):
             field = FIELDS[first + index].name
+            where = f" {'after' if before else 'before'} the {field} field"
     return CronSyntaxError(
         expr,
-        f"{name} (U+{ord(ch):04X}) where only an ASCII space or tab may separate fields "
+        f"{name} (U+{ord(ch):04X}){where}: only ASCII spaces and tabs separate fields "
         "(retype it as a plain space)",
         field,
         at,
@@ -320,7 +324,7 @@ class _FieldParser:
         if index == DAY_OF_WEEK:
             if word == "L":
                 raise self._error(
-                    'day-of-week "L" needs a weekday before it, e.g. 5L or friL for the '
+                    'day-of-week "L" needs a weekday number before it, e.g. 5L for the '
                     "month's last Friday",
                     start,
                 )
