@@ -30,8 +30,9 @@ NEW_YORK, BERLIN = "America/New_York", "Europe/Berlin"
 # (zone, 01:58 local on the spring-forward day, 00:58 local on the fall-back day)
 SPRING = [(NEW_YORK, at(NEW_YORK, 2026, 3, 8, 1, 58)), (BERLIN, at(BERLIN, 2026, 3, 29, 1, 58))]
 FALL = [(NEW_YORK, at(NEW_YORK, 2026, 11, 1, 0, 58)), (BERLIN, at(BERLIN, 2026, 10, 25, 1, 58))]
-# cronsim loses slots after 30-minute changes (a documented cronsim bug, not a rule).
-CRONSIM_ZONES = [z for z in DST_ZONES if z != "Australia/Lord_Howe"]
+# cronsim loses slots around changes in zones with offsets or changes that are not
+# whole hours (Lord Howe's 30-minute change, Chatham's +12:45): a cronsim bug, not a rule.
+CRONSIM_ZONES = [z for z in DST_ZONES if z not in ("Australia/Lord_Howe", "Pacific/Chatham")]
 
 
 def ours(expr: str, zone: str, after: datetime, count: int) -> list[str]:
@@ -176,7 +177,7 @@ def test_six_field_slots_near_real_changes_follow_the_rule(case: tuple[str, str,
         assert schedule.prev(later).isoformat() == earlier.isoformat()
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(case=six_field_near_a_change(CRONSIM_ZONES))
 def test_cronsim_reads_every_six_field_schedule_as_an_interval_one(
     case: tuple[str, str, datetime],
