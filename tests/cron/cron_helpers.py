@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from itertools import islice
 from zoneinfo import ZoneInfo
 
@@ -29,3 +30,22 @@ def slots(
     """The next ``count`` slots as ISO strings with offsets."""
     schedule = parse(expr, tz, job)
     return [s.isoformat() for s in islice(schedule.iter(after), count)]
+
+
+@cache
+def changes(zone: str) -> tuple[datetime, ...]:
+    """UTC instants (to the minute) where the zone's offset changed in 2024–2027,
+    found by probing zoneinfo hour by hour (no code shared with the engine)."""
+    tz = ZoneInfo(zone)
+    minute = timedelta(minutes=1)
+    found = []
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    while t.year < 2028:
+        nxt = t + timedelta(hours=1)
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            m = t
+            while m.astimezone(tz).utcoffset() == t.astimezone(tz).utcoffset():
+                m += minute
+            found.append(m)
+        t = nxt
+    return tuple(found)

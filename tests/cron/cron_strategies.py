@@ -79,6 +79,41 @@ def plain_expressions(
 
 
 @st.composite
+def to_last_day(draw: st.DrawFn) -> str:
+    """Day-of-month fields with croniter's "a-L" or "a-L/n", maybe in a list with plain
+    items. "31-L" is left out: croniter reads it as the one-value range "31-31", which
+    it takes for "*" (a documented difference)."""
+    first = draw(st.integers(1, 30))
+    step = draw(st.one_of(st.none(), st.integers(1, 35)))
+    item = f"{first}-L" if step is None else f"{first}-L/{step}"
+    others = draw(st.lists(_item(1, 31, None), max_size=2))
+    return ",".join(draw(st.permutations([item, *others])))
+
+
+@st.composite
+def last_day_stepped(draw: st.DrawFn) -> str:
+    """Day-of-month fields with cronsim's "L/n" (the last day), maybe in a list."""
+    item = f"L/{draw(st.integers(1, 60))}"
+    others = draw(st.lists(_item(1, 31, None), max_size=2))
+    return ",".join(draw(st.permutations([item, *others])))
+
+
+@st.composite
+def with_day_of_month(
+    draw: st.DrawFn, dom: st.SearchStrategy[str], seconds: bool | None = None
+) -> str:
+    """A plain expression (no names) whose day-of-month field is drawn from ``dom``."""
+    fields = draw(plain_expressions(seconds=seconds, names=False)).split()
+    fields[len(fields) - 3] = draw(dom)
+    return " ".join(fields)
+
+
+# White space that is not an ASCII space or tab (str.isspace() is true for each).
+OTHER_BLANKS = ["\u00a0", "\u3000", "\u2003", "\u0085", "\u2028", "\u202f", "\u1680"]
+ASCII_CONTROL_BLANKS = ["\n", "\r", "\v", "\f", "\x1c"]
+
+
+@st.composite
 def rich_expressions(draw: st.DrawFn) -> str:
     """Plain syntax plus Quartz specials, spread and macros."""
     base = draw(plain_expressions()).split()

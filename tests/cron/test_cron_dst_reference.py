@@ -9,8 +9,7 @@ of cronsim on naive datetimes, so the scan shares no code with the engine.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from functools import cache
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
@@ -18,27 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from distcron.cron import CronSyntaxError, parse
+from tests.cron.cron_helpers import changes
 from tests.cron.cron_strategies import DST_ZONES, plain_expressions
 
 MINUTE = timedelta(minutes=1)
 WINDOW = timedelta(days=1)
-
-
-@cache
-def changes(zone: str) -> tuple[datetime, ...]:
-    """UTC instants (to the minute) where the zone's offset changed in 2024–2027."""
-    tz = ZoneInfo(zone)
-    found = []
-    t = datetime(2024, 1, 1, tzinfo=UTC)
-    while t.year < 2028:
-        nxt = t + timedelta(hours=1)
-        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
-            m = t
-            while m.astimezone(tz).utcoffset() == t.astimezone(tz).utcoffset():
-                m += MINUTE
-            found.append(m)
-        t = nxt
-    return tuple(found)
 
 
 def matching_walls(expr: str, start: datetime, end: datetime) -> set[datetime]:

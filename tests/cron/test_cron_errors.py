@@ -3,6 +3,8 @@ saying what was expected (promise 7)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from distcron.cron import CronSyntaxError, UnknownTimeZoneError, parse
@@ -62,7 +64,7 @@ def test_the_error_is_a_value_error_and_a_distcron_error() -> None:
         ("0 0 * JAN-FOO *", "month", 10, 'unknown name "FOO" (expected jan…dec or 1–12)'),
         ("0 0 * * 5#6", "day-of-week", 10, "expected 1–5"),
         ("0 0 * * 1#0", "day-of-week", 10, "expected 1–5"),
-        ("0 0 * * L", "day-of-week", 8, "needs a weekday before it"),
+        ("0 0 * * L", "day-of-week", 8, "needs a weekday number before it"),
         ("0 0 32W * *", "day-of-month", 4, "32 is out of range"),
         ("0 0 L-31 * *", "day-of-month", 6, "at most L-30"),
         ("0 0 1W-5 * *", "day-of-month", 6, 'unexpected "-"'),
@@ -172,3 +174,85 @@ def test_an_unknown_time_zone_is_a_syntax_error_naming_the_zone() -> None:
 def test_malformed_zone_names_are_unknown_zones(zone: str) -> None:
     with pytest.raises(UnknownTimeZoneError):
         parse("0 0 * * *", zone)
+
+
+@pytest.mark.parametrize(
+    ("blank", "name"),
+    [
+        ("\u00a0", "no-break space (U+00A0)"),
+        ("\u3000", "ideographic space (U+3000)"),
+        ("\u2003", "em space (U+2003)"),
+        ("\u0085", "next line (U+0085)"),
+        ("\n", "line feed (U+000A)"),
+    ],
+)
+def test_other_white_space_between_fields_is_named_with_its_field(blank: str, name: str) -> None:
+    error = error_for(f"0 9{blank}* * 1-5")
+    assert (error.field, error.position) == ("hour", 3)
+    assert error.reason == (
+        f"{name} after the hour field: only ASCII spaces and tabs separate fields "
+        "(retype it as a plain space)"
+    )
+    assert caret_column(error) == 3
+
+
+def test_other_white_space_counts_fields_as_meant() -> None:
+    # Six fields when split at any blank: the second field is the minute.
+    assert error_for("0 30\u00a02 * * *").field == "minute"
+    assert error_for("\u00a00 9 * * *").reason.startswith(
+        "no-break space (U+00A0) before the minute"
+    )
+    assert error_for("@every\u300090s").field is None
+
+
+def test_ascii_white_space_around_the_expression_is_ignored() -> None:
+    after = datetime(2026, 1, 1, tzinfo=UTC)
+    for text in ("0 9 * * *\n", "\r\n 0 9 * * *\t", " @daily\n"):
+        assert parse(text).next(after) == parse(text.strip()).next(after)
+
+
+@pytest.mark.parametrize(
+    ("expr", "position", "typed"),
+    [("0 0 15W,16 * *", 4, '"15W"'), ("0 0 16,15w * *", 7, '"15w"'), ("0 0 L,1W,2 * *", 6, '"1W"')],
+)
+def test_nearest_weekday_in_a_list_is_refused_where_it_stands(
+    expr: str, position: int, typed: str
+) -> None:
+    error = error_for(expr)
+    assert (error.field, error.position) == ("day-of-month", position)
+    assert error.reason.startswith(f"{typed} must stand alone")
+
+
+@pytest.mark.parametrize(
+    ("expr", "typed", "hint"), [("0 0 * * monL", "monL", "1L"), ("0 0 * * 1,SUNl", "SUNl", "0L")]
+)
+def test_l_after_a_weekday_name_is_refused_as_typed(expr: str, typed: str, hint: str) -> None:
+    error = error_for(expr)
+    assert error.field == "day-of-week"
+    assert error.position == expr.index(typed)
+    assert error.reason.startswith(f'"{typed}": L follows a weekday number, not a name')
+    assert f"write {hint})" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("expr", "position", "words"),
+    [
+        ("0 0 L-3/2 * *", 7, "L-3 takes no step"),
+        ("0 0 LW/2 * *", 6, 'unexpected "/"'),
+        ("0 0 1-LW * *", 6, 'unknown name "LW"'),
+        ("0 0 L-L * *", 6, "unexpected"),
+        ("0 0 30-L 2 *", 4, "never fire"),
+    ],
+)
+def test_l_forms_the_references_refuse_are_refused(expr: str, position: int, words: str) -> None:
+    error = error_for(expr)
+    assert (error.field, error.position) == ("day-of-month", position)
+    assert words in error.reason
+
+
+def test_l_is_not_a_range_end_outside_day_of_month() -> None:
+    error = error_for("0 0 * * 1-L")
+    assert (error.field, error.reason) == (
+        "day-of-week",
+        'unknown name "L" (expected sun…sat or 0–7)',
+    )

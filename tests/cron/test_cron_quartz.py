@@ -99,7 +99,6 @@ def test_nl_is_the_last_such_weekday_of_the_month() -> None:
         "2026-03-27T00:00:00+00:00",
     ]
     assert slots("0 0 * * 5L", NEW_YEAR, 3) == expected
-    assert slots("0 0 * * FRIL", NEW_YEAR, 3) == expected
 
 
 def test_sunday_as_7_works_with_hash_and_l() -> None:

@@ -1,4 +1,5 @@
-"""The zone model: offsets and transitions found by probing equal zoneinfo's own."""
+"""The zone model: offsets and transitions found by probing equal zoneinfo's own;
+"localtime" is refused everywhere."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from distcron.cli import main
+from distcron.cron import UnknownTimeZoneError, parse
 from distcron.cron.days import AND, DayRule, month_info
 from distcron.cron.zone import SpecialDay, zone_rules
+from distcron.jobs.spec import check_timezone
 
 ZONES = [
     "Europe/Amsterdam",
@@ -88,3 +93,19 @@ def test_each_month_starts_on_each_weekday_within_400_years() -> None:
     assert len(seen) == 12 * 7 + 7  # February twice: 28 and 29 days
     every_month = DayRule(0x1FFE, 0, (), 0, (), AND)
     assert {(m, n) for m, n, _ in seen} == set(every_month.month_lengths())
+
+
+def test_localtime_is_refused_with_a_reason_because_replicas_would_disagree() -> None:
+    with pytest.raises(UnknownTimeZoneError) as caught:
+        parse("0 0 * * *", "localtime")
+    error = caught.value
+    assert (error.zone, error.field) == ("localtime", "time zone")
+    assert "each machine's own setting, not a zone: name the zone" in error.reason
+
+
+def test_localtime_gets_one_rule_in_the_engine_the_cli_and_a_jobs_file() -> None:
+    result = CliRunner().invoke(main, ["next", "0 0 * * *", "--tz", "localtime"])
+    assert result.exit_code == 2
+    assert "name the zone" in result.output
+    with pytest.raises(ValueError, match="localtime"):
+        check_timezone("localtime")

@@ -38,12 +38,13 @@ class CronSyntaxError(DistcronError, ValueError):
 
 
 class UnknownTimeZoneError(CronSyntaxError):
-    """The time zone is not a known IANA zone name."""
+    """The time zone is not a known IANA zone name (or is "localtime", which names
+    no zone but each machine's own setting)."""
 
-    def __init__(self, zone: str) -> None:
+    def __init__(self, zone: str, reason: str | None = None) -> None:
         super().__init__(
             zone,
-            "unknown time zone (expected an IANA name such as Europe/Amsterdam or UTC)",
+            reason or "unknown time zone (expected an IANA name such as Europe/Amsterdam or UTC)",
             field="time zone",
         )
         self.zone = zone

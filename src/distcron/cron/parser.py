@@ -7,6 +7,7 @@ expression) and says what was expected there.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from distcron.cron.errors import CronSyntaxError
@@ -38,11 +39,24 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 
+_WEEKDAY_WORDS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _DIGITS = "0123456789"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _MAX_DIGITS = 6  # longer numbers are out of every range; also keeps int() cheap
-_WORD = re.compile(r"\S+")
-_MACRO = re.compile(r"\s*(@\S*)(?:\s+(\S.*?))?\s*", re.DOTALL)
+# Only ASCII spaces and tabs separate fields; ASCII white space around the whole
+# expression (a line break read from a file) is ignored.
+_ENDS = " \t\n\r\f\v"
+_WORD = re.compile(r"[^ \t]+")
+_MACRO = re.compile(r"(@[^ \t]*)(?:[ \t]+(.*))?", re.DOTALL)
+# Any other white space (what str.isspace() calls white space), wherever it stands.
+_OTHER_BLANK = re.compile(r"[^\S \t]")
+_CONTROL_NAMES = {
+    "\n": "line feed",
+    "\r": "carriage return",
+    "\v": "vertical tab",
+    "\f": "form feed",
+    "\x85": "next line",
+}
 
 _ITEM_HELP = {
     SECOND: "a number 0–59, a range like 10-20, a step like */15, *, ? or H",
@@ -77,12 +91,16 @@ class EverySyntax:
 
 def parse_syntax(expr: str) -> CronSyntax | EverySyntax:
     """Parse ``expr``; raise CronSyntaxError pointing at the first thing wrong."""
-    stripped = expr.strip()
-    if not stripped:
+    core = expr.strip(_ENDS)
+    if not core:
         raise CronSyntaxError(expr, "empty expression (expected 5 or 6 fields, or a macro)")
-    if stripped.startswith("@"):
-        return _parse_macro(expr)
-    words = [(m.group(), m.start()) for m in _WORD.finditer(expr)]
+    lead = len(expr) - len(expr.lstrip(_ENDS))
+    blank = _OTHER_BLANK.search(core)
+    if blank is not None:
+        raise _other_blank(expr, lead + blank.start())
+    if core.startswith("@"):
+        return _parse_macro(expr, core, lead)
+    words = [(m.group(), lead + m.start()) for m in _WORD.finditer(core)]
     if len(words) not in (5, 6):
         # Point at the first field too many, or just past the end when some are missing.
         at = words[6][1] if len(words) > 6 else len(expr.rstrip())
@@ -104,8 +122,32 @@ def parse_syntax(expr: str) -> CronSyntax | EverySyntax:
     return CronSyntax(expr, tuple(fields), has_seconds)
 
 
-def _parse_macro(expr: str) -> CronSyntax | EverySyntax:
-    match = _MACRO.fullmatch(expr)
+def _other_blank(expr: str, at: int) -> CronSyntaxError:
+    """White space other than an ASCII space or tab, named with its code point and
+    blamed on the field it follows (or precedes, at the start), counting the fields
+    as the writer meant them: separated by any white space."""
+    ch = expr[at]
+    name = _CONTROL_NAMES.get(ch) or unicodedata.name(ch, "control character").lower()
+    intended = expr.split()
+    field, where = None, ""
+    if intended and not intended[0].startswith("@"):
+        before = len(expr[:at].split())
+        index = max(before - 1, 0)
+        first = SECOND if len(intended) == 6 else SECOND + 1
+        if first + index < len(FIELDS):
+            field = FIELDS[first + index].name
+            where = f" {'after' if before else 'before'} the {field} field"
+    return CronSyntaxError(
+        expr,
+        f"{name} (U+{ord(ch):04X}){where}: only ASCII spaces and tabs separate fields "
+        "(retype it as a plain space)",
+        field,
+        at,
+    )
+
+
+def _parse_macro(expr: str, core: str, lead: int) -> CronSyntax | EverySyntax:
+    match = _MACRO.fullmatch(core)
     assert match is not None  # the expression starts with "@" after blanks
     name, rest = match.group(1), match.group(2)
     key = name.lower()
@@ -114,20 +156,22 @@ def _parse_macro(expr: str) -> CronSyntax | EverySyntax:
             expr,
             "@reboot is not supported: a distributed cron has no one machine whose "
             "boot it could follow (run the job from the machine's own init system)",
-            position=match.start(1),
+            position=lead + match.start(1),
         )
     if key == "@every":
         if rest is None:
             raise CronSyntaxError(expr, "@every needs a duration, e.g. @every 90s or @every 1h30m")
-        return _parse_every(expr, rest, match.start(2))
+        return _parse_every(expr, rest, lead + match.start(2))
     if key not in MACROS:
         raise CronSyntaxError(
             expr,
             f'unknown macro "{name}" (expected one of {", ".join(MACROS)} or @every DURATION)',
-            position=match.start(1),
+            position=lead + match.start(1),
         )
     if rest is not None:
-        raise CronSyntaxError(expr, f"{name} takes nothing after it", position=match.start(2))
+        raise CronSyntaxError(
+            expr, f"{name} takes nothing after it", position=lead + match.start(2)
+        )
     syntax = parse_syntax(MACROS[key])
     assert isinstance(syntax, CronSyntax)
     return CronSyntax(expr, syntax.fields, syntax.has_seconds)
@@ -162,10 +206,14 @@ class _FieldParser:
 
     def parse(self) -> FieldSyntax:
         items: list[Item] = []
+        workday_at = None  # where an nW item starts
         while True:
             if self._peek() in (",", ""):
                 raise self._error("empty item in list" if items or self._peek() else "empty field")
+            start = self.i
             items.append(self._item())
+            if isinstance(items[-1], NearestWorkday):
+                workday_at = start
             ch = self._peek()
             if ch == "":
                 break
@@ -174,6 +222,14 @@ class _FieldParser:
             self.i += 1
             if self._peek() == "":
                 raise self._error("empty item at the end of the list")
+        if workday_at is not None and len(items) > 1:
+            end = self.raw.find(",", workday_at)
+            typed = self.raw[workday_at : end if end >= 0 else None]
+            raise self._error(
+                f'"{typed}" must stand alone: nW picks one weekday and cannot be part of a '
+                "list (as in Quartz and croniter; LW and L may be)",
+                workday_at,
+            )
         return FieldSyntax(self.fdef.index, self.raw, self.base, tuple(items))
 
     # -- items -----------------------------------------------------------------------
@@ -216,7 +272,9 @@ class _FieldParser:
         if is_range:
             self.i += 1
             hi_at = self.i
-            hi = self._value()
+            # "29-L": to the month's last day, which is "29-31" in every month (the days
+            # a month lacks never match), stepped from the start as any range.
+            hi = self._last_day() if self._peek() == "L" else self._value()
             if hi < lo:
                 raise self._error(
                     f"range {self.text[start : self.i]} runs backwards (wrap-around ranges "
@@ -254,16 +312,30 @@ class _FieldParser:
                     before = self._number(at)
                     if before > 30:
                         raise self._error(f"L-{before}: at most L-30 (a month has 31 days)", at)
+                    if self._peek() == "/":
+                        raise self._error(
+                            f"L-{before} takes no step (for every n-th day up to the last, "
+                            "write a range such as 20-L/3)"
+                        )
+                # "L/n" runs from the last day to the end of the month: the last day
+                # alone, as "5/15" runs from 5 to the end of the field (and as cronsim).
+                self._step()
                 return LastDay(before)
         if index == DAY_OF_WEEK:
             if word == "L":
                 raise self._error(
-                    'day-of-week "L" needs a weekday before it, e.g. 5L or friL for the '
+                    'day-of-week "L" needs a weekday number before it, e.g. 5L for the '
                     "month's last Friday",
                     start,
                 )
             if word.endswith("L") and word[:-1] in self.fdef.names:
-                return LastWeekday(self.fdef.names[word[:-1]])
+                typed = self.raw[start : self.i]
+                number = self.fdef.names[word[:-1]]
+                raise self._error(
+                    f'"{typed}": L follows a weekday number, not a name (for the last '
+                    f"{_WEEKDAY_WORDS[number]} of the month write {number}L)",
+                    start,
+                )
             if word in self.fdef.names and self._peek() == "#":
                 return self._nth(self.fdef.names[word])
         return None
@@ -317,6 +389,14 @@ class _FieldParser:
             self._check_range(value, start)
             return value
         raise self._unexpected(self.fdef.expected)
+
+    def _last_day(self) -> int:
+        """``L`` as the end of a day-of-month range (the caller saw the "L")."""
+        start = self.i
+        word = self._word()
+        if self.fdef.index != DAY_OF_MONTH or word != "L":
+            return self._name(word, start)
+        return self.fdef.hi
 
     def _name(self, word: str, start: int) -> int:
         if word in self.fdef.names:

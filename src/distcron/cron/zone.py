@@ -191,6 +191,14 @@ def zone_rules(key: str) -> ZoneRules | None:
 @lru_cache(maxsize=1024)
 def load_zone(key: str) -> ZoneInfo:
     """The ZoneInfo for ``key``; UnknownTimeZoneError naming it when there is none."""
+    if key == "localtime":
+        # zoneinfo finds it (a link to /etc/localtime), but replicas on machines set to
+        # different zones would then compute different slots for the same job.
+        raise UnknownTimeZoneError(
+            key,
+            '"localtime" is each machine\'s own setting, not a zone: name the zone, e.g. '
+            "Europe/Amsterdam or UTC, so that every replica computes the same slots",
+        )
     try:
         return ZoneInfo(key)
     except (ZoneInfoNotFoundError, ValueError, OSError):
