@@ -256,3 +256,11 @@ def test_l_is_not_a_range_end_outside_day_of_month() -> None:
         "day-of-week",
         'unknown name "L" (expected sun…sat or 0–7)',
     )
+
+
+@pytest.mark.parametrize(("expr", "typed"), [("0 0 1x * *", "x"), ("0 0 1 * 1-5y", "y"),
+                                             ("*/2q * * * *", "q")])
+def test_the_unexpected_character_is_echoed_as_typed(expr: str, typed: str) -> None:
+    error = error_for(expr)
+    assert f'unexpected "{typed}"' in str(error)
+    assert f'unexpected "{typed.upper()}"' not in str(error)

@@ -437,7 +437,8 @@ class _FieldParser:
         return self.i < len(self.text) and self.text[self.i] in chars
 
     def _unexpected(self, expected: str | None = None) -> CronSyntaxError:
-        ch = self._peek()
+        # As typed: the parser reads an upper-cased copy.
+        ch = self.raw[self.i] if self.i < len(self.raw) else ""
         what = f'unexpected "{ch}"' if ch else "unexpected end of field"
         return self._error(f"{what} (expected {expected or _ITEM_HELP[self.fdef.index]})")
 
