@@ -112,6 +112,11 @@ def test_a_run_that_ended_is_recorded_with_its_output_and_retried_when_asked() -
     retried = rounds.decide([], T0 + minutes(1.5) + seconds(5))
     [start] = retried.starts
     assert start.request.launch_id == f"{FIRST}~2"
+    # The second attempt's output is its own: the first one's stays.
+    second = RunStatus(f"{FIRST}~2", RunState.SUCCEEDED, exit_code=0)
+    done = rounds.decide([RunEnded(FIRST, second, b"fine\n")], T0 + minutes(2) - seconds(1))
+    assert done.outputs == {f"{FIRST}~2": b"fine\n"}
+    assert [(a.attempt, a.exit_code) for a in done.records[FIRST].attempts] == [(1, 3)]
 
 
 def test_a_workers_final_report_ends_the_run_and_cleans_up_its_keys() -> None:

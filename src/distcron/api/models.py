@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from distcron.jobs import JobSpec
-from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.scheduler.records import Attempt, LaunchRecord, LaunchState
 
 
 class Health(BaseModel):
@@ -97,10 +97,19 @@ class JobView(JobSpec):
     last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
 
 
+class AttemptDetail(Attempt):
+    output: str | None = Field(
+        default=None, description="the attempt's output; only with ?output=true")
+
+
 class RunDetail(LaunchRecord):
     output: str | None = Field(
-        default=None, description="the run's output; only with ?output=true (needs the token)"
+        default=None, description="the current attempt's output; only with ?output=true "
+        "(needs the token)"
     )
+    attempts: tuple[AttemptDetail, ...] = Field(
+        default=(), description="the earlier attempts (retried, or relaunched at takeover), "
+        "oldest first, each with its own start, end, exit and (with ?output=true) output")
 
 
 class ApplyRequest(BaseModel):

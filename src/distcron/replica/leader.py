@@ -93,7 +93,7 @@ class LeaderTerm:
             stage_lead=timedelta(seconds=stage_lead),
             staging_executors=frozenset(n for n, e in executors.items() if e.stages),
             store_id=store_id)
-        self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)
+        self._runs = LocalRuns(store, executors, fence, lease_valid, clock, self._post, self._spawn)
         self._observer = DecisionObserver(metrics)
         self._deliveries = Deliveries(store, fence, lambda: mirror.held(NOTIFIERS), smtp,
                                       clock, metrics)

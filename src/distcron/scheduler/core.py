@@ -314,10 +314,11 @@ class SchedulerCore:
             "started_at": record.started_at or started_at, "reason": reason, "cause": cause}
         if job is not None and outcome in _FAILED and record.attempt <= job.spec.retries:
             retry_at = (ended_at or now) + retry_delay(job.spec, record.attempt)
-            update |= {"state": LaunchState.RETRYING, "retry_at": retry_at,
-                       "reason": f"attempt {record.attempt} {outcome.value}"
-                                 + (f": {reason}" if reason else "")}
-            retrying = record.model_copy(update=update)
+            ended = record.model_copy(update=update).with_attempt_done(outcome, reason)
+            retrying = ended.model_copy(update={
+                "state": LaunchState.RETRYING, "retry_at": retry_at,
+                "reason": f"attempt {record.attempt} {outcome.value}"
+                          + (f": {reason}" if reason else "")})
             self._ledger.replace(retrying)
             plan.write(retrying)
             self._wakeups.push(retry_at, WakeKind.RETRY, launch_id)
@@ -335,7 +336,9 @@ class SchedulerCore:
         plan = Plan()
         record = self._ledger.find(launch_id)
         if record is not None:
-            self._admission.start_attempt(record, record.attempt + 1, now, plan, reason,
+            # The attempt whose fate is unknown stays on the record as such.
+            unknown = record.with_attempt_done(LaunchState.UNKNOWN, reason)
+            self._admission.start_attempt(unknown, record.attempt + 1, now, plan, reason,
                                 idempotency_key=record.idempotency_key or record.run_id)
         return plan
 

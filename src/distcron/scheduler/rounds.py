@@ -207,7 +207,8 @@ class LeaderRounds:
             launch_id, outcome, now, exit_code=status.exit_code, signal=status.signal,
             started_at=status.started_at, ended_at=status.ended_at, reason=status.reason)
         if output and launch_id in plan.records:
-            self._pending.outputs[launch_id] = output
+            # By the attempt's run id: each attempt of a retried launch keeps its own.
+            self._pending.outputs[status.launch_id] = output
         return plan
 
     def _reported(self, report: Reported, now: datetime) -> Plan:
