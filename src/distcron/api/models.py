@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from distcron.jobs import JobSpec
 from distcron.scheduler.records import Attempt, LaunchRecord, LaunchState
@@ -143,6 +143,33 @@ class TriggerResult(BaseModel):
     job: str
     launch_id: str
     requested_at: datetime
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    start: AwareDatetime = Field(alias="from", description="the range's first instant "
+                                 "(its slots at or after it)")
+    end: AwareDatetime = Field(alias="to", description="the range's last instant (its slots "
+                               "at or before it); not in the future")
+    dry_run: bool = Field(default=False, description="list what would run, launch nothing")
+
+
+class BackfillSlot(BaseModel):
+    launch_id: str
+    slot: datetime
+    state: LaunchState | None = Field(
+        default=None, description="the state of the record the slot already has")
+
+
+class BackfillResult(BaseModel):
+    job: str
+    launched: list[BackfillSlot] = Field(
+        description="the slots asked of the leader, each launched once as <job>@<slot> "
+        "(with dry_run: those that would be)")
+    existing: list[BackfillSlot] = Field(
+        description="the slots that already have a record, left as they are")
+    dry_run: bool
 
 
 class Removed(BaseModel):

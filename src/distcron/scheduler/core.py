@@ -282,6 +282,20 @@ class SchedulerCore:
             self._admission.admit(job, None, launch_id, now, plan)
         return plan
 
+    def backfill(self, job_name: str, slot: datetime, now: datetime) -> Plan:
+        """Run a past slot now, on request. Its record is new (the API writes the
+        request only while the slot has none; one still live here is left
+        alone). The overlap policy applies, except that backfilled slots of a
+        job that forbids or queues overlap wait behind each other rather than
+        being skipped, and no starting deadline applies to them; nothing of the
+        job's cursor or current span changes."""
+        plan = Plan()
+        job = self._jobs.get(job_name)
+        launch_id = launch_id_for(job_name, slot)
+        if job is not None and self._ledger.find(launch_id) is None:
+            self._admission.admit(job, slot, launch_id, now, plan, backfill=True)
+        return plan
+
     def run_started(self, launch_id: str, started_at: datetime, pid: int | None = None,
                     worker: str | None = None) -> Plan:
         plan = Plan()

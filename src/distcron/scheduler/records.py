@@ -70,6 +70,7 @@ class Cause(StrEnum):
 class LaunchKind(StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"
+    BACKFILL = "backfill"  # a past slot launched on request (``jobs backfill``)
 
 
 # Earlier attempts kept on a record: the newest, when a job retries more often.
