@@ -137,6 +137,9 @@ class ApplyResult(BaseModel):
         default_factory=dict, description="per changed job, the keys whose values change")
     dry_run: bool
     revision: int = Field(description="the store revision after applying (or as read)")
+    notifiers_added: list[str] = Field(default_factory=list)
+    notifiers_changed: list[str] = Field(default_factory=list)
+    notifiers_removed: list[str] = Field(default_factory=list)
 
 
 class TriggerResult(BaseModel):
