@@ -99,7 +99,9 @@ def apply_jobs(ctx: click.Context, file: Path, dry_run: bool, prune: bool,
     pairs = [("added", ", ".join(diff["added"]) or "-"), ("changed", ", ".join(changed) or "-"),
              ("removed", ", ".join(diff["removed"]) or "-"),
              ("unchanged", ", ".join(diff["unchanged"]) or "-")]
-    click.echo(fields(pairs))
+    notifiers = [(f"notifiers {what}", ", ".join(names)) for what in
+                 ("added", "changed", "removed") if (names := diff.get(f"notifiers_{what}"))]
+    click.echo(fields([*pairs, *notifiers]))
     done = f"applied (revision {diff['revision']})"
     click.echo("dry run: nothing was changed" if dry_run else done)
 
