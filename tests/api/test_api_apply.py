@@ -181,7 +181,10 @@ def test_a_job_naming_a_notifier_that_is_nowhere_is_refused_naming_job_field_and
     assert (error["job"], error["field"]) == ("backup", "notify")
     assert "'pager'" in error["msg"]
     assert api.call(api.store.revision()) == revision
-    # A notifier already in the store (put through the API) is one a job may name.
+    # A notifier already in the store (put through the API) is one a job may name,
+    # unless the apply prunes it (it is the API's, and the file does not declare it).
     client.put("/notifiers/pager", json={"url": "mailto:pager@example.com"}).raise_for_status()
-    named = _apply(client, WITH_NOTIFIERS.replace('notify = ["ops"]', 'notify = ["pager"]'))
+    naming = WITH_NOTIFIERS.replace('notify = ["ops"]', 'notify = ["pager"]')
+    assert _apply(client, naming).status_code == 422
+    named = _apply(client, naming, prune=False)
     assert named.status_code == 200, named.text

@@ -79,6 +79,11 @@ def test_a_mail_notifier_gets_one_mail_per_failure(tmp_path: Path) -> None:
         member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config,
                          extra=("--smtp", f"{mail.host}:{mail.port}"))
         with replicas(member):
+            # The config file's notifier is the file's: the API changes it only taking over.
+            refused = httpx.put(f"{member.url}/notifiers/ops", timeout=5,
+                                json={"url": "mailto:other@example.com"},
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+            assert refused.status_code == 409 and "jobs.toml" in refused.text
             wait_until(lambda: len(mail.messages) >= 2, 20, "two mails")
         subjects = Counter(str(message["Subject"]) for _, message in mail.messages)
         assert all(n == 1 for n in subjects.values())
