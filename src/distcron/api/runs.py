@@ -99,7 +99,11 @@ def _run_id_of(record: LaunchRecord, attempt: int | None) -> str:
 
 
 def new_bytes(sent: bytes, now: bytes) -> bytes:
-    """What ``now`` (a run's output tail) adds to ``sent`` (its last tail sent)."""
+    """What ``now`` (a run's output tail) adds to ``sent`` (its last tail sent).
+
+    Exact while the output fits the kept tail (64 KiB); beyond, the new part is
+    found after the last bytes sent, which a run repeating the same bytes over
+    and over can make ambiguous (a follow may then skip or repeat some)."""
     if now.startswith(sent):
         return now[len(sent):]
     mark = sent[-_OVERLAP:]
