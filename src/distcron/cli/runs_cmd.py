@@ -24,7 +24,7 @@ REASON_WIDTH = 48
 
 
 @click.group("runs", invoke_without_command=True,
-             short_help="Runs, newest first; one with its output.")
+             short_help="Runs by slot, newest first; one with its output.")
 @click.option("--job", help="Only this job's runs.")
 @click.option("--state", type=click.Choice([s.value for s in LaunchState]),
               help="Only runs in this state.")
@@ -32,7 +32,8 @@ REASON_WIDTH = 48
 @client_options
 @click.pass_context
 def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: int) -> None:
-    """Runs, newest first; `distcron runs show LAUNCH_ID` for one with its output."""
+    """Runs by slot, newest first, with why (reason) and how many slots (count);
+    `distcron runs show LAUNCH_ID` for one with its attempts and output."""
     if ctx.invoked_subcommand is not None:
         return
     params = {"job": job, "state": state, "limit": limit}
