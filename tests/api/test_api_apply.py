@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from distcron.store.layout import CURSORS, JOBS, cursor_key, job_key
+from distcron.store.layout import CURSORS, JOBS, NOTIFIERS, cursor_key, job_key, notifier_key
 from tests.served_api import ServedApi
 
 FILE = """
@@ -139,3 +139,52 @@ def test_a_file_that_is_not_toml_is_rejected_with_422(client: httpx.Client) -> N
     answer = _apply(client, "[[job]\nname = ")
     assert answer.status_code == 422
     assert "TOML" in answer.json()["detail"][0]["msg"]
+
+
+WITH_NOTIFIERS = """
+[[notifier]]
+name = "ops"
+url = "https://hooks.example/ops"
+
+[[job]]
+name = "backup"
+schedule = "0 6 * * *"
+command = "backup.sh"
+notify = ["ops"]
+"""
+
+
+def test_a_files_notifiers_are_applied_with_its_jobs_and_pruned_with_them(
+    api: ServedApi, client: httpx.Client
+) -> None:
+    answer = _apply(client, WITH_NOTIFIERS)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["notifiers_added"] == ["ops"]
+    stored = json.loads(_stored(api, NOTIFIERS)[notifier_key("ops")])
+    assert stored == {"name": "ops", "url": "https://hooks.example/ops", "source": "api"}
+    again = _apply(client, WITH_NOTIFIERS).json()
+    assert (again["notifiers_added"], again["notifiers_changed"]) == ([], [])
+    moved = _apply(client, WITH_NOTIFIERS.replace("/ops", "/ops2")).json()
+    assert moved["notifiers_changed"] == ["ops"]
+    gone = _apply(client, FILE).json()  # the file declares no notifier any more
+    assert gone["notifiers_removed"] == ["ops"]
+    assert _stored(api, NOTIFIERS) == {}
+
+
+def test_a_job_naming_a_notifier_that_is_nowhere_is_refused_naming_job_field_and_notifier(
+    api: ServedApi, client: httpx.Client
+) -> None:
+    revision = api.call(api.store.revision())
+    answer = _apply(client, WITH_NOTIFIERS.replace('notify = ["ops"]', 'notify = ["pager"]'))
+    assert answer.status_code == 422
+    [error] = answer.json()["detail"]
+    assert (error["job"], error["field"]) == ("backup", "notify")
+    assert "'pager'" in error["msg"]
+    assert api.call(api.store.revision()) == revision
+    # A notifier already in the store (put through the API) is one a job may name,
+    # unless the apply prunes it (it is the API's, and the file does not declare it).
+    client.put("/notifiers/pager", json={"url": "mailto:pager@example.com"}).raise_for_status()
+    naming = WITH_NOTIFIERS.replace('notify = ["ops"]', 'notify = ["pager"]')
+    assert _apply(client, naming).status_code == 422
+    named = _apply(client, naming, prune=False)
+    assert named.status_code == 200, named.text

@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from distcron.api.runs import new_bytes
 from distcron.scheduler.records import LaunchKind, LaunchRecord, LaunchState, launch_id_for
 from tests.served_api import ServedApi
 
@@ -99,3 +102,22 @@ def test_output_needs_the_token_and_comes_decoded_with_bad_bytes_replaced(
     run = client.get(path, params={"output": "true"}).json()
     assert run["output"] == "dumped 3 tables\n\ufffd\n"
     assert run["exit_code"] == 0
+
+
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=30),
+       st.integers(300, 2000))
+def test_a_followed_output_tail_yields_each_written_byte_once(
+    writes: list[bytes], limit: int
+) -> None:
+    """The store keeps a run's last ``limit`` bytes; what a follow sends, poll
+    after poll, is what was written while it fits, and then (distinct bytes
+    scrolling through the tail) still each byte once."""
+    written, sent, shown = b"", b"", b""
+    for n, chunk in enumerate(writes):
+        # Distinct lines, as a job's output mostly is: a repeated tail cannot be placed.
+        written += b"%d:" % n + chunk + b"\n"
+        tail = written[-limit:]
+        shown += new_bytes(sent, tail)
+        sent = tail
+    if b"[... output skipped ...]" not in shown:
+        assert shown == written

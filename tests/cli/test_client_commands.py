@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for
 from distcron.store import open_store
 from distcron.store.layout import launch_key, output_key, replica_key
 from tests.served_api import ServedApi, StaticReplica
+from tests.waiting import wait_until
 
 DISTCRON = str(Path(sys.executable).with_name("distcron"))
 TOKEN = "cli-token-81d3"
@@ -157,13 +159,26 @@ def test_runs_as_json_is_a_list_with_every_run_field(api: ServedApi) -> None:
     assert [r["launch_id"] for r in failed] == [records[1].launch_id]
 
 
-def test_runs_prints_a_table_newest_first_with_relative_times(api: ServedApi) -> None:
+def test_runs_prints_a_table_by_slot_newest_first_with_reason_count_and_relative_times(
+    api: ServedApi
+) -> None:
     records = _seed_runs(api)
-    header, first, second = ok("runs", "--job", "backup", server=api.url).splitlines()
-    assert header.split() == ["LAUNCH", "ID", "STATE", "WORKER", "EXIT", "STARTED", "ENDED"]
-    assert first.split() == [records[0].launch_id, "succeeded", "w1", "0", "2h", "ago", "1h",
-                             "ago"]
-    assert second.split() == [records[1].launch_id, "failed", "-", "1", "-", "-"]
+    slot = records[1].slot
+    assert slot is not None
+    # A span of skipped slots between the two, ended long after both: ordered by slot.
+    span = LaunchRecord(launch_id=launch_id_for("backup", slot + timedelta(hours=1)),
+                        job="backup", slot=slot + timedelta(hours=1),
+                        until=slot + timedelta(hours=3), count=3, state=LaunchState.SKIPPED,
+                        reason="the job is paused", ended_at=datetime.now(UTC))
+    api.call(api.store.put(launch_key(span.launch_id), span.to_json()))
+    header, first, second, third = ok("runs", "--job", "backup", server=api.url).splitlines()
+    assert header.split() == ["LAUNCH", "ID", "STATE", "REASON", "COUNT", "WORKER", "EXIT",
+                              "STARTED", "ENDED"]
+    assert first.split() == [records[0].launch_id, "succeeded", "-", "1", "w1", "0", "2h",
+                             "ago", "1h", "ago"]
+    assert second.split() == [span.launch_id, "skipped", "the", "job", "is", "paused", "3",
+                              "-", "-", "-", "now"]
+    assert third.split() == [records[1].launch_id, "failed", "-", "1", "-", "1", "-", "-"]
 
 
 def test_runs_show_prints_the_output_with_a_token_and_says_why_not_without(
@@ -178,6 +193,78 @@ def test_runs_show_prints_the_output_with_a_token_and_says_why_not_without(
     assert "3 tables dumped" not in without
     detail = json.loads(ok("runs", "show", launch_id, "--json", server=api.url))
     assert detail["output"] == "3 tables dumped\n"
+
+
+def test_runs_show_lists_each_earlier_attempt_with_its_own_output(api: ServedApi) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    launch_id = launch_id_for("backup", slot)
+    first = LaunchRecord(launch_id=launch_id, job="backup", slot=slot, state=LaunchState.FAILED,
+                         exit_code=3, started_at=slot, ended_at=slot + timedelta(minutes=1))
+    record = first.with_attempt_done(LaunchState.FAILED, "exit 3").model_copy(update={
+        "attempt": 2, "run_id": f"{launch_id}~2", "state": LaunchState.SUCCEEDED,
+        "exit_code": 0, "started_at": slot + timedelta(minutes=2),
+        "ended_at": slot + timedelta(minutes=3)})
+    api.call(api.store.put(launch_key(launch_id), record.to_json()))
+    api.call(api.store.put(output_key(launch_id), b"disk full\n"))
+    api.call(api.store.put(output_key(f"{launch_id}~2"), b"3 tables dumped\n"))
+    shown = ok("runs", "show", launch_id, server=api.url)
+    assert "earlier attempts:" in shown
+    [row] = [line for line in shown.splitlines() if line.startswith("1 ")]
+    assert row.split()[:3] == ["1", "failed", "3"]
+    assert shown.endswith("--- output of attempt 1 ---\ndisk full\n"
+                          "--- output ---\n3 tables dumped\n")
+    detail = json.loads(ok("runs", "show", launch_id, "--json", server=api.url))
+    assert [(a["attempt"], a["exit_code"], a["output"]) for a in detail["attempts"]] == [
+        (1, 3, "disk full\n")]
+
+
+def _follower(launch_id: str, server: str) -> tuple[subprocess.Popen[bytes], list[bytes]]:
+    """``distcron runs show ID --follow`` started, and what it printed so far."""
+    env = {k: v for k, v in os.environ.items() if k != "DISTCRON_SERVER"}
+    env.update(DISTCRON_SERVER=server, DISTCRON_TOKEN=TOKEN, XDG_STATE_HOME="/nonexistent")
+    process = subprocess.Popen([DISTCRON, "runs", "show", launch_id, "--follow"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    printed: list[bytes] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in iter(process.stdout.readline, b""):
+            printed.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, printed
+
+
+@pytest.mark.parametrize("outcome, code", [(LaunchState.SUCCEEDED, 0),
+                                           (LaunchState.FAILED, 1)])
+def test_runs_show_follow_prints_the_output_as_it_is_written_and_exits_with_the_outcome(
+    api: ServedApi, outcome: LaunchState, code: int
+) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0)
+    running = LaunchRecord(launch_id=launch_id_for("backup", slot), job="backup", slot=slot,
+                           state=LaunchState.RUNNING, started_at=slot)
+    api.call(api.store.put(launch_key(running.launch_id), running.to_json()))
+    api.call(api.store.put(output_key(running.launch_id), b"dumping users\n"))
+    process, printed = _follower(running.launch_id, api.url)
+    wait_until(lambda: b"dumping users\n" in printed, 20, "the first line, while it runs")
+    api.call(api.store.put(output_key(running.launch_id), b"dumping users\ndumping orders\n"))
+    wait_until(lambda: b"dumping orders\n" in printed, 20, "the second line, while it runs")
+    ended = running.model_copy(update={"state": outcome, "ended_at": slot})
+    api.call(api.store.put(output_key(running.launch_id),
+                           b"dumping users\ndumping orders\ndone\n"))
+    api.call(api.store.put(launch_key(running.launch_id), ended.to_json()))
+    assert process.wait(timeout=30) == code
+    wait_until(lambda: printed and printed[-1].startswith(b"--- "), 5, "the last line")
+    lines = b"".join(printed).decode().splitlines()
+    start = lines.index("--- output (following) ---")
+    assert lines[start + 1:] == ["dumping users", "dumping orders", "done", "",
+                                 f"--- {outcome.value} ---"]
+
+
+def test_runs_show_follow_without_the_token_is_refused(api: ServedApi) -> None:
+    done = distcron("runs", "show", "backup@x", "--follow", server=api.url, token=None)
+    assert done.returncode == 1
+    assert "DISTCRON_TOKEN" in done.stderr
 
 
 def test_status_as_json_has_the_design_shape(api: ServedApi) -> None:

@@ -6,6 +6,10 @@ sends nothing."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,9 +23,11 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 
-def jobs_file(path: Path, ledger: Path, quiet: Path) -> Path:
+def jobs_file(path: Path, ledger: Path, quiet: Path, notifier_url: str) -> Path:
+    """The jobs, and the notifier "ops" declared beside them ([[notifier]])."""
     path.write_text(
-        ledger_job("flaky", "*/2 * * * * *", ledger, then="echo oops; exit 3",
+        f'[[notifier]]\nname = "ops"\nurl = {json.dumps(notifier_url)}\n\n'
+        + ledger_job("flaky", "*/2 * * * * *", ledger, then="echo oops; exit 3",
                    notify=["ops"], notify_output=True)
         + ledger_job("quiet", "*/2 * * * * *", quiet, then="exit 3"))
     return path
@@ -36,15 +42,14 @@ def put_notifier(replica: Replica, name: str, url: str) -> None:
 def test_each_failure_is_notified_once_across_a_killed_leader_and_a_receiver_down(
         tmp_path: Path) -> None:
     ledger, quiet = tmp_path / "flaky.ledger", tmp_path / "quiet.ledger"
-    config = jobs_file(tmp_path / "jobs.toml", ledger, quiet)
     with webhook_receiver(refuse=10_000) as hook:
+        config = jobs_file(tmp_path / "jobs.toml", ledger, quiet, hook.url)
         first = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
         second = Replica(tmp_path, "r2", data_dir=tmp_path / "data", config=config)
         with replicas(first, second):
             leader = first if first.is_leader() else second
             follower = second if leader is first else first
-            put_notifier(leader, "ops", hook.url)
-            known = {r["launch_id"] for r in leader.runs(job="flaky")}  # before the notifier
+            known = {r["launch_id"] for r in leader.runs(job="flaky")}  # checked from here on
             # Failures pile up while the receiver refuses; then the leader dies.
             wait_until(lambda: len(read_ledger(ledger)) >= len(known) + 3, 15,
                        "three failures")
@@ -69,13 +74,47 @@ def test_each_failure_is_notified_once_across_a_killed_leader_and_a_receiver_dow
 
 def test_a_mail_notifier_gets_one_mail_per_failure(tmp_path: Path) -> None:
     ledger, quiet = tmp_path / "flaky.ledger", tmp_path / "quiet.ledger"
-    config = jobs_file(tmp_path / "jobs.toml", ledger, quiet)
+    config = jobs_file(tmp_path / "jobs.toml", ledger, quiet, "mailto:ops@example.com")
     with smtp_receiver() as mail:
         member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config,
                          extra=("--smtp", f"{mail.host}:{mail.port}"))
         with replicas(member):
-            put_notifier(member, "ops", "mailto:ops@example.com")
+            # The config file's notifier is the file's: the API changes it only taking over.
+            refused = httpx.put(f"{member.url}/notifiers/ops", timeout=5,
+                                json={"url": "mailto:other@example.com"},
+                                headers={"Authorization": f"Bearer {TOKEN}"})
+            assert refused.status_code == 409 and "jobs.toml" in refused.text
             wait_until(lambda: len(mail.messages) >= 2, 20, "two mails")
         subjects = Counter(str(message["Subject"]) for _, message in mail.messages)
         assert all(n == 1 for n in subjects.values())
         assert all(s.startswith("[distcron] flaky failed: flaky@") for s in subjects)
+
+
+def test_a_notifier_put_through_the_api_serves_a_job_of_the_file_that_names_it_later(
+        tmp_path: Path) -> None:
+    ledger, quiet = tmp_path / "flaky.ledger", tmp_path / "quiet.ledger"
+    with webhook_receiver() as hook:
+        config = tmp_path / "jobs.toml"
+        config.write_text(ledger_job("quiet", "*/2 * * * * *", quiet, then="exit 3"))
+        member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+        with replicas(member):
+            put_notifier(member, "pager", hook.url)
+            # The file now names "pager": in the store, so the reload applies it.
+            config.write_text(ledger_job("flaky", "*/2 * * * * *", ledger, then="exit 3",
+                                         notify=["pager"]))
+            member.signal(signal.SIGHUP)
+            wait_until(lambda: {b["job"] for b in hook.bodies()} == {"flaky"}, 20,
+                       "a failure of the reloaded job to be notified")
+
+
+def test_serve_refuses_a_config_whose_job_names_a_notifier_that_is_nowhere(
+        tmp_path: Path) -> None:
+    config = tmp_path / "jobs.toml"
+    config.write_text('[[notifier]]\nname = "ops"\nurl = "https://hooks.example/x"\n\n'
+                      + ledger_job("flaky", "0 0 1 1 *", tmp_path / "ledger",
+                                   notify=["ops", "pager"]))
+    done = subprocess.run([sys.executable, "-m", "distcron", "serve", "--config", str(config),
+                           "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0
+    assert "job 'flaky', field 'notify': names notifier 'pager'" in done.stderr + done.stdout

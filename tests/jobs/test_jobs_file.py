@@ -8,7 +8,14 @@ from textwrap import dedent
 import pytest
 
 from distcron.errors import JobSpecError
-from distcron.jobs import JobSpec, JobSpecErrors, Problem, load_jobs_file, parse_jobs_toml
+from distcron.jobs import (
+    JobSpec,
+    JobSpecErrors,
+    Problem,
+    load_jobs_file,
+    parse_jobs_file,
+    parse_jobs_toml,
+)
 
 GOOD = dedent(
     """\
@@ -306,3 +313,50 @@ def test_a_problem_in_a_job_s_own_table_points_at_that_table() -> None:
         '[job.env]\n"1BAD" = "x"\ntimeout = "never"\n'
     error = problems_in(text)
     assert [(p.job, p.field, p.line) for p in error.problems] == [("hook", "env", 22)]
+
+
+NOTIFIERS_FILE = """
+[[notifier]]
+name = "ops"
+url = "https://hooks.example/ops?token=s3cret"
+
+[[notifier]]
+name = "mail"
+url = "mailto:ops@example.com"
+
+[[job]]
+name = "backup"
+schedule = "0 6 * * *"
+command = "backup.sh"
+notify = ["ops", "mail"]
+"""
+
+
+def test_a_jobs_file_declares_notifiers_beside_its_jobs() -> None:
+    found = parse_jobs_file(NOTIFIERS_FILE, source="jobs.toml")
+    assert [(n.name, n.url) for n in found.notifiers] == [
+        ("ops", "https://hooks.example/ops?token=s3cret"), ("mail", "mailto:ops@example.com")]
+    assert [j.notify for j in found.jobs] == [("ops", "mail")]
+
+
+def test_every_bad_notifier_table_is_reported_naming_it_and_its_line() -> None:
+    text = """
+[[notifier]]
+name = "ops"
+url = "ftp://files.example/x"
+
+[[notifier]]
+name = "ops"
+url = "https://hooks.example/a"
+
+[[notifier]]
+url = "https://hooks.example/b"
+colour = "red"
+"""
+    with pytest.raises(JobSpecErrors) as caught:
+        parse_jobs_file(text, source="jobs.toml")
+    message = str(caught.value)
+    assert "jobs.toml:2: field 'url': notifier 'ops': must be an http(s):// webhook" in message
+    assert "jobs.toml:6: field 'name': notifier 'ops': duplicate name: notifier #1" in message
+    assert "jobs.toml:10: field 'name': notifier #3: Field required" in message
+    assert "jobs.toml:10: field 'colour': notifier #3: unknown key" in message

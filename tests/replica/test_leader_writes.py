@@ -89,16 +89,18 @@ async def test_history_keeps_the_newest_records_and_every_live_one(store: Store)
         if slot != slots[3]:  # one old run is still going
             record = record.model_copy(update={"state": LaunchState.SUCCEEDED})
         decision = intent(record)
+        # Each record has the outputs of two attempts: its retry's too.
+        outputs = {record.launch_id: b"out", f"{record.launch_id}~2": b"again"}
         await commit(store, fence, Decision(records=decision.records, created=decision.created,
-                                            cursors=decision.cursors,
-                                            outputs={record.launch_id: b"out"}), T0)
+                                            cursors=decision.cursors, outputs=outputs), T0)
     deleted = await prune_job_history(store, fence, "backup", keep=10)
     assert deleted == 20
     kept = [launch_id_for("backup", s) for s in slots[21:]] + [launch_id_for("backup", slots[3])]
     remaining, _ = await store.range("launches/")
     assert sorted(kv.key for kv in remaining) == sorted(launch_key(i) for i in kept)
     outputs, _ = await store.range("output/")
-    assert len(outputs) == len(kept)
+    assert sorted(kv.key for kv in outputs) == sorted(
+        output_key(run_id) for i in kept for run_id in (i, f"{i}~2"))
 
 
 def _catch_up(fence: int, count: int) -> Decision:

@@ -8,7 +8,7 @@ import pytest
 
 from distcron.scheduler.core import SchedulerCore
 from distcron.scheduler.policy import PAUSED_ACCOUNTING_INTERVAL
-from distcron.scheduler.records import Cause, LaunchKind, LaunchState
+from distcron.scheduler.records import MAX_ATTEMPTS_KEPT, Cause, LaunchKind, LaunchState
 from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, Job, World, minutes, seconds
 
@@ -194,6 +194,28 @@ def test_a_failed_run_is_retried_with_backoff_under_the_same_launch_id() -> None
     final = world.records[launch_id]
     assert final.state is LaunchState.FAILED and final.attempt == 3
     assert world.started == [launch_id, f"{launch_id}~2", f"{launch_id}~3"]
+    # Each earlier attempt stays on the record with its own outcome and times.
+    assert [(a.attempt, a.run_id, a.state, a.exit_code, a.ended_at) for a in final.attempts] == [
+        (1, launch_id, LaunchState.FAILED, 3, end),
+        (2, f"{launch_id}~2", LaunchState.TIMED_OUT, None, end2)]
+    assert (final.exit_code, final.ended_at) == (1, end2 + seconds(30))
+
+
+def test_a_launch_retried_without_end_keeps_only_its_newest_attempts() -> None:
+    world = World()
+    core = leader(world, Job(schedule="0 * * * *", retries=MAX_ATTEMPTS_KEPT + 5,
+                             retry_backoff=1))
+    world.commit(core.tick(T0 + minutes(60)))
+    launch_id = "backup@2026-11-24T07:00:00Z"
+    now = T0 + minutes(60)
+    for _ in range(MAX_ATTEMPTS_KEPT + 3):
+        now += seconds(1)
+        world.commit(core.run_ended(launch_id, LaunchState.FAILED, now, exit_code=1))
+        now += seconds(3600)
+        world.commit(core.tick(now))
+    record = world.records[launch_id]
+    assert record.attempt == MAX_ATTEMPTS_KEPT + 4
+    assert [a.attempt for a in record.attempts] == list(range(4, MAX_ATTEMPTS_KEPT + 4))
 
 
 def test_a_manual_run_has_its_own_id_and_obeys_the_overlap_policy() -> None:

@@ -27,7 +27,7 @@ from distcron.scheduler.inputs import (
     WorkersChanged,
 )
 from distcron.scheduler.policy import PLACEMENT_RETRY
-from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
+from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState, launch_id_for
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, minutes, seconds
@@ -112,6 +112,11 @@ def test_a_run_that_ended_is_recorded_with_its_output_and_retried_when_asked() -
     retried = rounds.decide([], T0 + minutes(1.5) + seconds(5))
     [start] = retried.starts
     assert start.request.launch_id == f"{FIRST}~2"
+    # The second attempt's output is its own: the first one's stays.
+    second = RunStatus(f"{FIRST}~2", RunState.SUCCEEDED, exit_code=0)
+    done = rounds.decide([RunEnded(FIRST, second, b"fine\n")], T0 + minutes(2) - seconds(1))
+    assert done.outputs == {f"{FIRST}~2": b"fine\n"}
+    assert [(a.attempt, a.exit_code) for a in done.records[FIRST].attempts] == [(1, 3)]
 
 
 def test_a_workers_final_report_ends_the_run_and_cleans_up_its_keys() -> None:
@@ -131,6 +136,28 @@ def test_a_trigger_is_consumed_in_the_round_that_launches_it() -> None:
     assert decision.consumed_triggers == ("t1",)
     assert decision.created == {"backup@manual-1"}
     assert [s.record.launch_id for s in decision.starts] == ["backup@manual-1"]
+
+
+def test_backfilled_slots_of_a_job_that_forbids_overlap_wait_in_turn_past_any_deadline(
+) -> None:
+    rounds = leader(spec(schedule="0 * * * *", starting_deadline=60))
+    now = T0 + minutes(10)
+    past = [T0 - minutes(60 * n) for n in (3, 2, 1)]
+    asked = [Triggered(launch_id_for("backup", s), "backup", launch_id_for("backup", s), s)
+             for s in past]
+    # The second request of the first slot (written twice) launches nothing more.
+    decision = rounds.decide([*asked, asked[0]], now)
+    ids = [launch_id_for("backup", s) for s in past]
+    assert decision.created == set(ids)
+    assert [s.record.launch_id for s in decision.starts] == [ids[0]]
+    assert [decision.records[i].state for i in ids] == [
+        LaunchState.LAUNCHING, LaunchState.QUEUED, LaunchState.QUEUED]
+    assert {r.kind for r in decision.records.values()} == {LaunchKind.BACKFILL}
+    assert decision.cursors == {}  # the job's own slots are not touched
+    assert len(decision.consumed_triggers) == 4
+    ended = RunEnded(ids[0], RunStatus(ids[0], RunState.SUCCEEDED, exit_code=0))
+    later = rounds.decide([ended], now + minutes(5))
+    assert [s.record.launch_id for s in later.starts] == [ids[1]]
 
 
 def test_takeover_starts_an_intent_never_received_and_follows_a_run_still_going() -> None:

@@ -1,4 +1,5 @@
-"""``POST /jobs/apply``: a whole jobs file, all or nothing, as the API's job set.
+"""``POST /jobs/apply``: a whole jobs file, all or nothing, as the API's job set
+(and its ``[[notifier]]`` tables as the API's notifiers).
 
 The rules (what an apply may change, prune and take over, how it is guarded
 and written in parts) are :mod:`distcron.jobs.jobset`'s; this is their HTTP
@@ -19,8 +20,15 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from distcron.api.auth import require_token
 from distcron.api.context import Context
 from distcron.api.models import ApplyRequest, ApplyResult
-from distcron.jobs import API_SOURCE, OwnedByFile, diff_jobs, parse_jobs_toml, write_diff
-from distcron.store.layout import JOBS, name_of
+from distcron.jobs import (
+    API_SOURCE,
+    OwnedByFile,
+    diff_jobs,
+    diff_notifiers,
+    parse_jobs_file,
+    write_diff,
+)
+from distcron.store.layout import JOBS, NOTIFIERS, name_of
 
 router = APIRouter(tags=["jobs"])
 
@@ -36,14 +44,18 @@ async def apply_jobs(request: ApplyRequest, context: Context) -> ApplyResult:
     """Make the API's jobs what the TOML file says (see ``prune``), atomically."""
     now = context.clock.now()
     # CPU work for a large file: off the event loop, which runs the lease keepalive.
-    specs = await asyncio.to_thread(parse_jobs_toml, request.toml, request.source, now=now,
+    found = await asyncio.to_thread(parse_jobs_file, request.toml, request.source, now=now,
                                     max_jobs=MAX_APPLY_JOBS)
     kvs, revision = await context.store.range(JOBS)
     stored = {name_of(kv.key, JOBS): kv for kv in kvs}
+    notifier_kvs, _ = await context.store.range(NOTIFIERS)
+    notifiers = {name_of(kv.key, NOTIFIERS): kv for kv in notifier_kvs}
     try:
         diff = await asyncio.to_thread(
-            diff_jobs, specs, stored, source=API_SOURCE, prune=request.prune, now=now,
+            diff_jobs, found.jobs, stored, source=API_SOURCE, prune=request.prune, now=now,
             take_over=request.take_over)
+        diff_notifiers(diff, found.jobs, found.notifiers, notifiers, source=API_SOURCE,
+                       prune=request.prune, file=request.source, take_over=request.take_over)
     except OwnedByFile as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if diff.changes and not request.dry_run:
@@ -52,4 +64,7 @@ async def apply_jobs(request: ApplyRequest, context: Context) -> ApplyResult:
         added=sorted(diff.added), changed=sorted(diff.changed), removed=sorted(diff.removed),
         unchanged=sorted(diff.unchanged), changes=dict(sorted(diff.changed.items())),
         dry_run=request.dry_run, revision=revision,
+        notifiers_added=sorted(diff.notifiers_added),
+        notifiers_changed=sorted(diff.notifiers_changed),
+        notifiers_removed=sorted(diff.notifiers_removed),
     )

@@ -1,4 +1,4 @@
-"""``/jobs``: read, create, replace, remove, pause, resume and trigger jobs.
+"""``/jobs``: read, create, replace, remove, pause, resume, trigger and backfill jobs.
 
 Writes are compare-and-set on the job key's ``mod_revision`` (or on its
 absence), so an edit based on a stale read fails with 409 instead of undoing
@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 
 from distcron.api.auth import Authorized, require_token
 from distcron.api.context import ApiContext, Context
-from distcron.api.models import JobView, Removed, RunSummary, TriggerResult
+from distcron.api.models import (
+    BackfillRequest,
+    BackfillResult,
+    BackfillSlot,
+    JobView,
+    Removed,
+    RunSummary,
+    TriggerResult,
+)
 from distcron.api.runs import read_launches
 from distcron.cron import parse
 from distcron.errors import Conflict, DistcronError, JobSpecError
@@ -39,17 +47,19 @@ from distcron.jobs import (
     owned,
 )
 from distcron.notify.senders import shown_url
-from distcron.scheduler.records import LaunchRecord, manual_launch_id
+from distcron.scheduler.records import LaunchRecord, launch_id_for, manual_launch_id
 from distcron.store import Compare, Delete, KeyValue, Put, Store
 from distcron.store.layout import (
     JOBS,
     QUARANTINED,
     cursor_key,
     job_key,
+    launch_key,
     name_of,
     quarantine_key,
     trigger_key,
 )
+from distcron.timefmt import utc_iso
 
 router = APIRouter(tags=["jobs"])
 _authorized = [Depends(require_token)]
@@ -237,3 +247,86 @@ async def trigger_job(name: str, context: Context) -> TriggerResult:
     if not result.succeeded:
         raise _not_found(name)
     return trigger
+
+
+# Slots one backfill may ask for: a range is a deliberate act, not a replay of years.
+MAX_BACKFILL_SLOTS = 1000
+
+
+def _bad_range(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, message)
+
+
+def _slots_between(spec: JobSpec, request: BackfillRequest, now: datetime) -> list[datetime]:
+    """The job's slots in [from, to], refused when the range is not a past one
+    or holds more than MAX_BACKFILL_SLOTS."""
+    start, end = request.start.astimezone(UTC), request.end.astimezone(UTC)
+    if end > now:
+        raise _bad_range(f"backfill of job {spec.name!r}: 'to' ({utc_iso(end)}) is in the "
+                         f"future (now is {utc_iso(now)}): only past slots are backfilled")
+    if start > end:
+        raise _bad_range(f"backfill of job {spec.name!r}: 'from' ({utc_iso(start)}) is after "
+                         f"'to' ({utc_iso(end)})")
+    schedule = parse(spec.schedule, tz=spec.timezone, job=spec.name)
+    found: list[datetime] = []
+    for local in schedule.iter(start - timedelta(microseconds=1)):
+        slot = local.astimezone(UTC)
+        if slot > end:
+            break
+        if len(found) == MAX_BACKFILL_SLOTS:
+            raise _bad_range(f"backfill of job {spec.name!r}: the range holds more than "
+                             f"{MAX_BACKFILL_SLOTS} slots; ask for a shorter one")
+        found.append(slot)
+    return found
+
+
+def _covering(records: list[LaunchRecord], slots: list[datetime]) -> dict[datetime, LaunchRecord]:
+    """The record that accounts for each slot that has one (its own, or a span's)."""
+    covered: dict[datetime, LaunchRecord] = {}
+    wanted = set(slots)
+    for record in records:
+        if record.slot is None:
+            continue
+        if record.until is None:
+            if record.slot in wanted:
+                covered[record.slot] = record
+            continue
+        for slot in slots:
+            if record.slot <= slot <= record.until:
+                covered[slot] = record
+    return covered
+
+
+@router.post("/jobs/{name}/backfill", response_model=BackfillResult, dependencies=_authorized,
+             status_code=status.HTTP_202_ACCEPTED)
+async def backfill_job(name: str, request: BackfillRequest, context: Context) -> BackfillResult:
+    """Launch each slot of a past range once, as ``<job>@<slot>``; a slot that
+    already has a record is left as it is and listed. The leader launches them
+    (under its fence, by the job's overlap policy)."""
+    _, spec = await _read_job(context.store, name)
+    now = context.clock.now()
+    slots = _slots_between(spec, request, now)
+    covered = _covering(await read_launches(context.store, name), slots)
+    existing = [BackfillSlot(launch_id=covered[s].launch_id, slot=s, state=covered[s].state)
+                for s in slots if s in covered]
+    missing = [s for s in slots if s not in covered]
+    launched = [BackfillSlot(launch_id=launch_id_for(name, s), slot=s) for s in missing]
+    if not request.dry_run:
+        for item in launched:
+            # The trigger is written only while the slot has no record (and the
+            # job exists); its id is the launch id, so asking twice asks once.
+            body = {"job": name, "launch_id": item.launch_id, "slot": utc_iso(item.slot),
+                    "requested_at": utc_iso(now)}
+            result = await context.store.txn(
+                [Compare.exists(job_key(name)), Compare.missing(launch_key(item.launch_id))],
+                [Put(trigger_key(item.launch_id), json.dumps(body).encode())])
+            if not result.succeeded:
+                kv = await context.store.get(launch_key(item.launch_id))
+                if kv is None:
+                    raise _not_found(name)
+                existing.append(BackfillSlot(launch_id=item.launch_id, slot=item.slot,
+                                             state=LaunchRecord.from_json(kv.value).state))
+        launched = [i for i in launched if i.launch_id not in {e.launch_id for e in existing}]
+    existing.sort(key=lambda e: e.slot)
+    return BackfillResult(job=name, launched=launched, existing=existing,
+                          dry_run=request.dry_run)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from distcron.jobs import JobSpec
-from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.scheduler.records import Attempt, LaunchRecord, LaunchState
 
 
 class Health(BaseModel):
@@ -100,10 +100,19 @@ class JobView(JobSpec):
         "cannot be computed any more), until its spec changes; null for a job that runs")
 
 
+class AttemptDetail(Attempt):
+    output: str | None = Field(
+        default=None, description="the attempt's output; only with ?output=true")
+
+
 class RunDetail(LaunchRecord):
     output: str | None = Field(
-        default=None, description="the run's output; only with ?output=true (needs the token)"
+        default=None, description="the current attempt's output; only with ?output=true "
+        "(needs the token)"
     )
+    attempts: tuple[AttemptDetail, ...] = Field(
+        default=(), description="the earlier attempts (retried, or relaunched at takeover), "
+        "oldest first, each with its own start, end, exit and (with ?output=true) output")
 
 
 class ApplyRequest(BaseModel):
@@ -131,12 +140,42 @@ class ApplyResult(BaseModel):
         default_factory=dict, description="per changed job, the keys whose values change")
     dry_run: bool
     revision: int = Field(description="the store revision after applying (or as read)")
+    notifiers_added: list[str] = Field(default_factory=list)
+    notifiers_changed: list[str] = Field(default_factory=list)
+    notifiers_removed: list[str] = Field(default_factory=list)
 
 
 class TriggerResult(BaseModel):
     job: str
     launch_id: str
     requested_at: datetime
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    start: AwareDatetime = Field(alias="from", description="the range's first instant "
+                                 "(its slots at or after it)")
+    end: AwareDatetime = Field(alias="to", description="the range's last instant (its slots "
+                               "at or before it); not in the future")
+    dry_run: bool = Field(default=False, description="list what would run, launch nothing")
+
+
+class BackfillSlot(BaseModel):
+    launch_id: str
+    slot: datetime
+    state: LaunchState | None = Field(
+        default=None, description="the state of the record the slot already has")
+
+
+class BackfillResult(BaseModel):
+    job: str
+    launched: list[BackfillSlot] = Field(
+        description="the slots asked of the leader, each launched once as <job>@<slot> "
+        "(with dry_run: those that would be)")
+    existing: list[BackfillSlot] = Field(
+        description="the slots that already have a record, left as they are")
+    dry_run: bool
 
 
 class Removed(BaseModel):

@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from distcron.api.auth import Authorized, require_token
 from distcron.api.context import Context
 from distcron.errors import JobSpecError
+from distcron.jobs import API_SOURCE, OwnedByFile
+from distcron.jobs.jobset import is_file_source
 from distcron.jobs.notifier import NotifierSpec
 from distcron.notify.senders import shown_url
 from distcron.store.layout import NOTIFIERS, name_of, notifier_key
@@ -30,13 +32,28 @@ async def list_notifiers(context: Context, authorized: Authorized) -> list[Notif
                    authorized) for kv in kvs]
 
 
+async def _may_change(context: Context, name: str, take_over: bool) -> None:
+    """409 for a notifier a replica's config file declares, unless taken over."""
+    kv = await context.store.get(notifier_key(name))
+    if kv is None or take_over:
+        return
+    source = NotifierSpec.from_json(kv.value, source=kv.key).source
+    if is_file_source(source):
+        assert source is not None
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            str(OwnedByFile({name: source}, kind="notifier")))
+
+
 @router.put("/notifiers/{name}", response_model=NotifierSpec,
             dependencies=[Depends(require_token)])
 async def put_notifier(name: str, body: Annotated[dict[str, Any], Body()],
-                       context: Context) -> NotifierSpec:
-    """Create or replace a notifier: ``{"url": "https://…" | "mailto:…"}``."""
+                       context: Context, take_over: bool = False) -> NotifierSpec:
+    """Create or replace a notifier: ``{"url": "https://…" | "mailto:…"}``; it is the
+    API's (a config file's is changed only with ``take_over=true``)."""
+    await _may_change(context, name, take_over)
+    body = {key: value for key, value in body.items() if key != "source"}
     try:
-        spec = NotifierSpec.model_validate({**body, "name": name})
+        spec = NotifierSpec.model_validate({**body, "name": name, "source": API_SOURCE})
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in problem["loc"]) or "body"
@@ -47,7 +64,9 @@ async def put_notifier(name: str, body: Annotated[dict[str, Any], Body()],
 
 
 @router.delete("/notifiers/{name}", dependencies=[Depends(require_token)])
-async def remove_notifier(name: str, context: Context) -> dict[str, str]:
+async def remove_notifier(name: str, context: Context,
+                          take_over: bool = False) -> dict[str, str]:
+    await _may_change(context, name, take_over)
     if not await context.store.delete(notifier_key(name)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"notifier {name!r} not found")
     return {"removed": name}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -113,6 +113,22 @@ class ApiClient:
     def call_text(self, method: str, path: str) -> str:
         """The text answer of a successful call."""
         return self._response(method, path, None, None).text
+
+    def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[bytes]:
+        """The body of a successful GET as it arrives (no read timeout: a
+        followed run's output may pause for long)."""
+        timeout = httpx.Timeout(self._timeout, read=None)
+        try:
+            with httpx.Client(base_url=self.server, headers=self._headers,
+                              timeout=timeout) as http, \
+                    http.stream("GET", path, params=params) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _failure(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise ClientError(f"the stream from {self.server} broke off "
+                              f"({exc or type(exc).__name__})") from exc
 
     def _response(self, method: str, path: str, params: dict[str, Any] | None,
                   body: Any) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""``distcron jobs``: list, show, apply, remove, pause, resume and trigger jobs."""
+"""``distcron jobs``: list, show, apply, remove, pause, resume, trigger and backfill jobs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from distcron.durations import format_duration
 _DURATIONS = frozenset({"timeout", "starting_deadline", "retry_backoff"})
 
 
-@click.group("jobs", short_help="List, show, apply, pause, resume, trigger jobs.")
+@click.group("jobs", short_help="List, show, apply, pause, resume, trigger, backfill jobs.")
 @client_options
 def jobs_command() -> None:
     """Jobs on a replica's API (token from DISTCRON_TOKEN for changes)."""
@@ -100,7 +100,9 @@ def apply_jobs(ctx: click.Context, file: Path, dry_run: bool, prune: bool,
     pairs = [("added", ", ".join(diff["added"]) or "-"), ("changed", ", ".join(changed) or "-"),
              ("removed", ", ".join(diff["removed"]) or "-"),
              ("unchanged", ", ".join(diff["unchanged"]) or "-")]
-    click.echo(fields(pairs))
+    notifiers = [(f"notifiers {what}", ", ".join(names)) for what in
+                 ("added", "changed", "removed") if (names := diff.get(f"notifiers_{what}"))]
+    click.echo(fields([*pairs, *notifiers]))
     done = f"applied (revision {diff['revision']})"
     click.echo("dry run: nothing was changed" if dry_run else done)
 
@@ -151,3 +153,46 @@ def resume_job(ctx: click.Context, name: str) -> None:
 def trigger_job(ctx: click.Context, name: str) -> None:
     """Run a job now; prints the launch id (see it with `distcron runs show`)."""
     _act(ctx, "POST", _job_path(name, "trigger"), "triggered job {job}: launch {launch_id}")
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An ISO-8601 instant with its offset (or ``Z``), passed on as given."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 instant "
+                                 "(e.g. 2026-11-24T06:00:00Z)") from None
+    if when.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no offset: add Z or e.g. +01:00")
+    return value
+
+
+@jobs_command.command("backfill", short_help="Launch each slot of a past range once.")
+@click.argument("name")
+@click.option("--from", "start", required=True, callback=_instant, metavar="ISO8601",
+              help="The range's first instant (slots at or after it).")
+@click.option("--to", "end", required=True, callback=_instant, metavar="ISO8601",
+              help="The range's last instant (slots at or before it; not in the future).")
+@click.option("--dry-run", is_flag=True, help="List what would run; launch nothing.")
+@client_options
+@click.pass_context
+def backfill_job(ctx: click.Context, name: str, start: str, end: str, dry_run: bool) -> None:
+    """Launch each slot of the job in a past range once, as NAME@SLOT (at most 1000
+    slots). A slot that already has a record is left as it is and listed. The
+    leader launches them by the job's overlap policy."""
+    result = ApiClient.from_context(ctx).call(
+        "POST", _job_path(name, "backfill"),
+        body={"from": start, "to": end, "dry_run": dry_run})
+    if wants_json(ctx):
+        print_json(result)
+        return
+    launched, existing = result["launched"], result["existing"]
+    verb = "would launch" if dry_run else "launching"
+    click.echo(f"{verb} {len(launched)} slot{'s' if len(launched) != 1 else ''} of job {name}"
+               + (":" if launched else ""))
+    for item in launched:
+        click.echo(f"  {item['launch_id']}")
+    if existing:
+        click.echo(f"left as they are ({len(existing)} already recorded):")
+        click.echo(table(("LAUNCH ID", "SLOT", "STATE"),
+                         [(e["launch_id"], e["slot"], e["state"] or "-") for e in existing]))

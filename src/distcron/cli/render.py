@@ -58,3 +58,8 @@ def text(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+def shorten(value: str, width: int) -> str:
+    """``value`` cut to ``width`` characters, ``…`` saying it was."""
+    return value if len(value) <= width else value[: width - 1] + "…"

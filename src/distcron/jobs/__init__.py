@@ -8,11 +8,18 @@ from distcron.jobs.jobset import (
     check_api_may_change,
     create_ops,
     diff_jobs,
+    diff_notifiers,
     keep_paused,
     owned,
     write_diff,
 )
-from distcron.jobs.jobsfile import DEFAULTABLE_KEYS, load_jobs_file, parse_jobs_toml
+from distcron.jobs.jobsfile import (
+    DEFAULTABLE_KEYS,
+    JobsFile,
+    load_jobs_file,
+    parse_jobs_file,
+    parse_jobs_toml,
+)
 from distcron.jobs.problems import JobSpecErrors, Problem, plain_message
 from distcron.jobs.spec import Catchup, Concurrency, Executor, JobSpec, build_spec
 from distcron.jobs.tomlwrite import dump_jobs_toml
@@ -28,6 +35,7 @@ __all__ = [
     "JobSpec",
     "JobSpecErrors",
     "JobsDiff",
+    "JobsFile",
     "OwnedByFile",
     "Problem",
     "build_spec",
@@ -35,10 +43,12 @@ __all__ = [
     "convert_crontab",
     "create_ops",
     "diff_jobs",
+    "diff_notifiers",
     "dump_jobs_toml",
     "keep_paused",
     "load_jobs_file",
     "owned",
+    "parse_jobs_file",
     "parse_jobs_toml",
     "plain_message",
     "write_diff",

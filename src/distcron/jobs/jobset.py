@@ -36,21 +36,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from distcron.errors import Conflict, DistcronError
+from distcron.jobs.notifier import NotifierSpec
+from distcron.jobs.problems import JobSpecErrors, Problem
 from distcron.jobs.spec import JobSpec
 from distcron.store import Compare, Delete, KeyValue, Op, Put, Store
-from distcron.store.layout import JOBS, Cursor, cursor_key, cursor_value, job_key
+from distcron.store.layout import JOBS, Cursor, cursor_key, cursor_value, job_key, notifier_key
 
 API_SOURCE = "api"
 
 
 class OwnedByFile(DistcronError):
-    """Jobs that a config file defines were to be changed through the API."""
+    """Jobs (or notifiers) that a config file defines were to be changed through the API."""
 
-    def __init__(self, owners: Mapping[str, str]) -> None:
+    def __init__(self, owners: Mapping[str, str], kind: str = "job") -> None:
         self.owners = dict(owners)  # job -> the file that defines it
         names = ", ".join(repr(name) for name in sorted(self.owners))
         files = ", ".join(sorted(set(self.owners.values())))
-        which = f"job {names} is" if len(self.owners) == 1 else f"jobs {names} are"
+        which = f"{kind} {names} is" if len(self.owners) == 1 else f"{kind}s {names} are"
         super().__init__(
             f"{which} defined in {files}: change it there and reload the replica (SIGHUP), "
             "or take it over (take_over=true, `--take-over`) to manage it through the API "
@@ -96,6 +98,12 @@ class JobsDiff:
     unchanged: list[str] = field(default_factory=list)
     # Jobs the file names that another source owns: left as they are.
     kept: dict[str, str | None] = field(default_factory=dict)
+    # The same for the file's [[notifier]] tables.
+    notifiers_added: list[str] = field(default_factory=list)
+    notifiers_changed: list[str] = field(default_factory=list)
+    notifiers_removed: list[str] = field(default_factory=list)
+    notifiers_unchanged: list[str] = field(default_factory=list)
+    notifiers_kept: dict[str, str | None] = field(default_factory=dict)
     # Per job: its guards and its writes (none when unchanged), kept together.
     groups: list[tuple[list[Compare], list[Op]]] = field(default_factory=list)
 
@@ -176,6 +184,59 @@ def diff_jobs(specs: Iterable[JobSpec], stored: Mapping[str, KeyValue], *, sourc
                 diff.add(Compare.modified_at(kv.key, kv.mod_revision),
                          [Delete(kv.key), Delete(cursor_key(name))])
     return diff
+
+
+def diff_notifiers(diff: JobsDiff, jobs: Iterable[JobSpec], notifiers: Iterable[NotifierSpec],
+                   stored: Mapping[str, KeyValue], *, source: str, prune: bool,
+                   file: str, take_over: bool = False) -> None:
+    """Add to ``diff`` the writes that make the store's notifiers of ``source``
+    what the file declares, by the rules for jobs (the module docstring),
+    written before the jobs. Raises JobSpecErrors (naming ``file``) when a job
+    names in ``notify`` a notifier that neither the file nor the store will
+    hold, and OwnedByFile as :func:`diff_jobs` does."""
+    groups: list[tuple[list[Compare], list[Op]]] = []
+    refused: dict[str, str] = {}
+    olds = {name: NotifierSpec.from_json(kv.value, source=kv.key) for name, kv in stored.items()}
+    declared: set[str] = set()
+    for given in notifiers:
+        declared.add(given.name)
+        spec = given.model_copy(update={"source": source})
+        kv, old = stored.get(spec.name), olds.get(spec.name)
+        key = notifier_key(spec.name)
+        if kv is None or old is None:
+            diff.notifiers_added.append(spec.name)
+            groups.append(([Compare.missing(key)], [Put(key, spec.to_json().encode())]))
+            continue
+        if not _mine(old.source, source):
+            if is_file_source(source):
+                diff.notifiers_kept[spec.name] = old.source
+                continue
+            if not take_over:
+                refused[spec.name] = old.source or ""
+                continue
+        guard = Compare.modified_at(key, kv.mod_revision)
+        if old == spec:
+            diff.notifiers_unchanged.append(spec.name)
+            groups.append(([guard], []))
+        else:
+            diff.notifiers_changed.append(spec.name)
+            groups.append(([guard], [Put(key, spec.to_json().encode())]))
+    if refused:
+        raise OwnedByFile(refused, kind="notifier")
+    if prune:
+        for name, kv in stored.items():
+            if name not in declared and olds[name].source == source:
+                diff.notifiers_removed.append(name)
+                groups.append(([Compare.modified_at(kv.key, kv.mod_revision)],
+                               [Delete(kv.key)]))
+    available = declared | (stored.keys() - set(diff.notifiers_removed))
+    problems = [
+        Problem(f"names notifier {name!r}, which is neither declared in the file "
+                "([[notifier]]) nor in the store", job=job.name, field="notify")
+        for job in jobs for name in job.notify if name not in available]
+    if problems:
+        raise JobSpecErrors(file, problems)
+    diff.groups[:0] = groups
 
 
 def check_api_may_change(stored: JobSpec, take_over: bool) -> None:

@@ -1,4 +1,4 @@
-"""Reading a TOML jobs file: all jobs or none.
+"""Reading a TOML jobs file: all jobs (and ``[[notifier]]`` tables) or none.
 
 Every problem in the file is collected (unknown keys, bad values, duplicate
 names) and raised together as one :class:`JobSpecErrors`, so that a file is
@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from distcron.jobs.notifier import NotifierSpec
 from distcron.jobs.problems import JobSpecErrors, Problem, problems_from_validation_error, suggest
 from distcron.jobs.spec import AUTHOR_KEYS, SET_BY_DISTCRON, JobSpec, validate_spec
 
-TOP_LEVEL_KEYS = ("job", "defaults")
+TOP_LEVEL_KEYS = ("job", "defaults", "notifier")
 # The document, [[job]] (2), a table or list in it (3), a list in a table (4):
 # anything deeper is a mistake, or an attack on the parser.
 MAX_DEPTH = 8
@@ -52,6 +53,7 @@ _MERGED_KEYS = ("env",)
 _NOT_FOR_HTTP = ("env", "workdir")
 
 _JOB_HEADER = re.compile(r"\s*\[\[\s*job\s*\]\]\s*(#.*)?")
+_NOTIFIER_HEADER = re.compile(r"\s*\[\[\s*notifier\s*\]\]\s*(#.*)?")
 _DEFAULTS_HEADER = re.compile(r"\s*\[\s*defaults\s*\]\s*(#.*)?")
 
 
@@ -72,12 +74,30 @@ def load_jobs_file(path: str | os.PathLike[str], ignore: Collection[str] = (),
     return parse_jobs_toml(text, source=source, ignore=ignore, now=now)
 
 
+@dataclass(frozen=True)
+class JobsFile:
+    """What a jobs file declares: its jobs and its notifiers, in file order."""
+
+    jobs: list[JobSpec]
+    notifiers: list[NotifierSpec]
+
+
 def parse_jobs_toml(
     text: str, source: str = "<string>", ignore: Collection[str] = (),
     now: datetime | None = None, max_jobs: int | None = None,
     document: dict[str, Any] | None = None,
 ) -> list[JobSpec]:
-    """The jobs in TOML ``text``, in file order; ``source`` names it in errors.
+    """The jobs in TOML ``text`` (see :func:`parse_jobs_file`)."""
+    return parse_jobs_file(text, source, ignore, now, max_jobs, document).jobs
+
+
+def parse_jobs_file(
+    text: str, source: str = "<string>", ignore: Collection[str] = (),
+    now: datetime | None = None, max_jobs: int | None = None,
+    document: dict[str, Any] | None = None,
+) -> JobsFile:
+    """The jobs and ``[[notifier]]`` tables in TOML ``text``, in file order;
+    ``source`` names it in errors.
 
     ``ignore`` names top-level keys that belong to someone else (the ``[serve]``
     table of a service config that also holds jobs); any other key is an error.
@@ -126,10 +146,51 @@ def parse_jobs_toml(
                 job=spec.name, index=index, field="name"), index))
         elif spec is not None:
             first_index[spec.name] = index
+    notifiers, found = _read_notifiers(document.get("notifier", []),
+                                       _header_lines(lines, _NOTIFIER_HEADER))
+    problems += found
     if problems:
         # A bad default shows up once per job that inherits it: report it once.
         raise JobSpecErrors(source, dict.fromkeys(problems))
-    return specs
+    return JobsFile(specs, notifiers)
+
+
+def _read_notifiers(tables: object, header_lines: list[int]
+                    ) -> tuple[list[NotifierSpec], list[Problem]]:
+    """The file's notifiers, and the problems of its ``[[notifier]]`` tables."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        return [], [Problem("'notifier' must be an array of tables: write [[notifier]], "
+                            "not [notifier]")]
+    trusted = len(header_lines) == len(tables)
+    notifiers: list[NotifierSpec] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables, 1):
+        line = header_lines[index - 1] if trusted else None
+        name = table.get("name")
+        where = f"notifier {name!r}" if isinstance(name, str) else f"notifier #{index}"
+        if isinstance(name, str) and name in seen:
+            problems.append(Problem(f"{where}: duplicate name: notifier #{seen[name]} "
+                                    f"is also called {name!r}", field="name", line=line))
+            continue
+        if isinstance(name, str):
+            seen[name] = index
+        if "source" in table:
+            problems.append(Problem(f"{where}: 'source' is set by distcron (the file that "
+                                    "declares it)", field="source", line=line))
+            continue
+        try:
+            spec = NotifierSpec.model_validate(table)
+        except ValidationError as exc:
+            for error in exc.errors():
+                key = ".".join(str(part) for part in error["loc"]) or "notifier"
+                message = str(error["msg"]).removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = "unknown key; a notifier has 'name' and 'url'"
+                problems.append(Problem(f"{where}: {message}", field=key, line=line))
+            continue
+        notifiers.append(spec)
+    return notifiers, problems
 
 
 def _read_job(table: Mapping[str, Any], index: int, defaults: _Defaults, now: datetime

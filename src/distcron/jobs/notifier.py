@@ -3,7 +3,8 @@
 A notifier has a ``name`` (what jobs list in ``notify``) and a ``url``: an
 ``http://`` or ``https://`` webhook, or a ``mailto:`` address (sent through the
 SMTP server ``distcron serve`` is given). It is stored as ``notifiers/<name>``
-when a jobs file is applied.
+when a jobs file (or a replica's config file) that declares it is applied, or
+put through the API; a file owns its notifiers as it owns its jobs.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class NotifierSpec(BaseModel):
 
     name: StrictStr
     url: StrictStr
+    # Who declared it, as for jobs (:mod:`distcron.jobs.jobset`): a config
+    # file's absolute path, ``api``, or None (declared before sources were kept).
+    source: StrictStr | None = None
 
     @field_validator("name")
     @classmethod

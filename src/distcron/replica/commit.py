@@ -34,7 +34,7 @@ from datetime import datetime
 from distcron.errors import CommitRejected
 from distcron.notify.delivery import encode
 from distcron.scheduler.decision import Decision, WorkerRun
-from distcron.scheduler.records import LaunchRecord, LaunchState
+from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_of
 from distcron.store import Compare, Delete, Op, Put, Store
 from distcron.store.layout import (
     LEADER,
@@ -200,8 +200,8 @@ def _add_record(unit: _Unit, record: LaunchRecord, decision: Decision,
 def _extras(decision: Decision) -> dict[str, list[Op]]:
     """The writes that go with each launch's record, by launch id."""
     extras: dict[str, list[Op]] = defaultdict(list)
-    for launch_id, output in decision.outputs.items():
-        extras[launch_id].append(Put(output_key(launch_id), output))
+    for run_id, output in decision.outputs.items():
+        extras[launch_id_of(run_id)].append(Put(output_key(run_id), output))
     for start in decision.assignments:
         record = start.record
         assert record.worker is not None and record.run_id is not None

@@ -95,7 +95,8 @@ class LeaderTerm:
             store_id=store_id,
             other_locations={n: e.location for n, e in executors.items()
                              if n != "local" and e.location is not None})
-        self._runs = LocalRuns(executors, fence, lease_valid, clock, self._post, self._spawn)
+        self._runs = LocalRuns(store, executors, fence, lease_valid, clock, self._post,
+                               self._spawn)
         self._observer = DecisionObserver(metrics)
         self._deliveries = Deliveries(store, fence, lambda: mirror.held(NOTIFIERS), smtp,
                                       clock, metrics)

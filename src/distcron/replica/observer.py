@@ -8,7 +8,7 @@ from datetime import datetime
 
 from distcron.metrics import Metrics
 from distcron.scheduler.decision import Decision, Note
-from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
+from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState
 
 log = logging.getLogger("distcron.leader")
 
@@ -39,7 +39,9 @@ class DecisionObserver:
             self._count(record)
         for start in (*decision.starts, *decision.assignments, *decision.releases):
             record = start.record
-            if record.slot is not None and record.attempt == 1:
+            # A backfilled slot is late on purpose: it is no launch lag.
+            if (record.slot is not None and record.attempt == 1
+                    and record.kind is not LaunchKind.BACKFILL):
                 self.metrics.launch_lag.observe((committed_at - record.slot).total_seconds())
         for job, reason in decision.quarantined.items():
             if reason is None:

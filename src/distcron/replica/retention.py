@@ -51,11 +51,13 @@ async def prune_job_history(store: Store, fence: int, job: str, keep: int) -> in
             ended.append((kv.create_revision, launch_id))
     ended.sort()
     doomed = [launch_id for _, launch_id in ended[: max(0, len(kvs) - keep)]]
-    per_txn = txn_limit(store) // 2  # two deletes per record
+    per_txn = txn_limit(store) // 3  # three deletes per record
     for start in range(0, len(doomed), per_txn):
         ops: list[Op] = []
         for launch_id in doomed[start:start + per_txn]:
-            ops += [Delete(launch_key(launch_id)), Delete(output_key(launch_id))]
+            # The first attempt's output, and every retry's (``<launch id>~N``).
+            ops += [Delete(launch_key(launch_id)), Delete(output_key(launch_id)),
+                    Delete(output_key(launch_id + "~"), prefix=True)]
         result = await store.txn([fence_guard(fence)], ops)
         if not result.succeeded:
             return start

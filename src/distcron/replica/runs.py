@@ -23,14 +23,17 @@ from datetime import datetime
 from typing import Any
 
 from distcron.clock import Clock
-from distcron.errors import ExecutorError
+from distcron.errors import ExecutorError, StoreUnavailable
 from distcron.executors.base import Executor, RunState, RunStatus
+from distcron.replica.commit import fence_guard
 from distcron.replica.lanes import Lanes
 from distcron.replica.retention import RUN_DIR_RETENTION
 from distcron.scheduler.decision import Decision, Start
 from distcron.scheduler.inputs import Input, RunEnded, RunPending, RunStarted, RunUnknown
 from distcron.scheduler.policy import ON_TIME_TOLERANCE
 from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
+from distcron.store import Put, Store
+from distcron.store.layout import output_key
 
 log = logging.getLogger("distcron.leader")
 
@@ -44,10 +47,14 @@ _WAIT_RETRY_FIRST = 0.5
 # How often a run pending in a batch scheduler is asked whether it started.
 PENDING_POLL = 1.0
 
+# A running run's output reaches the store this often (when it grew).
+LIVE_OUTPUT_EVERY = 2.0
+
 class LocalRuns:
-    def __init__(self, executors: Mapping[str, Executor], fence: int,
+    def __init__(self, store: Store, executors: Mapping[str, Executor], fence: int,
                  lease_valid: Callable[[], bool], clock: Clock, post: Callable[[Input], None],
                  spawn: Callable[..., None]) -> None:
+        self.store = store
         self.executors = executors
         self.fence = fence
         self.lease_valid = lease_valid
@@ -130,7 +137,14 @@ class LocalRuns:
             if not adopted:
                 log.info("event=run_started launch_id=%s pid=%s", launch_id, status.pid)
                 self._post(RunStarted(launch_id, status, executor.worker_name))
-            ended = await self._wait(executor, launch_id, status.launch_id)
+            done = asyncio.Event()
+            publishing = asyncio.ensure_future(self._publish(executor, status.launch_id, done))
+            try:
+                ended = await self._wait(executor, launch_id, status.launch_id)
+            finally:
+                # Awaited, not cancelled: a write in flight lands before the final output.
+                done.set()
+                await publishing
             if ended is None:
                 return
             status = ended
@@ -167,6 +181,29 @@ class LocalRuns:
                 self._post(RunPending(launch_id, now))
             status = now
         return status
+
+    async def _publish(self, executor: Executor, run_id: str, done: asyncio.Event) -> None:
+        """Copy the running run's output tail to the store every
+        ``LIVE_OUTPUT_EVERY`` while it grows, so that any replica's API can show
+        it (its final output is written with its end). Guarded by the fence; a
+        failure is tried again at the next turn."""
+        last = b""
+        while not done.is_set():
+            waiting = asyncio.ensure_future(done.wait())
+            pause = asyncio.ensure_future(self.clock.sleep(LIVE_OUTPUT_EVERY))
+            await asyncio.wait({waiting, pause}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            pause.cancel()
+            if done.is_set() or not self.lease_valid():
+                continue
+            try:
+                output = await executor.output(run_id)
+                if output and output != last:
+                    await self.store.txn([fence_guard(self.fence)],
+                                         [Put(output_key(run_id), output)])
+                    last = output
+            except (ExecutorError, StoreUnavailable) as exc:
+                log.debug("event=live_output_failed run_id=%s error=%r", run_id, str(exc))
 
     async def _wait(self, executor: Executor, launch_id: str, run_id: str) -> RunStatus | None:
         """The run's final status; None (and the run given up as unknown) when

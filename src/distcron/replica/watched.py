@@ -52,7 +52,10 @@ def job_input(name: str, raw: bytes, cursor: Cursor | None) -> JobChanged | JobU
 def trigger_input(trigger_id: str, raw: bytes) -> Triggered | None:
     try:
         body = json.loads(raw)
-        return Triggered(trigger_id, str(body["job"]), str(body["launch_id"]))
+        slot = datetime.fromisoformat(body["slot"]) if body.get("slot") else None
+        if slot is not None and slot.tzinfo is None:
+            raise ValueError("the slot has no offset")
+        return Triggered(trigger_id, str(body["job"]), str(body["launch_id"]), slot)
     except (ValueError, KeyError, TypeError):
         log.error("event=trigger_rejected trigger=%s", trigger_id)
         return None

@@ -283,6 +283,20 @@ class SchedulerCore:
             self._admission.admit(job, None, launch_id, now, plan)
         return plan
 
+    def backfill(self, job_name: str, slot: datetime, now: datetime) -> Plan:
+        """Run a past slot now, on request. Its record is new (the API writes the
+        request only while the slot has none; one still live here is left
+        alone). The overlap policy applies, except that backfilled slots of a
+        job that forbids or queues overlap wait behind each other rather than
+        being skipped, and no starting deadline applies to them; nothing of the
+        job's cursor or current span changes."""
+        plan = Plan()
+        job = self._jobs.get(job_name)
+        launch_id = launch_id_for(job_name, slot)
+        if job is not None and self._ledger.find(launch_id) is None:
+            self._admission.admit(job, slot, launch_id, now, plan, backfill=True)
+        return plan
+
     def run_started(self, launch_id: str, started_at: datetime, pid: int | None = None,
                     worker: str | None = None) -> Plan:
         plan = Plan()
@@ -333,10 +347,11 @@ class SchedulerCore:
             "started_at": record.started_at or started_at, "reason": reason, "cause": cause}
         if job is not None and outcome in _FAILED and record.attempt <= job.spec.retries:
             retry_at = (ended_at or now) + retry_delay(job.spec, record.attempt)
-            update |= {"state": LaunchState.RETRYING, "retry_at": retry_at,
-                       "reason": f"attempt {record.attempt} {outcome.value}"
-                                 + (f": {reason}" if reason else "")}
-            retrying = record.model_copy(update=update)
+            ended = record.model_copy(update=update).with_attempt_done(outcome, reason)
+            retrying = ended.model_copy(update={
+                "state": LaunchState.RETRYING, "retry_at": retry_at,
+                "reason": f"attempt {record.attempt} {outcome.value}"
+                          + (f": {reason}" if reason else "")})
             self._ledger.replace(retrying)
             plan.write(retrying)
             self._wakeups.push(retry_at, WakeKind.RETRY, launch_id)
@@ -354,7 +369,9 @@ class SchedulerCore:
         plan = Plan()
         record = self._ledger.find(launch_id)
         if record is not None:
-            self._admission.start_attempt(record, record.attempt + 1, now, plan, reason,
+            # The attempt whose fate is unknown stays on the record as such.
+            unknown = record.with_attempt_done(LaunchState.UNKNOWN, reason)
+            self._admission.start_attempt(unknown, record.attempt + 1, now, plan, reason,
                                 idempotency_key=record.idempotency_key or record.run_id)
         return plan
 

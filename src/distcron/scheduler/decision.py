@@ -62,7 +62,7 @@ class Decision:
     cursors: Mapping[str, Cursor] = field(default_factory=dict)
     consumed_triggers: tuple[str, ...] = ()
     # Written with their launch's record:
-    outputs: Mapping[str, bytes] = field(default_factory=dict)  # by launch id
+    outputs: Mapping[str, bytes] = field(default_factory=dict)  # by run id
     assignments: tuple[Start, ...] = ()  # launches given to worker agents
     stop_requests: tuple[WorkerRun, ...] = ()  # runs on worker agents to stop
     cleanups: tuple[WorkerRun, ...] = ()  # ended runs whose worker keys go

@@ -43,11 +43,13 @@ class JobRemoved:
 
 @dataclass(frozen=True, slots=True)
 class Triggered:
-    """Someone asked for a run now (``triggers/<trigger id>``)."""
+    """Someone asked for a run now (``triggers/<trigger id>``); with ``slot``,
+    a backfill: that past slot of the job, launched as ``<job>@<slot>``."""
 
     trigger_id: str
     job: str
     launch_id: str
+    slot: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

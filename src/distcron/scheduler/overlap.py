@@ -14,7 +14,7 @@ from distcron.scheduler.ledger import Job, Ledger
 from distcron.scheduler.placement import Placement
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import starting_deadline
-from distcron.scheduler.records import Cause, LaunchRecord, LaunchState, run_id_for
+from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState, run_id_for
 
 
 class Admission:
@@ -23,25 +23,29 @@ class Admission:
         self._placement = placement
 
     def admit(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-              plan: Plan, *, catching_up: bool = False) -> None:
+              plan: Plan, *, catching_up: bool = False, backfill: bool = False) -> None:
         """The overlap policy, for a slot (or a manual run) that is due now. Late
         slots of a ``catchup = "all"`` job that forbids or queues overlap wait
-        behind each other, in slot order, each within its starting deadline."""
+        behind each other, in slot order, each within its starting deadline;
+        so do backfilled slots, with no deadline."""
         active, queued = job.active(), job.queued()
         policy = job.spec.concurrency
+        kind = LaunchKind.BACKFILL if backfill else None
         if policy == "allow" or not (active or queued):
-            self._launch(job, slot, launch_id, now, plan)
-        elif catching_up and job.spec.catchup == "all" and policy in ("forbid", "queue"):
+            self._launch(job, slot, launch_id, now, plan, kind)
+        elif (backfill or (catching_up and job.spec.catchup == "all")) and policy in (
+                "forbid", "queue"):
             blocker = (queued or active)[-1]
+            why = "backfill" if backfill else "catch-up all"
             self._queue(job, slot, launch_id, now, plan, f"waiting for {blocker.launch_id} "
-                        "(catch-up all)")
+                        f"({why})", kind)
         elif policy == "replace":
             for record in active:
                 self._stop(job, record, launch_id, now, plan)
             for record in queued:
                 self._ledger.end(record, LaunchState.SKIPPED, Cause.REPLACED,
                                  f"replaced by {launch_id}", now, plan)
-            self._launch(job, slot, launch_id, now, plan)
+            self._launch(job, slot, launch_id, now, plan, kind)
         elif policy == "queue" and not queued:
             self._queue(job, slot, launch_id, now, plan, f"waiting for {active[0].launch_id}")
         else:
@@ -50,18 +54,24 @@ class Admission:
             self._skip(job, slot, launch_id, reason, now, plan)
 
     def _queue(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-               plan: Plan, reason: str) -> None:
+               plan: Plan, reason: str, kind: LaunchKind | None = None) -> None:
         record = self._ledger.new_record(job, slot, launch_id, LaunchState.QUEUED, now,
                                          cause=Cause.WAITING_FOR_RUN, reason=reason)
+        if kind is not None:
+            record = record.model_copy(update={"kind": kind})
+        else:
+            job.gap = None  # a slot after the job's span: it grows no more
         self._ledger.add(job, record)
         plan.write(record, create=True)
-        job.gap = None
 
     def _launch(self, job: Job, slot: datetime | None, launch_id: str, now: datetime,
-                plan: Plan) -> None:
+                plan: Plan, kind: LaunchKind | None = None) -> None:
         record = self._ledger.new_record(job, slot, launch_id, LaunchState.LAUNCHING, now)
+        if kind is not None:
+            record = record.model_copy(update={"kind": kind})
+        else:
+            job.gap = None
         self._ledger.add(job, record)
-        job.gap = None
         plan.created.add(launch_id)
         self._placement.dispatch(record, now, plan)
 
@@ -121,6 +131,7 @@ class Admission:
         deadline = starting_deadline(job.spec)
         for record in behind:
             if (deadline is not None and record.slot is not None
+                    and record.kind is not LaunchKind.BACKFILL
                     and now - record.slot > deadline):
                 self._ledger.end(record, LaunchState.MISSED, Cause.DEADLINE, "waited in the "
                                  "queue past its starting deadline", now, plan)

@@ -73,6 +73,29 @@ class Cause(StrEnum):
 class LaunchKind(StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"
+    BACKFILL = "backfill"  # a past slot launched on request (``jobs backfill``)
+
+
+# Earlier attempts kept on a record: the newest, when a job retries more often.
+MAX_ATTEMPTS_KEPT = 20
+
+
+class Attempt(BaseModel):
+    """An earlier attempt of a launch that ran again (retried, or relaunched at
+    takeover): what it was, kept on the record beside the current attempt. Its
+    output is stored under its own run id (``output/<run id>``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    attempt: int
+    run_id: str
+    state: LaunchState
+    reason: str = ""
+    worker: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
 
 
 class LaunchRecord(BaseModel):
@@ -99,6 +122,7 @@ class LaunchRecord(BaseModel):
     location: str | None = None
     attempt: int = 1
     run_id: str | None = None  # the executor's id for the current attempt
+    attempts: tuple[Attempt, ...] = ()  # the earlier ones, oldest first (bounded)
     # Set when an attempt repeats one whose fate was unknown: the receiver's
     # deduplication key of that attempt, so it can recognise the repeat.
     idempotency_key: str | None = None
@@ -115,6 +139,15 @@ class LaunchRecord(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_defaults=True).encode()
+
+    def with_attempt_done(self, state: LaunchState, reason: str) -> LaunchRecord:
+        """The record with its current attempt moved to ``attempts`` as ended in
+        ``state`` (the record's own fields then belong to the next attempt)."""
+        done = Attempt(attempt=self.attempt, run_id=self.run_id or self.launch_id, state=state,
+                       reason=reason, worker=self.worker, started_at=self.started_at,
+                       ended_at=self.ended_at, exit_code=self.exit_code, signal=self.signal)
+        kept = (*self.attempts, done)[-MAX_ATTEMPTS_KEPT:]
+        return self.model_copy(update={"attempts": kept})
 
     @classmethod
     def from_json(cls, data: bytes) -> LaunchRecord:

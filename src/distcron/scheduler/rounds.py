@@ -39,12 +39,15 @@ from distcron.scheduler.inputs import (
 )
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import PRUNE_EVERY, Policy
-from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_of
+from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for, launch_id_of
 from distcron.scheduler.staging import ReleaseMarks
 from distcron.scheduler.template import LaunchTemplate
 
 # Launch ids per release mark: a value well within etcd's request size.
 MARK_SIZE = 5000
+# Backfilled launch ids a leader remembers, so that a request it sees twice
+# (rewritten before it was consumed) is launched once.
+MAX_BACKFILLS_REMEMBERED = 100_000
 
 OUTCOMES = {
     RunState.SUCCEEDED: LaunchState.SUCCEEDED,
@@ -84,6 +87,7 @@ class LeaderRounds:
         self.templates: dict[str, LaunchTemplate] = {}
         self.prune_every = prune_every
         self._written: dict[str, int] = {}  # records created per job since its last prune
+        self._backfilled: set[str] = set()  # backfilled launch ids of this term
         self._pending = _Pending()
 
     # -- before the first round ----------------------------------------------------
@@ -181,6 +185,8 @@ class LeaderRounds:
             return self.core.remove_job(item.name, now)
         if isinstance(item, Triggered):
             self._pending.triggers.append(item.trigger_id)
+            if item.slot is not None:
+                return self._backfill(item, now)
             notes.append(Note("triggered", (("job", item.job), ("launch_id", item.launch_id))))
             return self.core.trigger(item.job, item.launch_id, now)
         if isinstance(item, Reported):
@@ -205,6 +211,20 @@ class LeaderRounds:
             return self.core.restored(item.at, now)
         return self._settled(item, now)
 
+    def _backfill(self, item: Triggered, now: datetime) -> Plan:
+        """A past slot to run, once: a request seen again this term (written
+        twice before it was consumed) launches nothing more."""
+        assert item.slot is not None
+        launch_id = launch_id_for(item.job, item.slot)
+        if launch_id in self._backfilled:
+            return Plan()
+        if len(self._backfilled) >= MAX_BACKFILLS_REMEMBERED:
+            self._backfilled.clear()  # long after: their requests are consumed
+        self._backfilled.add(launch_id)
+        self._pending.notes.append(Note("backfill", (("job", item.job),
+                                                     ("launch_id", launch_id))))
+        return self.core.backfill(item.job, item.slot, now)
+
     def _ended(self, launch_id: str, status: RunStatus, output: bytes, now: datetime) -> Plan:
         outcome = OUTCOMES.get(status.state, LaunchState.UNKNOWN)
         self._pending.notes.append(Note("run_ended", (
@@ -213,7 +233,8 @@ class LeaderRounds:
             launch_id, outcome, now, exit_code=status.exit_code, signal=status.signal,
             started_at=status.started_at, ended_at=status.ended_at, reason=status.reason)
         if output and launch_id in plan.records:
-            self._pending.outputs[launch_id] = output
+            # By the attempt's run id: each attempt of a retried launch keeps its own.
+            self._pending.outputs[status.launch_id] = output
         return plan
 
     def _reported(self, report: Reported, now: datetime) -> Plan:
