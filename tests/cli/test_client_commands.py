@@ -327,3 +327,18 @@ def test_relative_times_read_like_people_say_them() -> None:
 
 def test_tables_pad_every_column_to_its_widest_cell() -> None:
     assert table(("A", "BB"), [("xyz", "1"), ("q", "22")]) == "A    BB\nxyz  1\nq    22"
+
+
+def test_a_launch_committed_ahead_of_its_slot_reads_staged_until_it_starts(
+        api: ServedApi) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    staged = LaunchRecord(launch_id=launch_id_for("backup", slot), job="backup", slot=slot,
+                          state=LaunchState.LAUNCHING, staged=True, intent_at=datetime.now(UTC))
+    api.call(api.store.put(launch_key(staged.launch_id), staged.to_json()))
+    [_, row] = ok("runs", "--job", "backup", server=api.url).splitlines()
+    assert row.split()[:2] == [staged.launch_id, "staged"]
+    # Once it runs, it reads as it is.
+    running = staged.model_copy(update={"state": LaunchState.RUNNING, "started_at": slot})
+    api.call(api.store.put(launch_key(staged.launch_id), running.to_json()))
+    [_, row] = ok("runs", "--job", "backup", server=api.url).splitlines()
+    assert row.split()[1] == "running"

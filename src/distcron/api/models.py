@@ -86,6 +86,8 @@ class RunSummary(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     exit_code: int | None
+    staged: bool = Field(default=False, description="committed ahead of its slot, held ready "
+                         "to start at it (see the README's staging)")
 
 
 class JobView(JobSpec):

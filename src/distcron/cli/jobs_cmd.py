@@ -10,7 +10,7 @@ from urllib.parse import quote
 import click
 
 from distcron.cli.client import ApiClient, client_options, print_json, wants_json
-from distcron.cli.render import fields, relative, table, text
+from distcron.cli.render import fields, relative, shown_state, table, text
 from distcron.durations import format_duration
 
 # Spec keys that hold seconds, shown as people write them ("1h", "90s").
@@ -32,7 +32,7 @@ def _last(job: dict[str, Any], now: datetime) -> str:
     if not last:
         return "-"
     when = last["ended_at"] or last["started_at"] or last["slot"]
-    return f"{last['state']} {relative(when, now)}"
+    return f"{shown_state(last)} {relative(when, now)}"
 
 
 @jobs_command.command("list")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -63,3 +64,11 @@ def text(value: object) -> str:
 def shorten(value: str, width: int) -> str:
     """``value`` cut to ``width`` characters, ``…`` saying it was."""
     return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def shown_state(run: Mapping[str, Any]) -> str:
+    """A launch's state as people read it: one committed ahead of its slot and
+    not started yet is "staged", not "launching"."""
+    if run.get("staged") and run["state"] == "launching" and not run.get("started_at"):
+        return "staged"
+    return str(run["state"])

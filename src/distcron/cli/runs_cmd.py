@@ -16,7 +16,7 @@ from distcron.cli.client import (
     print_json,
     wants_json,
 )
-from distcron.cli.render import fields, relative, shorten, table, text
+from distcron.cli.render import fields, relative, shorten, shown_state, table, text
 from distcron.scheduler.records import LaunchState
 
 # Reasons are sentences: a table shows their start.
@@ -44,7 +44,7 @@ def runs_command(ctx: click.Context, job: str | None, state: str | None, limit: 
         return
     now = datetime.now(UTC)
     rows = [
-        (run["launch_id"], run["state"], shorten(run.get("reason") or "-", REASON_WIDTH),
+        (run["launch_id"], shown_state(run), shorten(run.get("reason") or "-", REASON_WIDTH),
          str(run.get("count", 1)), text(run["worker"]), text(run["exit_code"]),
          relative(run["started_at"], now), relative(run["ended_at"], now))
         for run in runs
