@@ -6,7 +6,7 @@ assertion names the file."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from distcron.timefmt import utc_iso
 from tests.dashboard.chromium import Page
 from tests.serve_harness import TOKEN, Replica
 from tests.waiting import wait_until
@@ -211,3 +212,44 @@ def test_the_token_form_keeps_the_token_for_the_tab_only(
     browser.click("#token-forget")
     assert browser.evaluate("sessionStorage.getItem('distcron-token')") is None
     assert httpx.get(served.url + "/", timeout=5).status_code == 200
+
+
+def _backfill(page: Page, start: str, end: str, *, dry_run: bool) -> None:
+    page.evaluate(f"""(() => {{
+        const form = document.getElementById('backfill-form');
+        form.elements.from.value = {json.dumps(start)};
+        form.elements.to.value = {json.dumps(end)};
+        form.elements.dry_run.checked = {json.dumps(dry_run)};
+        form.requestSubmit();
+    }})()""")
+
+
+def test_backfill_from_the_job_page_lists_then_launches_each_missing_slot_once(
+    served: Replica, browser: Page, tmp_path: Path,
+) -> None:
+    # pausable runs at 03:00 UTC: the one of two days ago has no record yet.
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=3, minute=0, second=0,
+                                                          microsecond=0)
+    start, end = utc_iso(day - timedelta(hours=1)), utc_iso(day + timedelta(hours=1))
+    launch = f"pausable@{utc_iso(day)}"
+    browser.open(served.url + "/")
+    _enter_token(browser, TOKEN)
+    browser.open(served.url + "/ui/jobs/pausable")
+
+    def result() -> str:
+        return str(browser.evaluate("document.getElementById('backfill-result').textContent"))
+    _backfill(browser, start, end, dry_run=True)
+    listed = wait_until(lambda: "would launch" in result() and result(), 10, "the dry run")
+    assert f"would launch: {launch}" in listed, browser.screenshot(tmp_path / "dry.png")
+    assert not any(r["launch_id"] == launch for r in served.runs(job="pausable"))
+
+    _backfill(browser, start, end, dry_run=False)
+    wait_until(lambda: "launched: " in result(), 10, "the backfill")
+    wait_until(lambda: any(r["launch_id"] == launch and r["state"] == "succeeded"
+                           for r in served.runs(job="pausable")), 20, f"{launch} to run")
+    _backfill(browser, start, end, dry_run=False)  # again: the slot has its record now
+    again = wait_until(lambda: "recorded (succeeded)" in result() and result(), 10,
+                       "the second backfill")
+    assert "launched 0" in again, browser.screenshot(tmp_path / "again.png")
+    assert [r["launch_id"] for r in served.runs(job="pausable")].count(launch) == 1
+    _forget_token(browser)

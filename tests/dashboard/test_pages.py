@@ -72,6 +72,7 @@ def test_job_run_cluster_and_herd_pages_say_what_the_api_says(served: Replica) -
     cluster = _get(served, "/ui/cluster").text
     assert "<td>r1</td>" in cluster and "<b>leader</b>" in cluster
     assert f"fence {served.get('/status')['fence']}" in cluster
+    assert "One SQLite file on this machine" in cluster  # a store with no members
     herd = _get(served, "/ui/herd").text
     hottest = herd.split('<table class="hottest">', 1)[1].split("</tr>", 2)[1]
     assert "03:00:00 UTC</td><td>3</td>" in hottest
@@ -147,3 +148,20 @@ def test_the_job_page_shows_skipped_slots_with_their_reason_and_durations(
     beat = _get(served, "/ui/jobs/heartbeat").text
     row = beat.split(f'/ui/runs/{quote(done["launch_id"], safe="")}"', 1)[1].split("</tr>", 1)[0]
     assert re.search(r"<td>\d+\.\d s</td>", row) and 'class="bar"><span' in row, row
+
+
+def test_the_run_page_lists_every_earlier_attempt_with_its_end(tmp_path: Path) -> None:
+    config = tmp_path / "jobs.toml"
+    config.write_text('[[job]]\nname = "flaky"\nschedule = "0 0 1 1 *"\n'
+                      'command = "echo try; exit 3"\nretries = 2\nretry_backoff = "1s"\n')
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (r1,):
+        launch = str(r1.post("/jobs/flaky/trigger")["launch_id"])
+        ended = wait_until(lambda: (run := r1.run(launch))["state"] == "failed" and run, 30,
+                           f"{launch} to fail its last attempt")
+        assert [a["attempt"] for a in ended["attempts"]] == [1, 2]
+        page = _get(r1, f"/ui/runs/{quote(launch, safe='')}").text
+    table = page.split('id="attempts"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(\d)</td><td>(.*?)</td>", table)
+    assert [number for number, _ in rows] == ["2", "1"], table
+    assert all("state-failed" in state for _, state in rows), table
+    assert "Output of attempt 3" in page

@@ -61,6 +61,27 @@ def first(cluster: EtcdCluster, prefix: str, member: EtcdMember, query: str = ""
     return cluster.url(prefix, order) + query
 
 
+# -- members -----------------------------------------------------------------------------
+
+
+async def test_the_store_lists_its_members_with_the_raft_leader_and_who_answers(
+    etcd_cluster: EtcdCluster, harness: EtcdHarness, prefix: str
+) -> None:
+    store = harness.connect(etcd_cluster.url(prefix))
+    members = await store.members()
+    assert members is not None and len(members) == 3
+    assert sum(member.leader for member in members) == 1
+    assert all(member.healthy and member.endpoints for member in members)
+    paused = etcd_cluster.followers()[0]
+    paused.pause()
+    try:
+        seen = {m.endpoints: m.healthy for m in await store.members()}
+        assert [healthy for urls, healthy in seen.items()
+                if paused.client_url in urls] == [False], seen
+    finally:
+        paused.resume()
+
+
 # -- failover --------------------------------------------------------------------------
 
 

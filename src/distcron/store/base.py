@@ -150,6 +150,16 @@ class WatchBatch:
     events: tuple[Event, ...] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreMember:
+    """One member of a replicated store (an etcd member), as the store tells."""
+
+    name: str
+    endpoints: tuple[str, ...]  # where clients reach it
+    leader: bool  # the store's own (raft) leader, not distcron's
+    healthy: bool  # it answered just now
+
+
 class Store(abc.ABC):
     """A revisioned key-value store with leases, transactions and watches."""
 
@@ -171,6 +181,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def revision(self) -> int:
         """The store's current revision."""
+
+    async def members(self) -> list[StoreMember] | None:
+        """The store's members, where it has any to tell of (None: one file)."""
+        return None
 
     @abc.abstractmethod
     async def txn(

@@ -47,7 +47,17 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from distcron.errors import LeaseExpired, StoreUnavailable
-from distcron.store.base import Compare, Get, KeyValue, Op, Put, Store, TxnResult, WatchBatch
+from distcron.store.base import (
+    Compare,
+    Get,
+    KeyValue,
+    Op,
+    Put,
+    Store,
+    StoreMember,
+    TxnResult,
+    WatchBatch,
+)
 from distcron.store.etcd_client import (
     DEFAULT_TOKEN_REFRESH,
     EtcdServerError,
@@ -112,6 +122,18 @@ class EtcdStore(Store):
     async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
         answer = await self._call("/v3/kv/range", self._codec.select(prefix, True), retry=True)
         return list(self._codec.kvs(answer)), revision_of(answer)
+
+    async def members(self) -> list[StoreMember]:
+        """Every member etcd lists, which of them leads raft, and whether each
+        answers its status now (asked briefly, at the URLs this store was given)."""
+        listed = await self._call("/v3/cluster/member/list", {}, retry=True)
+        members = listed.get("members", [])
+        statuses = [await self._client.member_status(tuple(m.get("clientURLs", [])))
+                    for m in members]
+        leaders = {str(status.get("leader")) for status in statuses if status}
+        return [StoreMember(m.get("name") or str(m.get("ID")), tuple(m.get("clientURLs", [])),
+                            str(m.get("ID")) in leaders, status is not None)
+                for m, status in zip(members, statuses, strict=True)]
 
     async def revision(self) -> int:
         # A linearizable read (unlike a member's status) of a key that need not exist.

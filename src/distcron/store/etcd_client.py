@@ -44,11 +44,12 @@ Failure behaviour:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -200,6 +201,17 @@ class GatewayClient:
         except (_EndpointFailed, StoreError):
             return False
         return int(status.get("leader", 0)) != 0
+
+    async def member_status(self, client_urls: Sequence[str]) -> Json | None:
+        """A member's status, asked at whichever of its client URLs this client
+        was given (None: none was, or it did not answer within a second)."""
+        for endpoint in self.endpoints:
+            if any(endpoint.base_url(self._tls) == url.rstrip("/") for url in client_urls):
+                with contextlib.suppress(_EndpointFailed, StoreError):
+                    return await self._attempt(endpoint, "/v3/maintenance/status", {}, False,
+                                               min(1.0, self.timeout))
+                return None
+        return None
 
     def on_failure(self, endpoint: Endpoint, listener: Callable[[str], None]) -> Callable[[], None]:
         """Call ``listener`` with the reason when a request finds ``endpoint``

@@ -27,7 +27,7 @@ from distcron.api.context import ApiContext, Context
 from distcron.api.dashboard import herd
 from distcron.api.runs import read_launches
 from distcron.cron import Schedule, parse
-from distcron.errors import DistcronError
+from distcron.errors import DistcronError, StoreError
 from distcron.jobs import JobSpec
 from distcron.scheduler.records import LaunchRecord, LaunchState
 from distcron.store import KeyValue
@@ -222,9 +222,16 @@ async def run_page(launch_id: str, context: Context) -> HTMLResponse:
 
 @router.get("/ui/cluster", response_class=HTMLResponse)
 async def cluster_page(context: Context) -> HTMLResponse:
-    """The replicas (leader, fence, lag, health) and the workers (slots, running, load, tags)."""
+    """The replicas (leader, fence, lag, health), the workers (slots, running, load,
+    tags) and the store's members, where the store can tell (etcd)."""
+    problem: str | None = None
+    try:
+        members = await context.store.members()
+    except StoreError as exc:
+        members, problem = [], f"the store did not say: {exc}"
     return _render("cluster.html", title="Cluster",
-                   status=await cluster.cluster_status(context))
+                   status=await cluster.cluster_status(context), members=members,
+                   members_problem=problem)
 
 
 @dataclass(slots=True)

@@ -104,6 +104,12 @@ async function followOutput() {
     if (run.output !== null) {
       pre.textContent = run.output;
     }
+    for (const attempt of run.attempts || []) {
+      const earlier = document.querySelector(`pre.attempt-output[data-attempt="${attempt.attempt}"]`);
+      if (earlier && attempt.output !== null) {
+        earlier.textContent = attempt.output;
+      }
+    }
     const live = ["launching", "running", "queued", "retrying"].includes(run.state);
     note.textContent = live
       ? "Live: following the output while the launch runs."
@@ -116,8 +122,44 @@ async function followOutput() {
   }
 }
 
+// Backfill: the slots of a past range, each launched once (a dry run lists them).
+function setUpBackfill() {
+  const form = document.getElementById("backfill-form");
+  if (!form) {
+    return;
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const job = form.dataset.job;
+    const body = {
+      from: form.elements.from.value.trim(), to: form.elements.to.value.trim(),
+      dry_run: form.elements.dry_run.checked,
+    };
+    const response = await fetch("/jobs/" + encodeURIComponent(job) + "/backfill", {
+      method: "POST", headers: { ...headers(), "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      flash("backfill " + job + " refused (" + response.status + "): " + await detail(response), true);
+      return;
+    }
+    const result = await response.json();
+    const verb = result.dry_run ? "would launch" : "launched";
+    const lines = [`${verb} ${result.launched.length}, ${result.existing.length} already recorded`];
+    for (const slot of result.launched) {
+      lines.push(`${verb}: ${slot.launch_id}`);
+    }
+    for (const slot of result.existing) {
+      lines.push(`recorded (${slot.state}): ${slot.launch_id}`);
+    }
+    document.getElementById("backfill-result").textContent = lines.join("\n");
+    flash("backfill " + job + ": " + lines[0], false);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpToken();
   setUpActions();
+  setUpBackfill();
   followOutput();
 });
