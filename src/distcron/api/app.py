@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
@@ -45,6 +46,7 @@ def create_app(
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(JobSpecError, _bad_spec)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     return app
 
 
@@ -60,6 +62,17 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
 async def _bad_spec(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, JobSpecError)
     return JSONResponse({"detail": spec_errors(exc)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own validation errors, in the shape of every other 422 (Problems)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"job": None, "field": ".".join(str(part) for part in error.get("loc", ())[1:]) or None,
+         "line": None, "msg": str(error.get("msg", "invalid"))}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": problems}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def spec_errors(exc: JobSpecError) -> list[dict[str, object]]:

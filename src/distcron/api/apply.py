@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 
 from distcron.api.auth import require_token
 from distcron.api.context import Context
-from distcron.api.models import ApplyRequest, ApplyResult
+from distcron.api.models import ERRORS, ApplyRequest, ApplyResult
 from distcron.jobs import (
     API_SOURCE,
     OwnedByFile,
@@ -30,7 +30,7 @@ from distcron.jobs import (
 )
 from distcron.store.layout import JOBS, NOTIFIERS, name_of
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=ERRORS)
 
 # Jobs one apply may hold: beyond it, the diff and its writes hold the store and
 # the leader too long. A replica's config file is not bound by it.

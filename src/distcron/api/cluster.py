@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from distcron.api.context import Context
 from distcron.api.models import (
+    ERRORS,
     ClusterStatus,
     Health,
     ReplicaRegistration,
@@ -32,7 +33,7 @@ from distcron.store import Get, KeyValue
 from distcron.store.layout import LEADER, REPLICAS, WORKERS, leader_id_of
 from distcron.worker.protocol import WorkerInfo
 
-router = APIRouter(tags=["cluster"])
+router = APIRouter(tags=["cluster"], responses=ERRORS)
 
 PROBE_TIMEOUT = 1.0
 _UNSPECIFIED_HOSTS = {"", "0.0.0.0", "::", "[::]"}

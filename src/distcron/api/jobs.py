@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, st
 from distcron.api.auth import Authorized, require_token
 from distcron.api.context import ApiContext, Context
 from distcron.api.models import (
+    ERRORS,
     BackfillRequest,
     BackfillResult,
     BackfillSlot,
@@ -61,7 +62,7 @@ from distcron.store.layout import (
 )
 from distcron.timefmt import utc_iso
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=ERRORS)
 _authorized = [Depends(require_token)]
 
 
@@ -253,8 +254,9 @@ async def trigger_job(name: str, context: Context) -> TriggerResult:
 MAX_BACKFILL_SLOTS = 1000
 
 
-def _bad_range(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, message)
+def _bad_range(message: str, job: str, field: str) -> JobSpecError:
+    """A 422 in the shape of every other (one problem, naming the field)."""
+    return JobSpecError(message, job=job, field=field)
 
 
 def _slots_between(spec: JobSpec, request: BackfillRequest, now: datetime) -> list[datetime]:
@@ -263,10 +265,11 @@ def _slots_between(spec: JobSpec, request: BackfillRequest, now: datetime) -> li
     start, end = request.start.astimezone(UTC), request.end.astimezone(UTC)
     if end > now:
         raise _bad_range(f"backfill of job {spec.name!r}: 'to' ({utc_iso(end)}) is in the "
-                         f"future (now is {utc_iso(now)}): only past slots are backfilled")
+                         f"future (now is {utc_iso(now)}): only past slots are backfilled",
+                         spec.name, "to")
     if start > end:
         raise _bad_range(f"backfill of job {spec.name!r}: 'from' ({utc_iso(start)}) is after "
-                         f"'to' ({utc_iso(end)})")
+                         f"'to' ({utc_iso(end)})", spec.name, "from")
     schedule = parse(spec.schedule, tz=spec.timezone, job=spec.name)
     found: list[datetime] = []
     for local in schedule.iter(start - timedelta(microseconds=1)):
@@ -275,7 +278,8 @@ def _slots_between(spec: JobSpec, request: BackfillRequest, now: datetime) -> li
             break
         if len(found) == MAX_BACKFILL_SLOTS:
             raise _bad_range(f"backfill of job {spec.name!r}: the range holds more than "
-                             f"{MAX_BACKFILL_SLOTS} slots; ask for a shorter one")
+                             f"{MAX_BACKFILL_SLOTS} slots; ask for a shorter one",
+                             spec.name, "to")
         found.append(slot)
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -183,3 +184,37 @@ class BackfillResult(BaseModel):
 class Removed(BaseModel):
     job: str
     removed: bool = True
+
+
+class Problem(BaseModel):
+    """One thing wrong with a request: which job and field (when known), the line of
+    a jobs file, and what is wrong, in words."""
+
+    job: str | None = None
+    field: str | None = None
+    line: int | None = None
+    msg: str
+
+
+class Problems(BaseModel):
+    """A 422: every problem of the request at once."""
+
+    detail: list[Problem]
+
+
+class Refusal(BaseModel):
+    """Any other refusal (400, 401, 404, 409, 413, 503): why, in words."""
+
+    detail: str
+
+
+# What every route may answer besides its own success (in the OpenAPI schema).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Refusal, "description": "the request cannot be taken as it is"},
+    401: {"model": Refusal, "description": "the API token is missing or wrong"},
+    404: {"model": Refusal, "description": "no such job, run or notifier"},
+    409: {"model": Refusal, "description": "it changed meanwhile, or another source owns it"},
+    413: {"model": Refusal, "description": "the request body is too large"},
+    422: {"model": Problems, "description": "the request is not valid: every problem"},
+    503: {"model": Refusal, "description": "the store does not answer"},
+}

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from distcron.api.auth import Authorized, require_token
 from distcron.api.context import Context
+from distcron.api.models import ERRORS
 from distcron.errors import JobSpecError
 from distcron.jobs import API_SOURCE, OwnedByFile
 from distcron.jobs.jobset import is_file_source
@@ -18,7 +19,7 @@ from distcron.jobs.notifier import NotifierSpec
 from distcron.notify.senders import shown_url
 from distcron.store.layout import NOTIFIERS, name_of, notifier_key
 
-router = APIRouter(tags=["notifiers"])
+router = APIRouter(tags=["notifiers"], responses=ERRORS)
 
 
 def _shown(spec: NotifierSpec, authorized: bool) -> NotifierSpec:

@@ -19,12 +19,12 @@ from fastapi.responses import StreamingResponse
 
 from distcron.api.auth import Credentials, check_token
 from distcron.api.context import Context
-from distcron.api.models import AttemptDetail, RunDetail
+from distcron.api.models import ERRORS, AttemptDetail, RunDetail
 from distcron.scheduler.records import LaunchRecord, LaunchState, run_id_for
 from distcron.store import Store
 from distcron.store.layout import LAUNCHES, launch_key, launch_prefix, output_key
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=ERRORS)
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 

@@ -10,9 +10,10 @@ from fastapi.responses import PlainTextResponse
 
 from distcron.api.auth import require_token
 from distcron.api.context import Context
+from distcron.api.models import ERRORS
 from distcron.store.dump import save
 
-router = APIRouter(tags=["snapshot"])
+router = APIRouter(tags=["snapshot"], responses=ERRORS)
 
 
 @router.get("/snapshot", response_class=PlainTextResponse,
