@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_workers_end_to_end import Worker, registered, workers
 from tests.serve_harness import TOKEN, Replica, ledger_job, replicas
 from tests.waiting import wait_until
 
@@ -20,16 +21,23 @@ pytestmark = pytest.mark.slow
 DISTCRON = str(Path(sys.executable).with_name("distcron"))
 
 
-def test_following_a_running_launch_prints_its_output_before_it_ends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "agent"])
+def test_following_a_running_launch_prints_its_output_before_it_ends(
+        tmp_path: Path, executor: str) -> None:
     release = tmp_path / "release"
     # It writes a line, then waits for the test to let it finish.
     job = ledger_job("slow", "0 0 1 1 *", tmp_path / "ledger",
                      then=f"echo started; while [ ! -e {release} ]; do sleep 0.1; done; "
-                          "echo finished; exit 4")
+                          "echo finished; exit 4", executor=executor)
     config = tmp_path / "jobs.toml"
     config.write_text(job)
-    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (r1,):
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    member = Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)
+    agents = [Worker(tmp_path, "w1", store)] if executor == "agent" else []
+    with replicas(member) as (r1,), workers(*agents):
         wait_until(r1.is_leader, 10, "leadership")
+        if agents:
+            wait_until(lambda: registered(r1, "w1"), 20, "the worker to register")
         launch_id = r1.post("/jobs/slow/trigger")["launch_id"]
         wait_until(lambda: r1.run(launch_id)["state"] == "running", 10, "the run to start")
         env = {**os.environ, "DISTCRON_SERVER": r1.url, "DISTCRON_TOKEN": TOKEN}

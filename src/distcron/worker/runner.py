@@ -85,6 +85,8 @@ T = TypeVar("T")
 START_ATTEMPTS = 3
 RETRY_FIRST = 0.2  # seconds before the first retry of a store or executor call
 RETRY_MAX = 5.0
+# A running run's output reaches the store this often (when it grew).
+LIVE_OUTPUT_EVERY = 2.0
 
 
 def parse_request(launch_id: str, value: bytes) -> LaunchRequest | str:
@@ -258,22 +260,52 @@ class LaunchRunner:
 
     async def _follow(self, launch_id: str, stop: asyncio.Event) -> RunStatus:
         """The run's final status: its own end, or, once a stop is requested
-        (before or meanwhile), the end the executor's stop gives it."""
+        (before or meanwhile), the end the executor's stop gives it. Meanwhile
+        its output is copied to the store as it grows."""
         ending = asyncio.ensure_future(self._retrying(
             f"wait for launch {launch_id!r}", lambda: self.executor.wait(launch_id)))
         asked = asyncio.ensure_future(stop.wait())
+        done = asyncio.Event()
+        publishing = asyncio.ensure_future(self._publish_output(launch_id, done))
         try:
             await asyncio.wait({ending, asked}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             asked.cancel()
             if not ending.done():
                 ending.cancel()  # a poll of the run directory: nothing to undo
+            # Awaited, not cancelled: a write in flight lands before the final output.
+            done.set()
+            await publishing
         if ending.done() and not ending.cancelled():
             return ending.result()  # it ended by itself first: that is its outcome
         log.info("event=run_stopping launch_id=%s", launch_id)
         # Idempotent, and it returns once the run is final (after the grace at worst).
         return await self._retrying(f"stop launch {launch_id!r}",
                                     lambda: self.executor.stop(launch_id))
+
+    async def _publish_output(self, launch_id: str, done: asyncio.Event) -> None:
+        """Copy the running run's output tail to the store every
+        ``LIVE_OUTPUT_EVERY`` while it grows, as the leader does for its own runs,
+        so that any replica's API can show it; guarded by the assignment."""
+        last = b""
+        while not done.is_set():
+            ended = asyncio.ensure_future(done.wait())
+            pause = asyncio.ensure_future(self.clock.sleep(LIVE_OUTPUT_EVERY))
+            await asyncio.wait({ended, pause}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            pause.cancel()
+            if done.is_set():
+                return
+            try:
+                output = (await self.executor.output(launch_id))[-DEFAULT_OUTPUT_LIMIT:]
+                if output and output != last:
+                    await self.store.txn([Compare.exists(assignment_key(self.worker_id,
+                                                                        launch_id))],
+                                         [Put(output_key(launch_id), output)])
+                    last = output
+            except (StoreUnavailable, ExecutorError) as exc:
+                log.debug("event=live_output_failed launch_id=%s error=%r", launch_id,
+                          str(exc))
 
     async def _report(self, launch_id: str, status: RunStatus,
                       output: bytes | None = None) -> None:
