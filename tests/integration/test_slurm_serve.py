@@ -82,7 +82,8 @@ def test_a_job_larger_than_the_node_is_shown_waiting_then_missed(
         listed = subprocess.run(
             [sys.executable, "-m", "distcron", "runs", "--job", "huge", "--server", r1.url],
             env=r1.env, capture_output=True, text=True, timeout=30, check=True).stdout
-        assert f"launching ({waiting['reason']})" in listed
+        [row] = [line for line in listed.splitlines() if line.startswith(waiting["launch_id"])]
+        assert row.split()[1] == "launching" and waiting["reason"][:20] in row, row
         missed = wait_until(lambda: (r := r1.run(launch_id))["state"] == "missed" and r, 30,
                             "the launch to be missed at its deadline")
         assert missed["cause"] == "deadline"
