@@ -4,6 +4,7 @@ only when released, let go (never started) otherwise."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -202,3 +203,18 @@ async def test_many_launches_are_staged_in_batches_and_each_runs_once(
     for request in requests:
         assert (await executor.wait(request.launch_id)).state is RunState.SUCCEEDED
     assert sorted(lines(count)) == sorted(request.launch_id for request in requests)
+
+
+async def test_a_launch_staged_for_another_incarnation_of_the_store_is_staged_again_for_this(
+        executor: LocalExecutor, tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    old = launch(f'echo "$DISTCRON_STORE_ID $DISTCRON_FENCE" >> \'{seen}\'',
+                 launch_id="tick@2026-11-24T06:00:00Z", job="tick")
+    old = dataclasses.replace(old, store_id="old-file", fence=7)
+    new = dataclasses.replace(old, store_id="new-file", fence=3)
+    await executor.stage([old], _later())
+    [again] = _statuses(await executor.stage([new], _later()))
+    assert again.state is RunState.STAGED
+    await executor.release([new])
+    assert (await executor.wait(new.launch_id)).state is RunState.SUCCEEDED
+    assert lines(seen) == ["new-file 3"]  # once, under this store's identity and fence

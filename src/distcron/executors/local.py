@@ -67,6 +67,7 @@ import os
 import pwd
 import secrets
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -378,6 +379,7 @@ class LocalExecutor(Executor):
         results: dict[str, RunStatus | ExecutorError] = {}
         batch_dir = self.run_dir / f"{rundir.BATCH_PREFIX}{secrets.token_hex(8)}"
         try:
+            await self._io("stage launches", self._let_go_foreign, requests)
             claimed, known = await self._io("stage launches", self._claim_all, requests,
                                             batch_dir.name)
         except ExecutorError as exc:
@@ -390,6 +392,29 @@ class LocalExecutor(Executor):
                 results[request.launch_id] = error or RunStatus(request.launch_id,
                                                                 RunState.STAGED)
         return results
+
+    def _let_go_foreign(self, requests: Sequence[LaunchRequest]) -> None:
+        """Let go of launches staged here for another incarnation of the store (its
+        file was made again, say): this one's intent is new, and the job must see
+        this store's identity and fence, so it is staged again, never released
+        under the old request. Waits (at most the start timeout) until they are."""
+        foreign = []
+        for request in requests:
+            run = rundir.run_of(self.run_dir, request.launch_id)
+            spec = run.spec()
+            if (spec is not None and spec.request.store_id != request.store_id
+                    and rundir.read_status(self.run_dir, request.launch_id).state
+                    is RunState.STAGED):
+                foreign.append(request.launch_id)
+        if not foreign:
+            return
+        log.warning("event=stage_foreign_let_go launches=%d", len(foreign))
+        rundir.request_unstage(self.run_dir, foreign)
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline and any(
+                rundir.read_status(self.run_dir, launch_id).state is RunState.STAGED
+                for launch_id in foreign):
+            time.sleep(self._poll_interval / 20)
 
     def _claim_all(self, requests: Sequence[LaunchRequest], batch_name: str
                    ) -> tuple[list[tuple[LaunchRequest, int]], list[str]]:
