@@ -64,7 +64,7 @@ from distcron.worker.protocol import WorkerInfo
 log = logging.getLogger("distcron.leader")
 
 # Jobs loaded between two yields to the event loop at the start of a term.
-_LOAD_BATCH = 500
+_LOAD_BATCH = 200
 
 
 class LeaderTerm:
