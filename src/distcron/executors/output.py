@@ -15,12 +15,16 @@ best-effort snapshot: a rotation between the two reads can drop a segment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from distcron.errors import ExecutorError, StoreUnavailable
+from distcron.executors.base import DEFAULT_OUTPUT_LIMIT, Executor
 from distcron.executors.rundir import RunDir
 
 OUTPUT = "output"
@@ -85,3 +89,28 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         return b""
+
+
+async def publish_while_running(executor: Executor, run_id: str, done: asyncio.Event,
+                                write: Callable[[bytes], Awaitable[object]],
+                                sleep: Callable[[float], Awaitable[None]], every: float,
+                                may_write: Callable[[], bool] = lambda: True) -> None:
+    """Until ``done``: every ``every`` seconds, hand the run's output tail to
+    ``write`` when it grew (and ``may_write()``), so that any replica's API can
+    show a running launch's output. A failure is tried again at the next turn."""
+    last = b""
+    while not done.is_set():
+        ended = asyncio.ensure_future(done.wait())
+        pause = asyncio.ensure_future(sleep(every))
+        await asyncio.wait({ended, pause}, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        pause.cancel()
+        if done.is_set() or not may_write():
+            continue
+        try:
+            output = (await executor.output(run_id))[-DEFAULT_OUTPUT_LIMIT:]
+            if output and output != last:
+                await write(output)
+                last = output
+        except (ExecutorError, StoreUnavailable) as exc:
+            log.debug("event=live_output_failed run_id=%s error=%r", run_id, str(exc))

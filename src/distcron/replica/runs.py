@@ -23,8 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from distcron.clock import Clock
-from distcron.errors import ExecutorError, StoreUnavailable
+from distcron.errors import ExecutorError
 from distcron.executors.base import Executor, RunState, RunStatus
+from distcron.executors.output import publish_while_running
 from distcron.replica.commit import fence_guard
 from distcron.replica.lanes import Lanes
 from distcron.replica.retention import RUN_DIR_RETENTION
@@ -183,27 +184,13 @@ class LocalRuns:
         return status
 
     async def _publish(self, executor: Executor, run_id: str, done: asyncio.Event) -> None:
-        """Copy the running run's output tail to the store every
-        ``LIVE_OUTPUT_EVERY`` while it grows, so that any replica's API can show
-        it (its final output is written with its end). Guarded by the fence; a
-        failure is tried again at the next turn."""
-        last = b""
-        while not done.is_set():
-            waiting = asyncio.ensure_future(done.wait())
-            pause = asyncio.ensure_future(self.clock.sleep(LIVE_OUTPUT_EVERY))
-            await asyncio.wait({waiting, pause}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            pause.cancel()
-            if done.is_set() or not self.lease_valid():
-                continue
-            try:
-                output = await executor.output(run_id)
-                if output and output != last:
-                    await self.store.txn([fence_guard(self.fence)],
-                                         [Put(output_key(run_id), output)])
-                    last = output
-            except (ExecutorError, StoreUnavailable) as exc:
-                log.debug("event=live_output_failed run_id=%s error=%r", run_id, str(exc))
+        """The running run's output tail to the store as it grows (its final
+        output is written with its end), guarded by the fence."""
+        async def write(output: bytes) -> object:
+            return await self.store.txn([fence_guard(self.fence)],
+                                        [Put(output_key(run_id), output)])
+        await publish_while_running(executor, run_id, done, write, self.clock.sleep,
+                                    LIVE_OUTPUT_EVERY, self.lease_valid)
 
     async def _wait(self, executor: Executor, launch_id: str, run_id: str) -> RunStatus | None:
         """The run's final status; None (and the run given up as unknown) when

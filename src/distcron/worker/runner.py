@@ -65,6 +65,7 @@ from distcron.executors.base import (
     RunState,
     RunStatus,
 )
+from distcron.executors.output import publish_while_running
 from distcron.store import Compare, Get, KeyValue, Put, Store, Target
 from distcron.store.layout import (
     assignment_key,
@@ -284,28 +285,14 @@ class LaunchRunner:
                                     lambda: self.executor.stop(launch_id))
 
     async def _publish_output(self, launch_id: str, done: asyncio.Event) -> None:
-        """Copy the running run's output tail to the store every
-        ``LIVE_OUTPUT_EVERY`` while it grows, as the leader does for its own runs,
-        so that any replica's API can show it; guarded by the assignment."""
-        last = b""
-        while not done.is_set():
-            ended = asyncio.ensure_future(done.wait())
-            pause = asyncio.ensure_future(self.clock.sleep(LIVE_OUTPUT_EVERY))
-            await asyncio.wait({ended, pause}, return_when=asyncio.FIRST_COMPLETED)
-            ended.cancel()
-            pause.cancel()
-            if done.is_set():
-                return
-            try:
-                output = (await self.executor.output(launch_id))[-DEFAULT_OUTPUT_LIMIT:]
-                if output and output != last:
-                    await self.store.txn([Compare.exists(assignment_key(self.worker_id,
-                                                                        launch_id))],
-                                         [Put(output_key(launch_id), output)])
-                    last = output
-            except (StoreUnavailable, ExecutorError) as exc:
-                log.debug("event=live_output_failed launch_id=%s error=%r", launch_id,
-                          str(exc))
+        """The running run's output tail to the store as it grows, as the leader
+        does for its own runs; guarded by the assignment."""
+        guard = [Compare.exists(assignment_key(self.worker_id, launch_id))]
+
+        async def write(output: bytes) -> object:
+            return await self.store.txn(guard, [Put(output_key(launch_id), output)])
+        await publish_while_running(self.executor, launch_id, done, write, self.clock.sleep,
+                                    LIVE_OUTPUT_EVERY)
 
     async def _report(self, launch_id: str, status: RunStatus,
                       output: bytes | None = None) -> None:
