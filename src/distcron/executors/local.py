@@ -379,9 +379,17 @@ class LocalExecutor(Executor):
         results: dict[str, RunStatus | ExecutorError] = {}
         batch_dir = self.run_dir / f"{rundir.BATCH_PREFIX}{secrets.token_hex(8)}"
         try:
-            await self._io("stage launches", self._let_go_foreign, requests)
             claimed, known = await self._io("stage launches", self._claim_all, requests,
                                             batch_dir.name)
+            by_id = {request.launch_id: request for request in requests}
+            foreign = await self._io("stage launches", self._let_go_foreign,
+                                     [by_id[launch_id] for launch_id in known])
+            if foreign:  # let go now: claimed for this store like the others
+                again, still = await self._io(
+                    "stage launches", self._claim_all, [by_id[i] for i in foreign],
+                    batch_dir.name)
+                claimed += again
+                known = [i for i in known if i not in foreign] + still
         except ExecutorError as exc:
             return {request.launch_id: exc for request in requests}
         for launch_id in known:
@@ -393,11 +401,12 @@ class LocalExecutor(Executor):
                                                                 RunState.STAGED)
         return results
 
-    def _let_go_foreign(self, requests: Sequence[LaunchRequest]) -> None:
+    def _let_go_foreign(self, requests: Sequence[LaunchRequest]) -> list[str]:
         """Let go of launches staged here for another incarnation of the store (its
         file was made again, say): this one's intent is new, and the job must see
         this store's identity and fence, so it is staged again, never released
-        under the old request. Waits (at most the start timeout) until they are."""
+        under the old request. Waits (at most the start timeout) until they are;
+        returns their launch ids."""
         foreign = []
         for request in requests:
             run = rundir.run_of(self.run_dir, request.launch_id)
@@ -407,7 +416,7 @@ class LocalExecutor(Executor):
                     is RunState.STAGED):
                 foreign.append(request.launch_id)
         if not foreign:
-            return
+            return foreign
         log.warning("event=stage_foreign_let_go launches=%d", len(foreign))
         rundir.request_unstage(self.run_dir, foreign)
         deadline = time.monotonic() + self._start_timeout
@@ -415,6 +424,7 @@ class LocalExecutor(Executor):
                 rundir.read_status(self.run_dir, launch_id).state is RunState.STAGED
                 for launch_id in foreign):
             time.sleep(self._poll_interval / 20)
+        return foreign
 
     def _claim_all(self, requests: Sequence[LaunchRequest], batch_name: str
                    ) -> tuple[list[tuple[LaunchRequest, int]], list[str]]:
