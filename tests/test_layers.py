@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"metrics"},
     {"store"},
     {"cron"},
-    {"errors", "clock", "durations", "logs", "timefmt", "__init__"},
+    {"errors", "clock", "durations", "logs", "timefmt", "bulk", "__init__"},
 ]
 
 

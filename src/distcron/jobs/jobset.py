@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from distcron.bulk import collector_held
 from distcron.errors import Conflict, DistcronError
 from distcron.jobs.notifier import NotifierSpec
 from distcron.jobs.problems import JobSpecErrors, Problem
@@ -139,6 +140,7 @@ def _mine(stored_source: str | None, source: str) -> bool:
     return stored_source == source
 
 
+@collector_held()
 def diff_jobs(specs: Iterable[JobSpec], stored: Mapping[str, KeyValue], *, source: str,
               prune: bool, now: datetime, take_over: bool = False) -> JobsDiff:
     """What applying ``specs`` from ``source`` over the ``stored`` job keys changes,
@@ -252,11 +254,12 @@ async def write_diff(store: Store, diff: JobsDiff) -> int:
     Raises Conflict when a job changed since it was read."""
     batches = diff.transactions(store.max_txn_ops)
     revision = 0
-    for written, (compares, ops) in enumerate(batches):
-        result = await store.txn(compares, ops)
-        if not result.succeeded:
-            done = f"; {written} of {len(batches)} parts were written, apply again to finish" \
-                if written else ""
-            raise Conflict(JOBS, f"jobs changed while the file was being applied{done}")
-        revision = result.revision
+    with collector_held():  # the store writes as many rows as the diff has jobs, and more
+        for written, (compares, ops) in enumerate(batches):
+            result = await store.txn(compares, ops)
+            if not result.succeeded:
+                done = (f"; {written} of {len(batches)} parts were written, apply again to "
+                        "finish") if written else ""
+                raise Conflict(JOBS, f"jobs changed while the file was being applied{done}")
+            revision = result.revision
     return revision

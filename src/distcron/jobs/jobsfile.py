@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import tomli
 from pydantic import ValidationError
 
+from distcron.bulk import collector_held
 from distcron.jobs.notifier import NotifierSpec
 from distcron.jobs.problems import JobSpecErrors, Problem, problems_from_validation_error, suggest
 from distcron.jobs.spec import AUTHOR_KEYS, SET_BY_DISTCRON, JobSpec, validate_spec
@@ -91,6 +92,7 @@ def parse_jobs_toml(
     return parse_jobs_file(text, source, ignore, now, max_jobs, document).jobs
 
 
+@collector_held()
 def parse_jobs_file(
     text: str, source: str = "<string>", ignore: Collection[str] = (),
     now: datetime | None = None, max_jobs: int | None = None,
@@ -253,14 +255,14 @@ def read_toml(text: str, source: str) -> dict[str, Any]:
     too_deep = Problem(f"arrays or tables are nested more than {MAX_DEPTH} levels deep; "
                        "a jobs file needs a few")
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line L, column C)".
+        document = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
+        # tomli's message ends with "(at line L, column C)".
         at = _TOML_AT.search(str(exc))
         line = int(at.group(1)) if at else None
         raise JobSpecErrors(source, [Problem(f"invalid TOML: {exc}", line=line)]) from None
     except RecursionError:
-        raise JobSpecErrors(source, [too_deep]) from None  # tomllib recurses per level
+        raise JobSpecErrors(source, [too_deep]) from None  # tomli recurses per level
     if _depth(document) > MAX_DEPTH:
         raise JobSpecErrors(source, [too_deep])
     return document

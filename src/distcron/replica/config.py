@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from distcron.bulk import collector_held
 from distcron.errors import ConfigError
 from distcron.jobs import plain_message
 from distcron.notify.senders import Smtp
@@ -146,8 +147,9 @@ def load_config_file(path: Path) -> ConfigFile:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"cannot read config file {path}: {reason}") from exc
     try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        with collector_held():
+            document = tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
     except RecursionError:
         raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None

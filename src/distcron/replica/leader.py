@@ -38,6 +38,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
+from distcron.bulk import collector_held
 from distcron.clock import Clock
 from distcron.errors import CommitRejected, NotLeader, StoreUnavailable
 from distcron.executors.base import Executor
@@ -141,11 +142,12 @@ class LeaderTerm:
             if kv is not None:
                 state.records.append(LaunchRecord.from_json(kv.value))
         jobs = list(state.jobs.items())
-        for start in range(0, len(jobs), _LOAD_BATCH):
-            # Let the lease keepalive run: loading 100,000 jobs takes seconds.
-            await asyncio.sleep(0)
-            self.rounds.load([watched.job_input(name, raw, state.cursors.get(name))
-                              for name, raw in jobs[start:start + _LOAD_BATCH]], now)
+        with collector_held():
+            for start in range(0, len(jobs), _LOAD_BATCH):
+                # Let the lease keepalive run: loading 100,000 jobs takes seconds.
+                await asyncio.sleep(0)
+                self.rounds.load([watched.job_input(name, raw, state.cursors.get(name))
+                                  for name, raw in jobs[start:start + _LOAD_BATCH]], now)
         self.rounds.restore(state.records, now)
         for name, value in state.notifications.items():
             self._deliveries.offer(NOTIFY + name, value)
