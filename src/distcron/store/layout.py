@@ -21,6 +21,8 @@ key                        value                                           writt
                            list of launch ids), written before it
                            releases them; gone once none still launches
 ``notifiers/<name>``       a notifier (JSON: ``name``, ``url``)            jobs apply
+``synced/<hash of path>``  a config file applied: its text's digest and    serve
+                           the job and notifier keys it left (JSON)
 ``notify/<id>:<state>``    a notification to deliver (JSON: ``body``,      leader
                            ``notifiers``, ``delivered``, ``output``);
                            gone once every notifier acknowledged it
@@ -45,6 +47,7 @@ that a worker sees each attempt as a run of its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +65,7 @@ NOTIFIERS = "notifiers/"
 NOTIFY = "notify/"
 RELEASED = "released/"
 IDENTITY = "meta/identity"
+SYNCED = "synced/"
 RESTORED = "meta/restored"
 REPLICAS = "replicas/"
 WORKERS = "workers/"
@@ -73,6 +77,10 @@ LEADER = "election/leader"
 
 def job_key(job: str) -> str:
     return JOBS + job
+
+
+def synced_key(path: str) -> str:
+    return SYNCED + hashlib.sha256(path.encode()).hexdigest()[:32]
 
 
 def cursor_key(job: str) -> str:
