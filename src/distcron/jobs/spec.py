@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 import re
 import zoneinfo
@@ -257,7 +256,7 @@ class JobSpec(BaseModel):
             if key.startswith(_RESERVED_ENV_PREFIX):
                 raise ValueError(f"{key!r}: names starting with DISTCRON_ are set by distcron")
             _fits_an_argument(_no_nul(text, f"the value of {key}"), f"the value of {key}", info)
-        return value
+        return dict(sorted(value.items()))  # in one order, so that equal specs give equal JSON
 
     @field_validator("notify", "notify_on")
     @classmethod
@@ -312,7 +311,7 @@ class JobSpec(BaseModel):
                 raise ValueError(f"{key!r} is not a valid header name")
             if any(c in text for c in "\r\n\0"):
                 raise ValueError(f"the value of {key!r} must not contain CR, LF or NUL")
-        return value
+        return None if value is None else dict(sorted(value.items()))  # as env
 
     @model_validator(mode="before")
     @classmethod
@@ -395,10 +394,9 @@ class JobSpec(BaseModel):
         return self
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys, no spaces): equal specs give equal text."""
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        """Canonical JSON (every field, in declared order, no spaces): equal specs
+        give equal text."""
+        return self.model_dump_json()
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "<json>") -> JobSpec:

@@ -8,6 +8,7 @@ starts (and on SIGHUP). A bad value fails at load with the setting named.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,25 +128,50 @@ def is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class ConfigFile:
     """A config file, read once: its ``[serve]`` settings, the rest of it (the
-    jobs), and its text (for the jobs' errors, which name lines)."""
+    jobs: ``document``, None while only the ``[serve]`` part was parsed), and its
+    text (for the jobs' errors, which name lines)."""
 
     path: Path
     settings: dict[str, Any]
-    document: dict[str, Any]
+    document: dict[str, Any] | None
     text: str
+    has_jobs: bool
 
-    @property
-    def has_jobs(self) -> bool:
-        return bool(self.document)
+
+# A table header alone on its line: "[name]" or "[[name]]", maybe with a comment.
+_HEADER = re.compile(r"[ \t]*(\[\[?)[ \t]*([^\[\]#]*?)[ \t]*\]\]?[ \t]*(#.*)?")
 
 
 def load_config_file(path: Path) -> ConfigFile:
-    """Read and parse the config file at ``path``."""
+    """Read the config file at ``path``, and parse its ``[serve]`` part (the whole
+    file when it cannot be cut cheaply; the jobs are then parsed only if needed:
+    see :mod:`distcron.replica.jobsync`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"cannot read config file {path}: {reason}") from exc
+    cut = _serve_part(text)
+    try:
+        with collector_held():
+            document = tomli.loads(text if cut is None else cut[0])
+    except tomli.TOMLDecodeError as exc:
+        if cut is not None:  # told as for the whole file, with its own line numbers
+            return load_whole(path, text)
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None
+    serve = document.pop("serve", {})
+    if not isinstance(serve, dict):
+        raise ConfigError(f"config file {path}: [serve] must be a table")
+    if cut is None:
+        return ConfigFile(path, serve, document, text, bool(document))
+    if document:
+        return load_whole(path, text)
+    return ConfigFile(path, serve, None, text, cut[1])
+
+
+def load_whole(path: Path, text: str) -> ConfigFile:
     try:
         with collector_held():
             document = tomli.loads(text)
@@ -156,7 +182,31 @@ def load_config_file(path: Path) -> ConfigFile:
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
-    return ConfigFile(path, serve, document, text)
+    return ConfigFile(path, serve, document, text, bool(document))
+
+
+def _serve_part(text: str) -> tuple[str, bool] | None:
+    """The lines of the ``[serve]`` table (and its sub-tables), and whether anything
+    else is declared; None when a line could be read two ways (a multi-line string
+    may hold a line that looks like a header) or keys come before the first header."""
+    if '"""' in text or "'''" in text:
+        return None
+    kept: list[str] = []
+    inside, others, started = False, False, False
+    for line in text.split("\n"):
+        header = _HEADER.fullmatch(line)
+        if header is not None:
+            started = True
+            name = header.group(2).replace(" ", "")
+            inside = header.group(1) == "[" and (name == "serve" or name.startswith("serve."))
+            if not inside and name.split(".")[0].strip("\"'") == "serve":
+                return None  # [[serve]] or a quoted "serve": the whole parse says what it is
+            others = others or not inside
+        elif not started and line.strip() and not line.lstrip().startswith("#"):
+            return None
+        if inside:
+            kept.append(line)
+    return "\n".join(kept), others
 
 
 def build_config(file_settings: Mapping[str, Any], environ: Mapping[str, str],
