@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from distcron.executors.base import RunState, RunStatus
 from distcron.jobs import JobSpec, build_spec
 from distcron.scheduler.core import SchedulerCore
-from distcron.scheduler.inputs import JobChanged, JobRemoved, RunPending, Settled
+from distcron.scheduler.inputs import JobChanged, JobRemoved, RunEnded, RunPending, Settled
 from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
@@ -155,6 +155,31 @@ def test_removing_or_pausing_the_job_stops_a_launch_waiting_for_resources(how: s
     assert core.live_record(FIRST) is None
 
 
+def test_a_launch_paused_while_being_submitted_is_stopped_once_it_waits() -> None:
+    world = World()
+    job = Job()
+    core = leader(world, job)
+    world.commit(core.tick(T0 + minutes(1)))
+    assert not world.commit(core.set_job(job.but(paused=True), None, T0 + minutes(1.1))).stops
+    plan = world.commit(core.run_pending(FIRST, REASON))
+    assert [r.launch_id for r in plan.stops] == [FIRST]
+    world.commit(core.run_ended(FIRST, LaunchState.STOPPED, T0 + minutes(1.2)))
+    assert world.records[FIRST].cause is Cause.PAUSED
+
+
+def test_a_stop_that_raced_the_start_keeps_its_reason_and_ends_stopped() -> None:
+    world = World()
+    job = Job()
+    core = pending_first(world, job)
+    world.commit(core.set_job(job.but(paused=True), None, T0 + minutes(1.5)))
+    world.commit(core.run_started(FIRST, T0 + minutes(1.55)))
+    assert world.records[FIRST].state is LaunchState.RUNNING
+    assert world.records[FIRST].reason == "stopping: the job was paused"
+    world.commit(core.run_ended(FIRST, LaunchState.FAILED, T0 + minutes(1.6), signal=15))
+    assert (world.records[FIRST].state, world.records[FIRST].cause) == (LaunchState.STOPPED,
+                                                                        Cause.PAUSED)
+
+
 def test_pausing_leaves_a_running_launch_alone() -> None:
     world = World()
     job = Job()
@@ -239,6 +264,25 @@ def test_a_launch_waiting_for_resources_its_executor_forgot_fails_closed(
     assert decision.records[FIRST].state is state
     assert [s.request.launch_id for s in decision.starts] == ([f"{FIRST}~2"] if idempotent
                                                                else [])
+
+
+@pytest.mark.parametrize(("removed", "cause"), [(False, Cause.PAUSED),
+                                                (True, Cause.JOB_REMOVED)])
+def test_a_new_leader_stops_a_waiting_launch_of_a_job_paused_or_removed_meanwhile(
+        removed: bool, cause: Cause) -> None:
+    rounds = LeaderRounds(fence=8, replica="r2", local_location="here")
+    if not removed:
+        rounds.load([JobChanged(spec(paused=True), Cursor(T0 + minutes(1)))], T0)
+    rounds.restore([waiting_record()], T0 + minutes(1.5))
+    assert [r.launch_id for r in rounds.to_settle()] == [FIRST]
+    decision = rounds.decide([Settled(FIRST, RunStatus(FIRST, RunState.PENDING,
+                                                       reason=REASON))], T0 + minutes(1.5))
+    assert [r.launch_id for r in decision.stops] == [FIRST]
+    assert [r.launch_id for r in decision.follows] == [FIRST]
+    stopped = rounds.decide([RunEnded(FIRST, RunStatus(FIRST, RunState.STOPPED))],
+                            T0 + minutes(1.6))
+    assert (stopped.records[FIRST].state, stopped.records[FIRST].cause) == (
+        LaunchState.STOPPED, cause)
 
 
 def test_a_pending_report_for_a_removed_job_stops_nothing_twice() -> None:

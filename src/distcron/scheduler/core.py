@@ -310,7 +310,7 @@ class SchedulerCore:
             update: dict[str, object] = {
                 "state": LaunchState.RUNNING, "started_at": started_at, "pid": pid,
                 "worker": worker or record.worker}
-            if record.waiting_for_resources:
+            if record.waiting_for_resources and launch_id not in self._ledger.stopping:
                 update |= {"cause": None, "reason": ""}
             started = record.model_copy(update=update)
             self._ledger.replace(started)
@@ -333,6 +333,16 @@ class SchedulerCore:
                                                 "reason": reason})
             self._ledger.replace(pending)
             plan.write(pending)
+            record = pending
+        if not record.waiting_for_resources:
+            return plan
+        # Paused or removed while it was being submitted, or under an earlier
+        # leader whose stop may not have reached the executor.
+        job = self._jobs.get(record.job)
+        if job is None:
+            self._stop_pending(record, Cause.JOB_REMOVED, "the job was removed", plan)
+        elif job.spec.paused:
+            self._stop_pending(record, Cause.PAUSED, "the job was paused", plan)
         return plan
 
     def run_ended(self, launch_id: str, outcome: LaunchState, now: datetime, *,
@@ -425,13 +435,16 @@ class SchedulerCore:
         """Stop, through its executor, each launch of the job that its executor has
         not started yet; its end is recorded ``stopped`` with ``cause``."""
         for record in list(job.live.values()):
-            if not record.waiting_for_resources or record.launch_id in self._ledger.stopping:
-                continue
-            self._ledger.stopping[record.launch_id] = (cause, reason)
-            stopping = record.model_copy(update={"reason": f"stopping: {reason}"})
-            self._ledger.replace(stopping)
-            plan.write(stopping)
-            plan.stops.append(stopping)
+            if record.waiting_for_resources and record.launch_id not in self._ledger.stopping:
+                self._stop_pending(record, cause, reason, plan)
+
+    def _stop_pending(self, record: LaunchRecord, cause: Cause, reason: str,
+                      plan: Plan) -> None:
+        self._ledger.stopping[record.launch_id] = (cause, reason)
+        stopping = record.model_copy(update={"reason": f"stopping: {reason}"})
+        self._ledger.replace(stopping)
+        plan.write(stopping)
+        plan.stops.append(stopping)
 
     def _release(self, job: Job, plan: Plan) -> None:
         job.held = False
