@@ -73,7 +73,7 @@ def test_a_job_larger_than_the_node_is_shown_waiting_then_missed(
             lambda: next((r for r in r1.runs(job="huge")
                           if r.get("cause") == "waiting_for_resources"), None),
             40, "a launch shown waiting for resources")
-        assert waiting["state"] == "launching"
+        assert waiting["state"] == "queued"
         assert str(waiting["reason"]).startswith("pending in Slurm: ")
         assert waiting["reason"] != "pending in Slurm: None"
         metrics = httpx.get(f"{r1.url}/metrics", timeout=5).text
@@ -83,13 +83,37 @@ def test_a_job_larger_than_the_node_is_shown_waiting_then_missed(
             [sys.executable, "-m", "distcron", "runs", "--job", "huge", "--server", r1.url],
             env=r1.env, capture_output=True, text=True, timeout=30, check=True).stdout
         [row] = [line for line in listed.splitlines() if line.startswith(waiting["launch_id"])]
-        assert row.split()[1] == "launching" and waiting["reason"][:20] in row, row
+        assert row.split()[1] == "queued" and waiting["reason"][:20] in row, row
         missed = wait_until(lambda: (r := r1.run(launch_id))["state"] == "missed" and r, 30,
                             "the launch to be missed at its deadline")
         assert missed["cause"] == "deadline"
         assert "starting deadline" in str(missed["reason"])
         assert len(slurm.jobs_named(launch_id)) == 1
         assert not (slurm.root / "runs" / launch_id / "started").exists()
+
+
+def test_pausing_a_job_cancels_its_launch_pending_in_slurm(
+        tmp_path: Path, slurm: SlurmCluster) -> None:
+    config = write_config(
+        tmp_path / "jobs.toml", slurm,
+        ledger_job("huge", "0 0 1 1 *", tmp_path / "ledger", executor="slurm",
+                   cpus=slurm.cpus + 8, time_limit="5m"))
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (r1,):
+        wait_until(r1.is_leader, 15, "a leader")
+        launch_id = str(r1.post("/jobs/huge/trigger")["launch_id"])
+        waiting = wait_until(
+            lambda: [r for r in r1.runs(job="huge") if r["launch_id"] == launch_id
+                     and r.get("cause") == "waiting_for_resources"],
+            40, "the triggered launch to wait for resources")
+        assert waiting[0]["state"] == "queued"
+        r1.post("/jobs/huge/pause")
+        stopped = wait_until(lambda: (r := r1.run(launch_id))["state"] == "stopped" and r, 30,
+                             "the pending launch to be stopped")
+        assert (stopped["cause"], stopped["reason"]) == ("paused", "the job was paused")
+        assert len(slurm.jobs_named(launch_id)) <= 1
+        assert not (slurm.root / "runs" / launch_id / "started").exists()
+        wait_until(lambda: not slurm.run("squeue", "-h", f"--name={launch_id}").strip(), 30,
+                   "Slurm to drop the cancelled job")
 
 
 def test_a_leader_killed_mid_burst_leaves_every_launch_in_slurm_once(
@@ -168,6 +192,7 @@ def test_a_new_leader_adopts_a_launch_waiting_in_slurm(tmp_path: Path,
             lambda: next((r for r in leader.runs(job="huge")
                           if r.get("cause") == "waiting_for_resources"), None),
             40, "a launch shown waiting for resources")
+        assert waiting["state"] == "queued"
         launch_id = str(waiting["launch_id"])
         leader.kill()
         wait_until(follower.is_leader, 15, "the follower to take over")

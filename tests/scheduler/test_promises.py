@@ -19,8 +19,6 @@ from distcron.scheduler.plan import Plan
 from distcron.scheduler.records import LaunchState
 from tests.scheduler.world import T0, Job, World
 
-_ACTIVE = (LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.RETRYING)
-
 jobs_strategy = st.lists(
     st.builds(
         Job,
@@ -41,7 +39,11 @@ steps_strategy = st.lists(
         st.tuples(st.just("run"), st.integers(1, 900)),
         st.tuples(st.just("outage"), st.integers(1, 3600)),
         st.tuples(st.just("end"), st.sampled_from(
-            [LaunchState.SUCCEEDED, LaunchState.FAILED, LaunchState.TIMED_OUT])),
+            [LaunchState.SUCCEEDED, LaunchState.FAILED, LaunchState.TIMED_OUT,
+             LaunchState.MISSED])),
+        # Its executor (a batch scheduler) holds it pending, then starts it.
+        st.tuples(st.just("pending"), st.sampled_from(["Resources", "Priority"])),
+        st.tuples(st.just("start"), st.just(0)),
         st.tuples(st.just("takeover"), st.just(0)),
         st.tuples(st.just("toggle_pause"), st.integers(0, 2)),
         st.tuples(st.just("trigger"), st.integers(0, 2)),
@@ -66,7 +68,7 @@ class Simulation:
                 # As they stand once this plan is written: a run it ends is not beside.
                 current = (plan.records.get(r.launch_id, r) for r in self.world.of(record.job))
                 others = [r for r in current
-                          if r.state in _ACTIVE and r.launch_id != record.launch_id]
+                          if r.active and r.launch_id != record.launch_id]
                 assert not others, f"{record.launch_id} started beside {others}"
         self.world.commit(plan)
         for record in plan.starts:
@@ -91,13 +93,20 @@ class Simulation:
             self.core = self.world.takeover(list(self.jobs.values()), self.now)
         elif kind == "takeover":
             self.core = self.world.takeover(list(self.jobs.values()), self.now)
-        elif kind == "end":
+        elif kind in ("end", "pending", "start"):
             live = [r for r in self.core.live_records()
-                    if r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)
-                    and r.run_id in self.world.started]
-            if live:
+                    if r.submitted and r.run_id in self.world.started]
+            if not live:
+                return
+            launch_id = live[0].launch_id
+            if kind == "end":
                 assert isinstance(arg, LaunchState)
-                self.commit(self.core.run_ended(live[0].launch_id, arg, self.now))
+                self.commit(self.core.run_ended(launch_id, arg, self.now))
+            elif kind == "pending":
+                assert isinstance(arg, str)
+                self.commit(self.core.run_pending(launch_id, f"pending in Slurm: {arg}"))
+            else:
+                self.commit(self.core.run_started(launch_id, self.now))
         elif kind == "toggle_pause":
             assert isinstance(arg, int)
             names = sorted(self.jobs)
@@ -148,6 +157,9 @@ def test_every_slot_ends_as_one_record_and_none_launches_twice(
     sim.step("takeover", 0)
     sim.run_until(sim.now + timedelta(seconds=61))
     check_every_slot_has_exactly_one_record(sim)
+    for record in world.records.values():
+        # Queued for resources only once handed to its executor.
+        assert not record.waiting_for_resources or record.run_id in world.started, record
     staged = {world.records[run_id].slot: run_id for run_id in world.staged}
     # Nothing staged is left behind past its slot, nor beyond the lead.
     assert all(sim.now < slot <= sim.now + world.stage_lead for slot in staged if slot)

@@ -52,8 +52,7 @@ class DecisionObserver:
     def _count(self, record: LaunchRecord) -> None:
         metrics = self.metrics
         waiting = self._waiting.get(record.job)
-        if (record.state is LaunchState.LAUNCHING
-                and record.cause is Cause.WAITING_FOR_RESOURCES):
+        if record.waiting_for_resources:
             waiting = self._waiting.setdefault(record.job, set())
             waiting.add(record.launch_id)
         elif waiting is not None and record.launch_id in waiting:
@@ -75,7 +74,7 @@ class DecisionObserver:
             metrics.launches_unknown.labels(job=record.job).inc()
         elif record.state is LaunchState.LOST:
             metrics.launches_lost.labels(job=record.job).inc()
-        if not record.state.live and record.state.launched:
+        if not record.state.live and record.launched:
             metrics.launches.labels(job=record.job, outcome=record.state.value).inc()
             if record.started_at and record.ended_at:
                 metrics.run_duration.labels(job=record.job).observe(

@@ -1,14 +1,14 @@
 """Takeover: ask the executors about every launch the previous leader left live.
 
-For each launch in ``launching`` or ``running`` (on this replica's kinds of
-executor) the new leader asks its executor what became of it, but only when
-that executor is the one that holds the run (the record's ``location``):
-another machine's "never heard of it" proves nothing. What it learns goes to the
-round as :class:`~distcron.scheduler.inputs.Settled`, where the rules live: a
-run still going is adopted and followed to its end, an intent its executor
-never received is started now (starting is idempotent by run id), and whatever
-cannot be learnt fails closed (``unknown``, or relaunched when the job is
-idempotent).
+For each launch in ``launching`` or ``running``, or ``queued`` in its executor
+for resources (on this replica's kinds of executor), the new leader asks its
+executor what became of it, but only when that executor is the one that holds
+the run (the record's ``location``): another machine's "never heard of it"
+proves nothing. What it learns goes to the round as
+:class:`~distcron.scheduler.inputs.Settled`, where the rules live: a run still
+going is adopted and followed to its end, an intent its executor never received
+is started now (starting is idempotent by run id), and whatever cannot be learnt
+fails closed (``unknown``, or relaunched when the job is idempotent).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from distcron.replica.retention import RUN_DIR_RETENTION
 from distcron.scheduler.decision import Decision, Start
 from distcron.scheduler.inputs import Input, RunEnded, RunPending, RunStarted, RunUnknown
 from distcron.scheduler.policy import ON_TIME_TOLERANCE
-from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
+from distcron.scheduler.records import LaunchRecord
 from distcron.store import Put, Store
 from distcron.store.layout import output_key
 
@@ -118,8 +118,7 @@ class LocalRuns:
     async def _follow_adopted(self, record: LaunchRecord) -> None:
         assert record.run_id is not None
         executor = self._executor_for(record)
-        waiting = (record.state is LaunchState.LAUNCHING
-                   and record.cause is Cause.WAITING_FOR_RESOURCES)
+        waiting = record.waiting_for_resources
         await self._follow(executor, record.launch_id,
                            RunStatus(record.run_id,
                                      RunState.PENDING if waiting else RunState.RUNNING,

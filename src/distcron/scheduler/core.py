@@ -106,6 +106,9 @@ class SchedulerCore:
             if job.spec.paused and not spec.paused and not job.held:
                 # Slots that fell due while paused are the pause's, not catch-up's.
                 self._account(job, now, plan, until=now)
+            if spec.paused and not job.spec.paused:
+                self._stop_waiting_for_resources(job, Cause.PAUSED, "the job was paused",
+                                                 plan)
             job.spec, job.schedule = spec, schedule
             self._staging.edited(job, spec, schedule, now, plan)
         self._release(job, plan)
@@ -168,7 +171,8 @@ class SchedulerCore:
 
     def remove_job(self, name: str, now: datetime) -> Plan:
         """Forget a job. Its live runs finish and are recorded; what waits
-        (queued, retrying) is dropped with a reason."""
+        (queued, retrying) is dropped with a reason, and what its executor has
+        not started yet (queued there for resources) is stopped through it."""
         plan = Plan()
         job = self._jobs.get(name)
         if self.quarantined.pop(name, None) is not None:
@@ -176,8 +180,9 @@ class SchedulerCore:
         if job is None:
             return plan
         self._staging.removed(job, now, plan)
+        self._stop_waiting_for_resources(job, Cause.JOB_REMOVED, "the job was removed", plan)
         for record in list(job.live.values()):
-            if record.state is LaunchState.QUEUED:
+            if record.waiting:
                 self._ledger.end(record, LaunchState.SKIPPED, Cause.JOB_REMOVED,
                                  "the job was removed", now, plan)
             elif record.state is LaunchState.RETRYING:
@@ -234,8 +239,7 @@ class SchedulerCore:
         if since is None:
             return
         lost = [r.launch_id for r in self.live_records() if r.executor == "agent"
-                and r.worker == worker
-                and r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)]
+                and r.worker == worker and r.submitted]
         reason = f"worker {worker} vanished at {since.isoformat(timespec='seconds')}"
         for launch_id in lost:
             plan.absorb(self.run_ended(launch_id, LaunchState.LOST, now, reason=reason))
@@ -301,11 +305,12 @@ class SchedulerCore:
                     worker: str | None = None) -> Plan:
         plan = Plan()
         record = self._ledger.find(launch_id)
-        if record is not None and record.state is LaunchState.LAUNCHING:
+        if record is not None and (record.state is LaunchState.LAUNCHING
+                                   or record.waiting_for_resources):
             update: dict[str, object] = {
                 "state": LaunchState.RUNNING, "started_at": started_at, "pid": pid,
                 "worker": worker or record.worker}
-            if record.cause is Cause.WAITING_FOR_RESOURCES:
+            if record.waiting_for_resources and launch_id not in self._ledger.stopping:
                 update |= {"cause": None, "reason": ""}
             started = record.model_copy(update=update)
             self._ledger.replace(started)
@@ -313,16 +318,31 @@ class SchedulerCore:
         return plan
 
     def run_pending(self, launch_id: str, reason: str) -> Plan:
-        """A launch waits in a batch scheduler (Slurm) for resources: still
-        launching (live for overlap policies), with the scheduler's reason."""
+        """A launch waits in a batch scheduler (Slurm) for resources: queued, cause
+        ``waiting_for_resources``, with the scheduler's reason. It is launched all
+        the same (see ``LaunchRecord.submitted``): active for overlap policies,
+        asked about at takeover, its end recorded."""
         plan = Plan()
         record = self._ledger.find(launch_id)
-        if (record is not None and record.state is LaunchState.LAUNCHING
-                and (record.cause, record.reason) != (Cause.WAITING_FOR_RESOURCES, reason)):
-            pending = record.model_copy(update={"cause": Cause.WAITING_FOR_RESOURCES,
+        if record is None or launch_id in self._ledger.stopping:
+            return plan  # a stop's reason stays on the record until it ends
+        if (record.state is LaunchState.LAUNCHING
+                or (record.waiting_for_resources and record.reason != reason)):
+            pending = record.model_copy(update={"state": LaunchState.QUEUED,
+                                                "cause": Cause.WAITING_FOR_RESOURCES,
                                                 "reason": reason})
             self._ledger.replace(pending)
             plan.write(pending)
+            record = pending
+        if not record.waiting_for_resources:
+            return plan
+        # Paused or removed while it was being submitted, or under an earlier
+        # leader whose stop may not have reached the executor.
+        job = self._jobs.get(record.job)
+        if job is None:
+            self._stop_pending(record, Cause.JOB_REMOVED, "the job was removed", plan)
+        elif job.spec.paused:
+            self._stop_pending(record, Cause.PAUSED, "the job was paused", plan)
         return plan
 
     def run_ended(self, launch_id: str, outcome: LaunchState, now: datetime, *,
@@ -333,11 +353,14 @@ class SchedulerCore:
         retried when the job asks for it; a queued slot then gets its turn."""
         plan = Plan()
         record = self._ledger.find(launch_id)
-        if record is None or record.state in (LaunchState.QUEUED, LaunchState.RETRYING):
+        if record is None or not record.submitted:
             return plan
         job = self._jobs.get(record.job)
         cause = None
-        if job is not None and launch_id in job.replacing:
+        stopped = self._ledger.stopping.pop(launch_id, None)
+        if stopped is not None:
+            outcome, (cause, reason) = LaunchState.STOPPED, stopped
+        elif job is not None and launch_id in job.replacing:
             outcome, cause = LaunchState.STOPPED, Cause.REPLACED
             reason = f"replaced by {job.replacing.pop(launch_id)}"
         elif outcome is LaunchState.MISSED:  # its executor dropped it at its deadline
@@ -406,6 +429,22 @@ class SchedulerCore:
         plan.cursors[job.spec.name] = Cursor(latest, job.gap.launch_id if job.gap else None)
 
     # -- bookkeeping -----------------------------------------------------------
+
+    def _stop_waiting_for_resources(self, job: Job, cause: Cause, reason: str,
+                                    plan: Plan) -> None:
+        """Stop, through its executor, each launch of the job that its executor has
+        not started yet; its end is recorded ``stopped`` with ``cause``."""
+        for record in list(job.live.values()):
+            if record.waiting_for_resources and record.launch_id not in self._ledger.stopping:
+                self._stop_pending(record, cause, reason, plan)
+
+    def _stop_pending(self, record: LaunchRecord, cause: Cause, reason: str,
+                      plan: Plan) -> None:
+        self._ledger.stopping[record.launch_id] = (cause, reason)
+        stopping = record.model_copy(update={"reason": f"stopping: {reason}"})
+        self._ledger.replace(stopping)
+        plan.write(stopping)
+        plan.stops.append(stopping)
 
     def _release(self, job: Job, plan: Plan) -> None:
         job.held = False

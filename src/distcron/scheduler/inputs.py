@@ -82,7 +82,8 @@ class RunStarted:
 @dataclass(frozen=True, slots=True)
 class RunPending:
     """A run handed to a batch scheduler waits there (``PENDING``, with the
-    scheduler's reason): it is recorded as still launching, waiting for resources."""
+    scheduler's reason): it is recorded queued, waiting for resources (and is
+    launched all the same: see ``LaunchRecord.submitted``)."""
 
     launch_id: str
     status: RunStatus

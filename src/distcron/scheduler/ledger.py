@@ -12,8 +12,6 @@ from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import JobPolicy
 from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState
 
-ACTIVE = (LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.RETRYING)
-
 
 @dataclass(slots=True)
 class Job:
@@ -28,10 +26,11 @@ class Job:
     staged: str | None = None  # its launch committed ahead, waiting for its slot
 
     def active(self) -> list[LaunchRecord]:
-        return [r for r in self.live.values() if r.state in ACTIVE]
+        return [r for r in self.live.values() if r.active]
 
     def queued(self) -> list[LaunchRecord]:
-        return [r for r in self.live.values() if r.state is LaunchState.QUEUED]
+        """Queued in the core (a launch queued in its executor is active)."""
+        return [r for r in self.live.values() if r.waiting]
 
 
 class Ledger:
@@ -52,6 +51,9 @@ class Ledger:
         # Launches on each worker agent (launching or running): kept as records
         # change, so that placing a launch costs the same however many run.
         self.busy: Counter[str] = Counter()
+        # Launches stopped on purpose while their executor had not started them
+        # (the job paused or removed): how their end is recorded.
+        self.stopping: dict[str, tuple[Cause, str]] = {}
 
     def live_records(self) -> Iterator[LaunchRecord]:
         for name in list(self.with_live):
@@ -99,7 +101,7 @@ class Ledger:
 
     def _count(self, record: LaunchRecord | None, change: int) -> None:
         if (record is not None and record.executor == "agent" and record.worker is not None
-                and record.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)):
+                and record.submitted):
             self.busy[record.worker] += change
             if not self.busy[record.worker]:
                 del self.busy[record.worker]
@@ -118,6 +120,7 @@ class Ledger:
             if not job.live:
                 self.with_live.discard(job.spec.name)
         self._count(self.orphans.pop(record.launch_id, None), -1)
+        self.stopping.pop(record.launch_id, None)
         plan.write(ended)
         plan.ended.add(ended.launch_id)
 

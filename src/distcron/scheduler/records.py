@@ -22,7 +22,10 @@ from distcron.timefmt import utc_iso
 class LaunchState(StrEnum):
     LAUNCHING = "launching"  # intent committed, executor not yet confirmed
     RUNNING = "running"
-    QUEUED = "queued"  # waiting for the live run to end (concurrency = queue)
+    # Waiting: for the live run to end (concurrency = queue), for a worker, or,
+    # already submitted, in a batch scheduler (Slurm) for resources: see
+    # ``LaunchRecord.submitted``.
+    QUEUED = "queued"
     RETRYING = "retrying"  # failed, waiting for its next attempt
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -40,13 +43,15 @@ class LaunchState(StrEnum):
 
     @property
     def launched(self) -> bool:
-        """An executor was (or may have been) asked to run it."""
+        """An executor was (or may have been) asked to run it, whatever its cause
+        (a queued record may have been: see ``LaunchRecord.launched``)."""
         return self not in _NEVER_LAUNCHED
 
 
 _LIVE = frozenset({LaunchState.LAUNCHING, LaunchState.RUNNING, LaunchState.QUEUED,
                    LaunchState.RETRYING})
 _NEVER_LAUNCHED = frozenset({LaunchState.QUEUED, LaunchState.SKIPPED, LaunchState.MISSED})
+_SUBMITTED = frozenset({LaunchState.LAUNCHING, LaunchState.RUNNING})
 
 
 class Cause(StrEnum):
@@ -55,10 +60,11 @@ class Cause(StrEnum):
 
     WAITING_FOR_WORKER = "waiting_for_worker"  # queued: no eligible worker has a free slot
     WAITING_FOR_RUN = "waiting_for_run"  # queued behind a live run (concurrency = queue)
-    # launching: handed to a batch scheduler (Slurm) that has not started it yet;
-    # the reason gives the scheduler's own (resources, priority).
+    # queued: submitted to a batch scheduler (Slurm) that has not started it yet;
+    # the reason gives the scheduler's own (resources, priority). Unlike the
+    # other queued causes, it is launched: live in its executor.
     WAITING_FOR_RESOURCES = "waiting_for_resources"
-    PAUSED = "paused"  # skipped: the job is paused
+    PAUSED = "paused"  # skipped: the job is paused (stopped: queued for resources then)
     OVERLAP = "overlap"  # skipped: a run of the job is live (forbid, queue)
     REPLACED = "replaced"  # skipped or stopped: a newer run replaced it
     JOB_REMOVED = "job_removed"  # skipped or stopped: the job was removed while it waited
@@ -136,6 +142,34 @@ class LaunchRecord(BaseModel):
     exit_code: int | None = None
     signal: int | None = None
     pid: int | None = None
+
+    @property
+    def waiting_for_resources(self) -> bool:
+        """Queued in its executor (a batch scheduler), not in the core."""
+        return self.state is LaunchState.QUEUED and self.cause is Cause.WAITING_FOR_RESOURCES
+
+    @property
+    def launched(self) -> bool:
+        """An executor was (or may have been) asked to run it."""
+        return self.state.launched or self.waiting_for_resources
+
+    @property
+    def submitted(self) -> bool:
+        """Its executor has it (or may have it), not yet ended: launching,
+        running, or queued there for resources. Such a launch is asked about at
+        takeover, stopped through its executor, and its end is recorded."""
+        return self.state in _SUBMITTED or self.waiting_for_resources
+
+    @property
+    def active(self) -> bool:
+        """Counts as the job's run for overlap policies: submitted, or waiting
+        to retry (a launch queued in the core waits behind these)."""
+        return self.submitted or self.state is LaunchState.RETRYING
+
+    @property
+    def waiting(self) -> bool:
+        """Queued in the core: for a live run to end, or for a worker."""
+        return self.state is LaunchState.QUEUED and not self.waiting_for_resources
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_defaults=True).encode()

@@ -109,9 +109,7 @@ class LeaderRounds:
         """The launches a new leader must ask its executors about (see
         :class:`~distcron.scheduler.inputs.Settled`). Launches on worker agents are
         settled by their workers' reports and registrations instead."""
-        return [r for r in self.core.live_records()
-                if r.state in (LaunchState.LAUNCHING, LaunchState.RUNNING)
-                and r.executor != "agent"]
+        return [r for r in self.core.live_records() if r.submitted and r.executor != "agent"]
 
     # -- rounds ------------------------------------------------------------------
 
@@ -288,6 +286,7 @@ class LeaderRounds:
         if status is not None and status.state is RunState.NOT_FOUND:
             if record.state is LaunchState.LAUNCHING:
                 # The executor never received it: start it now (idempotent by run id).
+                # (One queued there for resources was received: its fate is unknown.)
                 notes.append(Note("reconcile_start", (("launch_id", launch_id),)))
                 plan = Plan()
                 plan.starts.append(record)
