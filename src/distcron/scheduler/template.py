@@ -7,9 +7,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from types import MappingProxyType
 
 from distcron.executors.base import HttpCall, LaunchRequest, SlurmOptions
 from distcron.jobs import JobSpec
+
+_NO_ENV: Mapping[str, str] = MappingProxyType({})
+
+
+@lru_cache(maxsize=256)
+def _states(notify_on: tuple[str, ...]) -> frozenset[str]:
+    """One set per distinct list: most jobs keep the default, and a leader holds
+    a template per job."""
+    return frozenset(notify_on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +49,9 @@ class LaunchTemplate:
             slurm = SlurmOptions(spec.partition, spec.cpus, spec.memory, spec.time_limit,
                                  spec.account, spec.qos, spec.sbatch_options or (),
                                  spec.starting_deadline)
-        return cls(spec.name, spec.command, spec.argv, dict(spec.env), spec.workdir,
-                   spec.timeout, http, spec.notify, frozenset(spec.notify_on),
+        # The spec is frozen and dropped once read: its env is kept, not copied.
+        return cls(spec.name, spec.command, spec.argv, spec.env or _NO_ENV, spec.workdir,
+                   spec.timeout, http, spec.notify, _states(spec.notify_on),
                    spec.notify_output, slurm)
 
     def request(self, run_id: str, slot: datetime | None, fence: int, store_id: str,
