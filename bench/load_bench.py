@@ -7,9 +7,9 @@ The jobs are what a fleet writes: names of teams' jobs, ``H``-spread yearly,
 monthly and weekly schedules, five time zones, a description, an owner, tags and
 an environment on some. Reported, in one run:
 
-(1) Phases, in this process: reading the TOML, validating the specs, encoding
-    them as stored, and what a new leader does with them (decoding each spec and
-    scheduling it), each timed alone.
+(1) Phases, in this process: reading the TOML, validating the specs, comparing
+    them with the store and encoding them, writing them to SQLite, and what a new
+    leader does with them (decoding each spec and scheduling it), each timed alone.
 (2) ``distcron serve --config FILE`` on a fresh SQLite store, until the leader
     has loaded every job (its ``event=term_started jobs=N`` line): start-up time,
     resident memory, and CPU used while idle for ``--idle`` seconds; then the
@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,23 +70,42 @@ def timed(what: str, func: Callable[[], T]) -> T:
 
 
 def phases(text: str, count: int) -> None:
-    from distcron.jobs import JobSpec, parse_jobs_toml
+    import asyncio
+
+    import tomli
+
+    from distcron.bulk import collector_held
+    from distcron.cron import compile as cron_compile
+    from distcron.jobs import diff_jobs, parse_jobs_file, write_diff
     from distcron.replica import watched
     from distcron.scheduler.rounds import LeaderRounds
     from distcron.store.layout import Cursor
+    from distcron.store.sqlite import SqliteStore
 
-    print(f"(1) {count} jobs, phase by phase, in this process")
-    timed("read the TOML (tomllib)", lambda: tomllib.loads(text))
-    specs: list[JobSpec] = timed("read and validate the jobs file", lambda: parse_jobs_toml(
-        text, "jobs.toml"))
-    stored = timed("encode the specs as stored (JSON)",
-                   lambda: [spec.to_json().encode() for spec in specs])
+    print(f"(1) {count} jobs, phase by phase, in this process, as serve does each")
     now = datetime.now(UTC)
-    inputs = timed("a new leader decodes every stored spec", lambda: [
-        watched.job_input(spec.name, raw, Cursor(now)) for spec, raw in zip(specs, stored,
-                                                                           strict=True)])
-    rounds = LeaderRounds(1, "bench", "here")
-    timed("a new leader schedules every job", lambda: rounds.load(inputs, now))
+    with collector_held():
+        document = timed("read the TOML (tomli)", lambda: tomli.loads(text))
+        found = timed("validate the jobs", lambda: parse_jobs_file(
+            text, "jobs.toml", (), now, None, document))
+        diff = timed("compare with the store (empty) and encode",
+                     lambda: diff_jobs(found.jobs, {}, source="/jobs.toml", prune=True, now=now))
+    with tempfile.TemporaryDirectory(prefix="distcron-load-") as tmp:
+        store = SqliteStore(Path(tmp) / "state.db")
+
+        async def write() -> None:
+            await write_diff(store, diff)
+            await store.close()
+
+        timed("write them to a new SQLite store", lambda: asyncio.run(write()))
+    stored = [spec.to_json().encode() for spec in found.jobs]
+    cron_compile._schedules.clear()  # a restarted leader has compiled nothing yet
+    with collector_held():
+        inputs = timed("a new leader decodes every stored spec", lambda: [
+            watched.job_input(spec.name, raw, Cursor(now)) for spec, raw in zip(
+                found.jobs, stored, strict=True)])
+        rounds = LeaderRounds(1, "bench", "here")
+        timed("a new leader schedules every job", lambda: rounds.load(inputs, now))
 
 
 def serve_until_loaded(workdir: Path, config: Path, count: int, idle: float) -> str:

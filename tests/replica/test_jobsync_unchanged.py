@@ -101,3 +101,16 @@ def test_another_text_is_applied_and_recorded(tmp_path: Path) -> None:
         assert await store.revision() == revision
 
     run(tmp_path, body)
+
+
+def test_a_file_written_in_parts_is_recorded_too(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        store.max_txn_ops = 4  # as an etcd with --max-txn-ops=4: several transactions
+        names = [f"job-{n}" for n in range(12)]
+        await apply_config_jobs(store, jobs_file(names), "jobs.toml", SystemClock())
+        assert set(await stored(store)) == set(names)
+        revision = await store.revision()
+        await apply_config_jobs(store, jobs_file(names), "jobs.toml", SystemClock())
+        assert await store.revision() == revision
+
+    run(tmp_path, body)

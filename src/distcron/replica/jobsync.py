@@ -87,6 +87,11 @@ async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock,
                  "notifiers_changed=%d notifiers_removed=%d", source, len(diff.added),
                  len(diff.changed), len(diff.removed), len(diff.notifiers_added),
                  len(diff.notifiers_changed), len(diff.notifiers_removed))
+        if len(diff.transactions(store.max_txn_ops)) == 1:
+            # All written at one revision: the keys as it left them are known.
+            await _mark_synced(store, owner, text_digest, _written(kvs + notifier_kvs, diff,
+                                                                   written), kept)
+            return
         after = (await store.range(JOBS))[0] + (await store.range(NOTIFIERS))[0]
         if _only_this_write(kvs + notifier_kvs, diff, after, min(revision, notifiers_revision),
                             written):
@@ -124,6 +129,20 @@ async def _mark_synced(store: Store, owner: str, text_digest: str, kvs: Iterable
                        kept: Mapping[str, Mapping[str, str | None]]) -> None:
     record = {"file": owner, "text": text_digest, "keys": _keys_digest(kvs), **kept}
     await store.put(synced_key(owner), json.dumps(record).encode())
+
+
+def _written(before: Iterable[KeyValue], diff: JobsDiff, revision: int) -> list[KeyValue]:
+    """The job and notifier keys after the diff was written in one transaction at
+    ``revision``, as far as their keys and revisions go (what the digest covers).
+    If anyone wrote besides, the store differs and the next start applies the file."""
+    keys = {kv.key: kv for kv in before}
+    for _, ops in diff.groups:
+        for op in ops:
+            if isinstance(op, Put) and op.key.startswith((JOBS, NOTIFIERS)):
+                keys[op.key] = KeyValue(op.key, b"", 0, revision, 0)
+            elif isinstance(op, Delete):
+                keys.pop(op.key, None)
+    return list(keys.values())
 
 
 def _only_this_write(before: Iterable[KeyValue], diff: JobsDiff, after: Iterable[KeyValue],
