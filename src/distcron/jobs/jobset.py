@@ -21,9 +21,9 @@ meanwhile fails the whole apply with :class:`~distcron.errors.Conflict` instead
 of being overwritten.
 
 A diff larger than one transaction may be (etcd's ``--max-txn-ops``, 128 by
-default) is written in parts of whole jobs, each guarded the same way. An edit
-made meanwhile then stops the apply at the part it touches, saying how many
-parts were written; applying the file again finishes the job.
+default) is written through a journal, whole or not at all all the same (see
+:mod:`distcron.jobs.journal`). Every write of job or notifier keys is refused
+while such an apply is in progress.
 
 Pausing is state people set at run time, not part of what a file or a PUT
 describes: a spec that does not say ``paused`` keeps the stored value.
@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from distcron.errors import Conflict, DistcronError
+from distcron.errors import DistcronError
+from distcron.jobs.journal import no_apply, refusal, write_journaled
 from distcron.jobs.notifier import NotifierSpec
 from distcron.jobs.problems import JobSpecErrors, Problem
 from distcron.jobs.spec import JobSpec
@@ -113,23 +114,6 @@ class JobsDiff:
     @property
     def changes(self) -> bool:
         return any(ops for _, ops in self.groups)
-
-    def transactions(self, limit: int | None) -> list[tuple[list[Compare], list[Op]]]:
-        """The diff as transactions of whole jobs within ``limit`` comparisons
-        and operations each: just one when it fits."""
-        batches: list[tuple[list[Compare], list[Op]]] = []
-        compares: list[Compare] = []
-        ops: list[Op] = []
-        for job_compares, job_ops in self.groups:
-            if limit is not None and compares and (
-                    len(compares) + len(job_compares) > limit or len(ops) + len(job_ops) > limit):
-                batches.append((compares, ops))
-                compares, ops = [], []
-            compares += job_compares
-            ops += job_ops
-        if compares:
-            batches.append((compares, ops))
-        return batches
 
 
 def _mine(stored_source: str | None, source: str) -> bool:
@@ -247,16 +231,17 @@ def check_api_may_change(stored: JobSpec, take_over: bool) -> None:
         raise OwnedByFile({stored.name: stored.source})
 
 
-async def write_diff(store: Store, diff: JobsDiff) -> int:
-    """Write the diff (see the module docstring); returns the last revision written.
-    Raises Conflict when a job changed since it was read."""
-    batches = diff.transactions(store.max_txn_ops)
-    revision = 0
-    for written, (compares, ops) in enumerate(batches):
-        result = await store.txn(compares, ops)
-        if not result.succeeded:
-            done = f"; {written} of {len(batches)} parts were written, apply again to finish" \
-                if written else ""
-            raise Conflict(JOBS, f"jobs changed while the file was being applied{done}")
-        revision = result.revision
-    return revision
+async def write_diff(store: Store, diff: JobsDiff, now: datetime) -> int:
+    """Write the diff whole (see the module docstring); returns the last revision
+    written. Raises Conflict when a job changed since it was read, or while an
+    apply is in progress."""
+    compares = [compare for group, _ in diff.groups for compare in group]
+    ops = [op for _, group in diff.groups for op in group]
+    limit = store.max_txn_ops
+    if limit is not None and (len(compares) + 1 > limit or len(ops) > limit):
+        return await write_journaled(store, compares, ops, limit, now)
+    result = await store.txn([*compares, no_apply()], ops)
+    if not result.succeeded:
+        raise await refusal(store, JOBS, "jobs changed while the file was being applied; "
+                            "nothing was written")
+    return result.revision

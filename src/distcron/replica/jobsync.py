@@ -62,7 +62,7 @@ async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock,
         if not diff.changes:
             return
         try:
-            await write_diff(store, diff)
+            await write_diff(store, diff, clock.now())
         except Conflict:
             continue
         log.info("event=jobs_applied file=%s added=%d changed=%d removed=%d notifiers_added=%d "
