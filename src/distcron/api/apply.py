@@ -2,9 +2,10 @@
 (and its ``[[notifier]]`` tables as the API's notifiers).
 
 The rules (what an apply may change, prune and take over, how it is guarded
-and written in parts) are :mod:`distcron.jobs.jobset`'s; this is their HTTP
-edge. A job defined in a replica's config file is refused with 409 naming the
-file unless the request takes it over; a race with another edit is 409 too;
+and written whole, through a journal when large) are
+:mod:`distcron.jobs.jobset`'s; this is their HTTP edge. A job defined in a
+replica's config file is refused with 409 naming the file unless the request
+takes it over; a race with another edit, or with an apply in progress, is 409 too;
 an invalid file (or one of more than :data:`MAX_APPLY_JOBS` jobs, or nested
 too deep) is 422 listing every problem, and changes nothing; a body too large
 is 413 (see :mod:`distcron.api.limits`). The file is read off the event loop,
@@ -59,7 +60,7 @@ async def apply_jobs(request: ApplyRequest, context: Context) -> ApplyResult:
     except OwnedByFile as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if diff.changes and not request.dry_run:
-        revision = await write_diff(context.store, diff)
+        revision = await write_diff(context.store, diff, now)
     return ApplyResult(
         added=sorted(diff.added), changed=sorted(diff.changed), removed=sorted(diff.removed),
         unchanged=sorted(diff.unchanged), changes=dict(sorted(diff.changed.items())),

@@ -47,6 +47,7 @@ from distcron.jobs import (
     keep_paused,
     owned,
 )
+from distcron.jobs.journal import no_apply, refusal
 from distcron.notify.senders import shown_url
 from distcron.scheduler.records import LaunchRecord, launch_id_for, manual_launch_id
 from distcron.store import Compare, Delete, KeyValue, Put, Store
@@ -70,8 +71,8 @@ def _not_found(name: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"job {name!r} not found")
 
 
-def _changed_concurrently(name: str) -> Conflict:
-    return Conflict(job_key(name), "the job changed concurrently")
+async def _changed_concurrently(store: Store, name: str) -> Conflict:
+    return await refusal(store, job_key(name), "the job changed concurrently")
 
 
 TakeOver = Annotated[bool, Query(
@@ -182,8 +183,8 @@ async def put_job(
         spec = keep_paused(spec, stored)
         compare = Compare.modified_at(job_key(name), current.mod_revision)
         ops = [Put(job_key(name), spec.to_json().encode())]
-    if not (await context.store.txn([compare], ops)).succeeded:
-        raise _changed_concurrently(name)
+    if not (await context.store.txn([compare, no_apply()], ops)).succeeded:
+        raise await _changed_concurrently(context.store, name)
     return spec
 
 
@@ -202,11 +203,11 @@ async def remove_job(name: str, context: Context, take_over: TakeOver = False) -
     if stored is not None:
         _may_change(stored, take_over)
     result = await context.store.txn(
-        [Compare.modified_at(kv.key, kv.mod_revision)],
+        [Compare.modified_at(kv.key, kv.mod_revision), no_apply()],
         [Delete(job_key(name)), Delete(cursor_key(name))],
     )
     if not result.succeeded:
-        raise _changed_concurrently(name)
+        raise await _changed_concurrently(context.store, name)
     return Removed(job=name)
 
 
@@ -227,10 +228,10 @@ async def _set_paused(context: ApiContext, name: str, *, paused: bool) -> JobSpe
         return spec
     spec = spec.model_copy(update={"paused": paused})
     result = await context.store.txn(
-        [Compare.modified_at(kv.key, kv.mod_revision)], [Put(kv.key, spec.to_json().encode())]
-    )
+        [Compare.modified_at(kv.key, kv.mod_revision), no_apply()],
+        [Put(kv.key, spec.to_json().encode())])
     if not result.succeeded:
-        raise _changed_concurrently(name)
+        raise await _changed_concurrently(context.store, name)
     return spec
 
 

@@ -12,11 +12,13 @@ from pydantic import ValidationError
 from distcron.api.auth import Authorized, require_token
 from distcron.api.context import Context
 from distcron.api.models import ERRORS
-from distcron.errors import JobSpecError
+from distcron.errors import Conflict, JobSpecError
 from distcron.jobs import API_SOURCE, OwnedByFile
 from distcron.jobs.jobset import is_file_source
+from distcron.jobs.journal import IN_PROGRESS, no_apply
 from distcron.jobs.notifier import NotifierSpec
 from distcron.notify.senders import shown_url
+from distcron.store import Delete, Put
 from distcron.store.layout import NOTIFIERS, name_of, notifier_key
 
 router = APIRouter(tags=["notifiers"], responses=ERRORS)
@@ -60,7 +62,10 @@ async def put_notifier(name: str, body: Annotated[dict[str, Any], Body()],
         where = ".".join(str(part) for part in problem["loc"]) or "body"
         raise JobSpecError(str(problem["msg"]).removeprefix("Value error, "),
                            field=f"notifier {name!r}, {where}") from None
-    await context.store.put(notifier_key(name), spec.to_json().encode())
+    written = await context.store.txn([no_apply()],
+                                      [Put(notifier_key(name), spec.to_json().encode())])
+    if not written.succeeded:
+        raise Conflict(notifier_key(name), IN_PROGRESS)
     return spec
 
 
@@ -68,6 +73,9 @@ async def put_notifier(name: str, body: Annotated[dict[str, Any], Body()],
 async def remove_notifier(name: str, context: Context,
                           take_over: bool = False) -> dict[str, str]:
     await _may_change(context, name, take_over)
-    if not await context.store.delete(notifier_key(name)):
+    result = await context.store.txn([no_apply()], [Delete(notifier_key(name))])
+    if not result.succeeded:
+        raise Conflict(notifier_key(name), IN_PROGRESS)
+    if not result.results[0]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"notifier {name!r} not found")
     return {"removed": name}

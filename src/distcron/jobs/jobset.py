@@ -21,9 +21,9 @@ meanwhile fails the whole apply with :class:`~distcron.errors.Conflict` instead
 of being overwritten.
 
 A diff larger than one transaction may be (etcd's ``--max-txn-ops``, 128 by
-default) is written in parts of whole jobs, each guarded the same way. An edit
-made meanwhile then stops the apply at the part it touches, saying how many
-parts were written; applying the file again finishes the job.
+default) is written through a journal, whole or not at all all the same (see
+:mod:`distcron.jobs.journal`). Every write of job or notifier keys is refused
+while such an apply is in progress.
 
 Pausing is state people set at run time, not part of what a file or a PUT
 describes: a spec that does not say ``paused`` keeps the stored value.
@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from distcron.bulk import collector_held
-from distcron.errors import Conflict, DistcronError
+from distcron.errors import DistcronError
+from distcron.jobs.journal import no_apply, refusal, write_journaled
 from distcron.jobs.notifier import NotifierSpec
 from distcron.jobs.problems import JobSpecErrors, Problem
 from distcron.jobs.spec import JobSpec
@@ -114,23 +115,6 @@ class JobsDiff:
     @property
     def changes(self) -> bool:
         return any(ops for _, ops in self.groups)
-
-    def transactions(self, limit: int | None) -> list[tuple[list[Compare], list[Op]]]:
-        """The diff as transactions of whole jobs within ``limit`` comparisons
-        and operations each: just one when it fits."""
-        batches: list[tuple[list[Compare], list[Op]]] = []
-        compares: list[Compare] = []
-        ops: list[Op] = []
-        for job_compares, job_ops in self.groups:
-            if limit is not None and compares and (
-                    len(compares) + len(job_compares) > limit or len(ops) + len(job_ops) > limit):
-                batches.append((compares, ops))
-                compares, ops = [], []
-            compares += job_compares
-            ops += job_ops
-        if compares:
-            batches.append((compares, ops))
-        return batches
 
 
 def _mine(stored_source: str | None, source: str) -> bool:
@@ -249,17 +233,26 @@ def check_api_may_change(stored: JobSpec, take_over: bool) -> None:
         raise OwnedByFile({stored.name: stored.source})
 
 
-async def write_diff(store: Store, diff: JobsDiff) -> int:
-    """Write the diff (see the module docstring); returns the last revision written.
-    Raises Conflict when a job changed since it was read."""
-    batches = diff.transactions(store.max_txn_ops)
-    revision = 0
+def fits_one_transaction(store: Store, diff: JobsDiff) -> bool:
+    """Whether the diff is written in one transaction (else through the journal)."""
+    limit = store.max_txn_ops
+    compares = sum(len(group) for group, _ in diff.groups)
+    ops = sum(len(group) for _, group in diff.groups)
+    return limit is None or (compares + 1 <= limit and ops <= limit)
+
+
+async def write_diff(store: Store, diff: JobsDiff, now: datetime) -> int:
+    """Write the diff whole (see the module docstring); returns the last revision
+    written. Raises Conflict when a job changed since it was read, or while an
+    apply is in progress."""
+    compares = [compare for group, _ in diff.groups for compare in group]
+    ops = [op for _, group in diff.groups for op in group]
     with collector_held():  # the store writes as many rows as the diff has jobs, and more
-        for written, (compares, ops) in enumerate(batches):
-            result = await store.txn(compares, ops)
-            if not result.succeeded:
-                done = (f"; {written} of {len(batches)} parts were written, apply again to "
-                        "finish") if written else ""
-                raise Conflict(JOBS, f"jobs changed while the file was being applied{done}")
-            revision = result.revision
-    return revision
+        if not fits_one_transaction(store, diff):
+            assert store.max_txn_ops is not None
+            return await write_journaled(store, compares, ops, store.max_txn_ops, now)
+        result = await store.txn([*compares, no_apply()], ops)
+    if not result.succeeded:
+        raise await refusal(store, JOBS, "jobs changed while the file was being applied; "
+                            "nothing was written")
+    return result.revision

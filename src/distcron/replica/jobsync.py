@@ -35,7 +35,15 @@ from typing import Any
 import distcron
 from distcron.clock import Clock
 from distcron.errors import Conflict
-from distcron.jobs import JobsDiff, JobsFile, diff_jobs, diff_notifiers, parse_jobs_file, write_diff
+from distcron.jobs import (
+    JobsDiff,
+    JobsFile,
+    diff_jobs,
+    diff_notifiers,
+    fits_one_transaction,
+    parse_jobs_file,
+    write_diff,
+)
 from distcron.store import Store
 from distcron.store.base import Delete, KeyValue, Put
 from distcron.store.layout import JOBS, NOTIFIERS, name_of, synced_key
@@ -80,14 +88,14 @@ async def apply_config_jobs(store: Store, text: str, source: str, clock: Clock,
             await _mark_synced(store, owner, text_digest, kvs + notifier_kvs, kept)
             return
         try:
-            written = await write_diff(store, diff)
+            written = await write_diff(store, diff, clock.now())
         except Conflict:
             continue
         log.info("event=jobs_applied file=%s added=%d changed=%d removed=%d notifiers_added=%d "
                  "notifiers_changed=%d notifiers_removed=%d", source, len(diff.added),
                  len(diff.changed), len(diff.removed), len(diff.notifiers_added),
                  len(diff.notifiers_changed), len(diff.notifiers_removed))
-        if len(diff.transactions(store.max_txn_ops)) == 1:
+        if fits_one_transaction(store, diff):
             # All written at one revision: the keys as it left them are known.
             await _mark_synced(store, owner, text_digest, _written(kvs + notifier_kvs, diff,
                                                                    written), kept)

@@ -40,8 +40,9 @@ from typing import Any
 
 from distcron.bulk import collector_held
 from distcron.clock import Clock
-from distcron.errors import CommitRejected, NotLeader, StoreUnavailable
+from distcron.errors import CommitRejected, NotLeader, StoreError, StoreUnavailable
 from distcron.executors.base import Executor
+from distcron.jobs.journal import settle_apply
 from distcron.metrics import Metrics
 from distcron.notify.delivery import Deliveries
 from distcron.notify.senders import Smtp
@@ -66,6 +67,9 @@ log = logging.getLogger("distcron.leader")
 
 # Jobs loaded between two yields to the event loop at the start of a term.
 _LOAD_BATCH = 200
+# Seconds between the leader's looks at an apply in progress: one that made no
+# step between two looks is finished (or dropped) by the leader.
+APPLY_STALE = 2.0
 
 
 class LeaderTerm:
@@ -122,6 +126,7 @@ class LeaderTerm:
             await self._start_term(state)
             self._spawn(self._follow_store(changes), "follow-changes", critical=True)
             self._spawn(self._deliveries.run(), "deliver-notifications")
+            self._spawn(self._finish_applies(), "finish-applies")
             await self._loop()
         finally:
             self.mirror.unsubscribe(changes)
@@ -233,6 +238,19 @@ class LeaderTerm:
     def _gauge_jobs(self) -> None:
         self.metrics.jobs_loaded.set(len(self.rounds.templates))
         self.metrics.jobs_quarantined.set(len(self.rounds.core.quarantined))
+
+    async def _finish_applies(self) -> None:
+        """Complete an apply whose applier is gone (see :mod:`distcron.jobs.journal`):
+        one that made no step in :data:`APPLY_STALE` seconds."""
+        seen: bytes | None = None
+        at_start = True
+        while True:
+            try:
+                seen = await settle_apply(self.store, seen, at_start=at_start)
+                at_start = False
+            except StoreError as exc:
+                log.warning("event=apply_check_failed error=%r", str(exc))
+            await asyncio.sleep(APPLY_STALE)
 
     async def _prune(self, job: str) -> None:
         await prune_job_history(self.store, self.fence, job, self.history)

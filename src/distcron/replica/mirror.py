@@ -13,6 +13,11 @@ triggers, worker and replica registrations, and reports. Everything else the
 watch sees (output, assignments, claims, the leader key) only moves the
 revision.
 
+An apply too large for one transaction (:mod:`distcron.jobs.journal`) is seen
+whole: while ``meta/apply`` exists, changes of ``jobs/`` and ``notifiers/`` are
+held back, and applied and delivered together when it is deleted. A mirror
+that loads mid-apply (past its commit point) holds the apply's journal applied.
+
 On failure: when the watch ends (``StoreUnavailable``, ``Compacted``), the
 mirror reads the whole state again, with backoff, and watches on from that
 read. A subscriber (the leader's term) receives the error instead of further
@@ -29,11 +34,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from distcron.errors import StoreError
+from distcron.jobs.journal import WRITING, decode_ops
 from distcron.replica.snapshot import Snapshot
 from distcron.scheduler.records import LaunchRecord
-from distcron.store import Store, WatchBatch
+from distcron.store import Event, Put, Store, WatchBatch
 from distcron.store.layout import (
     ACTIVE,
+    APPLY,
+    APPLYING,
     CURSORS,
     JOBS,
     LAUNCHES,
@@ -99,6 +107,9 @@ class StateMirror:
         self._loaded = False
         self._advanced = asyncio.Event()
         self._subscriptions: set[Subscription] = set()
+        # Changes of jobs/ and notifiers/ seen while an apply is in progress.
+        self._applying = False
+        self._held_back: list[Event] = []
 
     @property
     def revision(self) -> int:
@@ -171,6 +182,7 @@ class StateMirror:
             kvs, revision = await self.store.range(prefix)
             first = first or revision
             held[prefix] = {name_of(kv.key, prefix): kv.value for kv in kvs}
+        await self._load_apply(held)
         active = {name_of(kv.key, ACTIVE) for kv in (await self.store.range(ACTIVE))[0]}
         state = _State(first, held, active, {})
         for job, raw in held[CURSORS].items():
@@ -195,10 +207,43 @@ class StateMirror:
                  len(active))
         return first
 
+    async def _load_apply(self, held: dict[str, dict[str, bytes]]) -> None:
+        """Hold an apply in progress as done, if it is past its commit point."""
+        marker = await self.store.get(APPLY)
+        self._applying, self._held_back = marker is not None, []
+        if marker is None or json.loads(marker.value)["state"] != WRITING:
+            return
+        apply_id = json.loads(marker.value)["id"]
+        for kv in (await self.store.range(f"{APPLYING}{apply_id}/"))[0]:
+            for op in decode_ops(kv.value):
+                for prefix in (JOBS, CURSORS, NOTIFIERS):
+                    if op.key.startswith(prefix) and isinstance(op, Put):
+                        held[prefix][name_of(op.key, prefix)] = op.value
+                    elif op.key.startswith(prefix):
+                        held[prefix].pop(name_of(op.key, prefix), None)
+
+    def _released(self, events: tuple[Event, ...]) -> list[Event]:
+        """``events`` but those of jobs and notifiers while an apply is in
+        progress, held back until its end releases them."""
+        out: list[Event] = []
+        for event in events:
+            key = event.kv.key
+            if key == APPLY:
+                self._applying = event.type == "put"
+                if not self._applying:
+                    out += self._held_back
+                    self._held_back = []
+            elif self._applying and key.startswith((JOBS, NOTIFIERS)):
+                self._held_back.append(event)
+                continue
+            out.append(event)
+        return out
+
     def _apply(self, batch: WatchBatch) -> None:
         state = self._state
         touched: set[str] = set()
-        for event in batch.events:
+        events = self._released(batch.events)
+        for event in events:
             key, value, put = event.kv.key, event.kv.value, event.type == "put"
             if key.startswith(LAUNCHES):
                 launch_id = name_of(key, LAUNCHES)
@@ -229,8 +274,9 @@ class StateMirror:
             if not state.keeps(launch_id):
                 state.records.pop(launch_id, None)
         state.revision = max(state.revision, batch.revision)
+        delivered = WatchBatch(batch.revision, tuple(events))
         for subscription in self._subscriptions:
-            subscription.put(batch)
+            subscription.put(delivered)
         self._wake()
 
     def _cursor_changed(self, job: str, value: bytes | None, touched: set[str]) -> None:

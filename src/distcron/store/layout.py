@@ -17,6 +17,12 @@ key                        value                                           writt
 ``meta/restored``          the store was restored from a copy (JSON:       restore
                            ``at``): slots up to it are missed              (the leader
                                                                            deletes it)
+``meta/apply``             an apply too large for one transaction, in      jobs apply
+                           progress (JSON: ``id``, ``chunks``, ``state``,  (the leader
+                           ``started``); while it exists only its          may finish
+                           applier writes ``jobs/`` and ``notifiers/``     it)
+                           (see :mod:`distcron.jobs.journal`)
+``applying/<id>/<n>``      that apply's writes, part ``n`` (JSON list)     jobs apply
 ``released/<mark>``        the staged launches a leader released (JSON    leader
                            list of launch ids), written before it
                            releases them; gone once none still launches
@@ -67,6 +73,8 @@ RELEASED = "released/"
 IDENTITY = "meta/identity"
 SYNCED = "synced/"
 RESTORED = "meta/restored"
+APPLY = "meta/apply"
+APPLYING = "applying/"
 REPLICAS = "replicas/"
 WORKERS = "workers/"
 ASSIGN = "assign/"
