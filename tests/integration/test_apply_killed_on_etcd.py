@@ -92,5 +92,5 @@ def test_a_replica_killed_during_a_large_apply_leaves_the_old_or_the_new_set(
         tmp_path: Path, etcd_cluster: EtcdCluster) -> None:
     rng = random.Random(1303)
     outcomes = [killed_during_apply(tmp_path, etcd_cluster.url(f"apply-{uuid.uuid4().hex[:8]}"),
-                                    f"kill{n}", rng.uniform(0.0, 0.4)) for n in range(6)]
+                                    f"kill{n}", rng.uniform(0.0, 0.4)) for n in range(4)]
     print("outcomes:", outcomes)
