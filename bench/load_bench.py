@@ -94,7 +94,7 @@ def phases(text: str, count: int) -> None:
         store = SqliteStore(Path(tmp) / "state.db")
 
         async def write() -> None:
-            await write_diff(store, diff)
+            await write_diff(store, diff, now)
             await store.close()
 
         timed("write them to a new SQLite store", lambda: asyncio.run(write()))
