@@ -28,11 +28,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from distcron.errors import Conflict
-from distcron.store import Compare, Delete, KeyValue, Op, Put, Store, Target
+from distcron.store import Compare, Delete, KeyValue, Op, Put, Store
 from distcron.store.layout import APPLY, APPLYING, JOBS, NOTIFIERS
 from distcron.timefmt import utc_iso
 
@@ -82,19 +82,6 @@ def _marker(apply_id: str, chunks: int, state: str, started: str) -> bytes:
                        "started": started}, sort_keys=True).encode()
 
 
-def _holds(compare: Compare, current: Mapping[str, KeyValue]) -> bool:
-    kv = current.get(compare.key)
-    if compare.target is Target.VALUE:
-        return kv is not None and compare.op == "==" and kv.value == compare.operand
-    actual = 0 if kv is None else {Target.VERSION: kv.version, Target.MOD: kv.mod_revision,
-                                   Target.CREATE: kv.create_revision,
-                                   Target.LEASE: kv.lease}[compare.target]
-    operand = compare.operand
-    assert isinstance(operand, int)
-    return {"==": actual == operand, "!=": actual != operand, ">": actual > operand,
-            "<": actual < operand}[compare.op]
-
-
 async def write_journaled(store: Store, compares: Sequence[Compare], ops: Sequence[Op],
                           limit: int, now: datetime) -> int:
     """Write ``ops`` whole if every compare (on ``jobs/`` and ``notifiers/`` keys)
@@ -118,7 +105,7 @@ async def write_journaled(store: Store, compares: Sequence[Compare], ops: Sequen
     current: dict[str, KeyValue] = {}
     for prefix in (JOBS, NOTIFIERS):
         current.update((kv.key, kv) for kv in (await store.range(prefix))[0])
-    failed = [compare.key for compare in compares if not _holds(compare, current)]
+    failed = [compare.key for compare in compares if not compare.holds(current.get(compare.key))]
     writing = _marker(apply_id, len(parts), WRITING, started)
     if failed or not (await store.txn([Compare.value_is(APPLY, checking)],
                                       [Put(APPLY, writing)])).succeeded:

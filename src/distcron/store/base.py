@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+import operator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 CompareOp = Literal["==", "!=", "<", ">"]
 
@@ -93,6 +94,19 @@ class Compare:
     @classmethod
     def value_is(cls, key: str, value: bytes) -> Compare:
         return cls(key, Target.VALUE, "==", value)
+
+    def holds(self, kv: KeyValue | None) -> bool:
+        """Whether the comparison holds for the key as ``kv`` (None: absent) has it."""
+        if self.target is Target.VALUE:
+            return kv is not None and _OPERATORS[self.op](kv.value, self.operand)
+        actual = 0 if kv is None else getattr(kv, _FIELDS[self.target])
+        return _OPERATORS[self.op](actual, self.operand)
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt}
+_FIELDS = {Target.CREATE: "create_revision", Target.MOD: "mod_revision",
+           Target.VERSION: "version", Target.LEASE: "lease"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,10 +39,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from distcron.errors import Compacted, LeaseExpired, StoreReplaced, StoreUnavailable
-from distcron.store.base import Compare, Event, Get, KeyValue, Op, Put, Target, TxnResult
+from distcron.store.base import Compare, Event, Get, KeyValue, Op, Put, TxnResult
 from distcron.store.layout import IDENTITY, RESTORED
 from distcron.store.sqlite_files import FileId, HighWater, file_problem
 from distcron.store.sqlite_schema import connect
@@ -54,14 +53,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    ">": operator.gt,
-}
-# Column of each integer target in ``SELECT value, create_rev, mod_rev, version, lease``.
-_COLUMN = {Target.CREATE: 1, Target.MOD: 2, Target.VERSION: 3, Target.LEASE: 4}
 _KV_COLUMNS = "key, value, create_rev, mod_rev, version, lease"
 _MAX_CODE_POINT = 0x10FFFF
 # Host parameters per statement: SQLite's limit is 32,766 since 3.32, 999 before.
@@ -136,16 +127,8 @@ class _Tx:
             self._seq = 0
 
     def holds_all(self, compares: Sequence[Compare]) -> bool:
-        rows = self._rows(c.key for c in compares)
-        for c in compares:
-            row = rows.get(c.key)
-            if c.target is Target.VALUE:
-                # etcd: a value compare on an absent key is false, whatever the op.
-                if row is None or not _OPS[c.op](row[0], c.operand):
-                    return False
-            elif not _OPS[c.op](0 if row is None else row[_COLUMN[c.target]], c.operand):
-                return False
-        return True
+        found = self._found(c.key for c in compares)
+        return all(c.holds(found.get(c.key)) for c in compares)
 
     def apply_all(self, ops: Sequence[Op]) -> tuple[tuple[KeyValue, ...] | int | None, ...]:
         """Apply ``ops`` in order; a run of puts is written in one statement per table
@@ -183,7 +166,8 @@ class _Tx:
             for op in puts:
                 if op.lease and op.lease not in alive:
                     raise LeaseExpired(op.lease)
-        known = {key: (row[1], row[3]) for key, row in self._rows(op.key for op in puts).items()}
+        known = {key: (kv.create_revision, kv.version)
+                 for key, kv in self._found(op.key for op in puts).items()}
         rev = self.pending
         kv_rows, event_rows = [], []
         for op in puts:
@@ -202,12 +186,11 @@ class _Tx:
             "INSERT INTO event (revision, seq, deleted, key, value, create_rev, version, lease)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
 
-    def _rows(self, keys: Iterable[str]) -> dict[str, tuple[Any, ...]]:
-        """``key -> (value, create_rev, mod_rev, version, lease)`` of those present."""
+    def _found(self, keys: Iterable[str]) -> dict[str, KeyValue]:
+        """Those of ``keys`` that are present."""
         wanted = list(dict.fromkeys(keys))
-        return {row[0]: row[1:] for chunk in _chunks(wanted) for row in self.conn.execute(
-            "SELECT key, value, create_rev, mod_rev, version, lease FROM kv"
-            f" WHERE key IN ({_marks(chunk)})", chunk)}
+        return {row[0]: KeyValue(*row) for chunk in _chunks(wanted) for row in self.conn.execute(
+            f"SELECT {_KV_COLUMNS} FROM kv WHERE key IN ({_marks(chunk)})", chunk)}
 
     def delete(self, where: str, params: tuple[object, ...]) -> int:
         """Delete the keys matching ``where``; their delete events go in key order, as etcd's."""
