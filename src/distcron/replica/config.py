@@ -152,26 +152,20 @@ def load_config_file(path: Path) -> ConfigFile:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(f"cannot read config file {path}: {reason}") from exc
     cut = _serve_part(text)
-    try:
-        with collector_held():
-            document = tomli.loads(text if cut is None else cut[0])
-    except tomli.TOMLDecodeError as exc:
-        if cut is not None:  # told as for the whole file, with its own line numbers
-            return load_whole(path, text)
-        raise ConfigError(f"config file {path}: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(f"config file {path}: arrays or tables are nested too deeply") from None
-    serve = document.pop("serve", {})
-    if not isinstance(serve, dict):
-        raise ConfigError(f"config file {path}: [serve] must be a table")
-    if cut is None:
-        return ConfigFile(path, serve, document, text, bool(document))
-    if document:
-        return load_whole(path, text)
-    return ConfigFile(path, serve, None, text, cut[1])
+    if cut is not None:
+        try:
+            serve, rest = _parsed(path, cut[0])
+        except ConfigError:
+            pass  # told as for the whole file, with its own line numbers
+        else:
+            if not rest:
+                return ConfigFile(path, serve, None, text, cut[1])
+    serve, document = _parsed(path, text)
+    return ConfigFile(path, serve, document, text, bool(document))
 
 
-def load_whole(path: Path, text: str) -> ConfigFile:
+def _parsed(path: Path, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``[serve]`` table and the rest of TOML ``text``."""
     try:
         with collector_held():
             document = tomli.loads(text)
@@ -182,7 +176,7 @@ def load_whole(path: Path, text: str) -> ConfigFile:
     serve = document.pop("serve", {})
     if not isinstance(serve, dict):
         raise ConfigError(f"config file {path}: [serve] must be a table")
-    return ConfigFile(path, serve, document, text, bool(document))
+    return serve, document
 
 
 def _serve_part(text: str) -> tuple[str, bool] | None:

@@ -139,17 +139,26 @@ async def _mark_synced(store: Store, owner: str, text_digest: str, kvs: Iterable
     await store.put(synced_key(owner), json.dumps(record).encode())
 
 
+def _touched(diff: JobsDiff) -> tuple[set[str], set[str]]:
+    """The job and notifier keys the diff puts, and those it deletes."""
+    put: set[str] = set()
+    deleted: set[str] = set()
+    for _, ops in diff.groups:
+        for op in ops:
+            if isinstance(op, Put) and op.key.startswith((JOBS, NOTIFIERS)):
+                put.add(op.key)
+            elif isinstance(op, Delete):
+                deleted.add(op.key)
+    return put, deleted
+
+
 def _written(before: Iterable[KeyValue], diff: JobsDiff, revision: int) -> list[KeyValue]:
     """The job and notifier keys after the diff was written in one transaction at
     ``revision``, as far as their keys and revisions go (what the digest covers).
     If anyone wrote besides, the store differs and the next start applies the file."""
-    keys = {kv.key: kv for kv in before}
-    for _, ops in diff.groups:
-        for op in ops:
-            if isinstance(op, Put) and op.key.startswith((JOBS, NOTIFIERS)):
-                keys[op.key] = KeyValue(op.key, b"", 0, revision, 0)
-            elif isinstance(op, Delete):
-                keys.pop(op.key, None)
+    put, deleted = _touched(diff)
+    keys = {kv.key: kv for kv in before if kv.key not in deleted}
+    keys.update((key, KeyValue(key, b"", 0, revision, 0)) for key in put)
     return list(keys.values())
 
 
@@ -158,14 +167,8 @@ def _only_this_write(before: Iterable[KeyValue], diff: JobsDiff, after: Iterable
     """Whether ``after`` is ``before`` with the diff written (between revisions
     ``read_at`` and ``written``) and nothing else: only then does the record
     say truly what the file left."""
-    expected = {kv.key: kv.mod_revision for kv in before}
-    put: set[str] = set()
-    for _, ops in diff.groups:
-        for op in ops:
-            if isinstance(op, Put) and op.key.startswith((JOBS, NOTIFIERS)):
-                put.add(op.key)
-            elif isinstance(op, Delete):
-                expected.pop(op.key, None)
+    put, deleted = _touched(diff)
+    expected = {kv.key: kv.mod_revision for kv in before if kv.key not in deleted}
     found = {kv.key: kv.mod_revision for kv in after}
     if found.keys() != expected.keys() | put:
         return False
