@@ -49,9 +49,11 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, detail: str) -> None:
+    # The connection is kept: the server reads the rest of the body and throws it
+    # away. Closed with the body unread, it would be reset, and a client still
+    # sending would lose the answer.
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status.HTTP_413_CONTENT_TOO_LARGE,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -73,7 +73,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from distcron.errors import ExecutorError
 from distcron.executors import batch, rundir
@@ -123,9 +123,9 @@ class _Handoff:
         os.close(self.ready_fd)
 
 
-def _log_abandoned_start(task: asyncio.Task[RunStatus]) -> None:
-    """Say why a start whose caller stopped waiting for it failed (a start that
-    succeeds says so itself)."""
+def _log_abandoned_start(task: asyncio.Task[Any]) -> None:
+    """Say why a start or staging whose caller stopped waiting for it failed
+    (one that succeeds says so itself)."""
     if not task.cancelled() and (error := task.exception()) is not None:
         log.warning("event=start_failed error=%r", str(error))
 
@@ -233,6 +233,8 @@ class LocalExecutor(Executor):
         self._start_timeout = start_timeout
         self._fork_server = ForkServer(self.run_dir, send_timeout=start_timeout)
         self._starting: set[asyncio.Task[RunStatus]] = set()
+        # Stagings under way, by launch id: a release waits for its launch's.
+        self._staging: dict[str, asyncio.Task[list[RunStatus | ExecutorError]]] = {}
         self._batches: dict[str, _BatchPipe] = {}  # staged launch id -> its batch's pipe
 
     async def start(self, request: LaunchRequest) -> RunStatus:
@@ -255,7 +257,9 @@ class LocalExecutor(Executor):
         if handoff is None:
             status = await self.query(launch_id)
             if status.state is RunState.STAGED:
-                [result] = await self.release([request])
+                [result] = await self._release(
+                    [request], f"launch {launch_id!r} is staged here but its batch "
+                               "supervisor could not be told to start it")
                 if isinstance(result, ExecutorError):
                     raise result
                 return result
@@ -364,7 +368,29 @@ class LocalExecutor(Executor):
         """Claim the launches and hand them, :data:`~distcron.executors.batch.BATCH_SIZE`
         at a time, to batch supervisors that hold them until released (see
         :mod:`distcron.executors.batch`). Nothing is made durable: a staged
-        launch that a crash takes away was never started."""
+        launch that a crash takes away was never started.
+
+        Once claimed, a launch must reach its batch supervisor or be let go of,
+        even if this call is cancelled (the term that asked ended): that happens
+        in a task of its own, which a release of the same launch waits for."""
+        task = asyncio.ensure_future(self._stage_all(requests, release_by))
+        for request in requests:
+            self._staging[request.launch_id] = task
+        task.add_done_callback(lambda done: self._staged(requests, done))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_abandoned_start)
+            raise
+
+    def _staged(self, requests: Sequence[LaunchRequest],
+                task: asyncio.Task[list[RunStatus | ExecutorError]]) -> None:
+        for request in requests:
+            if self._staging.get(request.launch_id) is task:
+                del self._staging[request.launch_id]
+
+    async def _stage_all(self, requests: Sequence[LaunchRequest], release_by: datetime
+                         ) -> list[RunStatus | ExecutorError]:
         results: dict[str, RunStatus | ExecutorError] = {}
         chunks = [requests[n:n + batch.BATCH_SIZE]
                   for n in range(0, len(requests), batch.BATCH_SIZE)]
@@ -485,6 +511,16 @@ class LocalExecutor(Executor):
                       ) -> list[RunStatus | ExecutorError]:
         """Start staged launches at once (whoever staged them); any other as
         ``start`` would."""
+        return await self._release(requests, None)
+
+    async def _release(self, requests: Sequence[LaunchRequest], unstaged: str | None
+                       ) -> list[RunStatus | ExecutorError]:
+        """``release``; but with ``unstaged``, a launch found not staged (any
+        more) is not started: it fails with that reason (``start`` asks this,
+        and must not be asked again)."""
+        if stagings := {self._staging[r.launch_id] for r in requests
+                        if r.launch_id in self._staging}:
+            await asyncio.wait(stagings)  # not cancelled with this call
         by_batch: dict[_BatchPipe, list[str]] = defaultdict(list)
         for request in requests:
             if (pipe := self._batches.get(request.launch_id)) is not None:
@@ -506,7 +542,10 @@ class LocalExecutor(Executor):
                          status.state.value, status.pid)
         # Not staged (any more): let go at its deadline, or never staged here.
         for request in requests:
-            if request.launch_id not in results:
+            if request.launch_id not in results and unstaged is not None:
+                results[request.launch_id] = ExecutorError(
+                    f"{unstaged}; nothing was started, and starting again is safe")
+            elif request.launch_id not in results:
                 try:
                     results[request.launch_id] = await self.start(request)
                 except ExecutorError as exc:
@@ -602,8 +641,8 @@ class LocalExecutor(Executor):
         """Let starts under way finish handing their launches over, then let the
         fork server go (it exits once it has forked what it was sent). Runs are
         not stopped: they go on, and a later executor adopts them."""
-        while self._starting:
-            await asyncio.wait(set(self._starting))
+        while self._starting or self._staging:
+            await asyncio.wait({*self._starting, *self._staging.values()})
         for launch_id in list(self._batches):
             self._forget_staged(launch_id)
         await asyncio.to_thread(self._fork_server.close)

@@ -27,7 +27,8 @@ On failure:
 - A replica that publishes nothing (an older version, or stalled) is
   ignored once its last sample is :data:`STALE_AFTER` seconds old; one
   that has not been heard since this replica started is waited for during
-  :data:`FIRST_HEARING` seconds, in which this replica does not campaign.
+  :data:`FIRST_HEARING` seconds, in which this replica does not campaign
+  (a leader goes on leading meanwhile).
 - A publication that fails (the store unreachable) is tried again at the
   next period; the lease keepalive is what notices a store that is gone.
 - Clock: wall time is what is compared; monotonic time ages the samples.
@@ -76,10 +77,14 @@ def middles(offsets: Iterable[float]) -> tuple[float, float]:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What this replica knows of its clock: its skew (None before it heard
-    another replica) and, when it must not lead, why."""
+    another replica) and, when it must not lead, why. ``waiting``: the problem
+    is only that clocks just registered are not heard yet; it keeps this
+    replica from campaigning but does not depose it when it leads (a replica
+    joining must not make the leader step down)."""
 
     skew: float | None
     problem: str | None
+    waiting: bool = False
 
 
 class ClockCheck:
@@ -117,7 +122,8 @@ class ClockCheck:
         if self.bound <= 0:
             return Verdict(skew, None)
         if unheard and now - self._started < FIRST_HEARING:
-            return Verdict(skew, f"waiting to hear the clocks of {', '.join(sorted(unheard))}")
+            return Verdict(skew, f"waiting to hear the clocks of {', '.join(sorted(unheard))}",
+                           waiting=True)
         within = [abs(middle) <= self.bound for middle in middles(live.values())]
         if within[0] == within[1]:
             self._fit = within[0]
@@ -204,8 +210,11 @@ class ClockWatch:
         self.verdict = verdict
         self.metrics.clock_skew.set(verdict.skew or 0.0)
         self.metrics.clock_unfit.set(1 if verdict.problem else 0)
-        (self.unfit if verdict.problem else self.fit).set()
-        (self.fit if verdict.problem else self.unfit).clear()
+        deposes = verdict.problem is not None and not verdict.waiting
+        (self.unfit if deposes else self.fit).set()
+        (self.fit if deposes else self.unfit).clear()
+        if verdict.problem is not None:
+            self.fit.clear()
 
 
 def _seconds(value: float | None) -> str:
