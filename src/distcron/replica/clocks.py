@@ -210,11 +210,9 @@ class ClockWatch:
         self.verdict = verdict
         self.metrics.clock_skew.set(verdict.skew or 0.0)
         self.metrics.clock_unfit.set(1 if verdict.problem else 0)
+        (self.fit.clear if verdict.problem else self.fit.set)()
         deposes = verdict.problem is not None and not verdict.waiting
-        (self.unfit if deposes else self.fit).set()
-        (self.fit if deposes else self.unfit).clear()
-        if verdict.problem is not None:
-            self.fit.clear()
+        (self.unfit.set if deposes else self.unfit.clear)()
 
 
 def _seconds(value: float | None) -> str:
