@@ -40,16 +40,24 @@ def test_catch_up_all_runs_every_missed_slot_once_in_order_and_last_only_the_lat
     stopped = datetime.now(UTC)
     time.sleep(DOWN)  # the downtime itself is what is tested
     restarted = datetime.now(UTC)
-    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)):
+    with replicas(Replica(tmp_path, "r1", data_dir=tmp_path / "data", config=config)) as (again,):
         def caught_up() -> bool:
             return all(any(slot_of(i) > restarted for i in read_ledger(p))
                        for p in (*ledgers.values(), last_ledger))
         wait_until(caught_up, 40, "every job to run again after the restart")
+        launched = {policy: [r["launch_id"] for r in again.runs(job=f"all-{policy}")
+                             if r["state"] not in ("missed", "skipped")]
+                    for policy in POLICIES}
+    expected = _slots(stopped, restarted)
     for policy, ledger in ledgers.items():
         ran = read_ledger(ledger)
         assert not [i for i, n in Counter(ran).items() if n > 1], policy
         missed = [slot_of(i) for i in ran if stopped < slot_of(i) <= restarted]
-        expected = _slots(stopped, restarted)
+        if policy == "replace":
+            # The next slot may stop the last caught-up run before its shell
+            # wrote a line; its record still shows it launched (then stopped).
+            assert set(missed) <= set(expected), policy
+            missed = [slot_of(i) for i in launched[policy] if stopped < slot_of(i) <= restarted]
         assert sorted(missed) == expected, policy
         if policy in ("forbid", "queue"):  # one after another; the others overlap
             in_order = [slot_of(i) for i in ran]
