@@ -94,6 +94,10 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SEND_ATTEMPTS = 2
 # How long a release waits to hear from a batch before it reads the runs instead.
 RELEASE_WAIT = 2.0
+# At most this many staged launches have their shells started ahead and held at
+# their gates (see :mod:`distcron.executors.batch`), some 160 KB each: a herd
+# beyond it is spawned at its slot.
+PRESTART_LIMIT = 5000
 
 
 def default_base_env() -> dict[str, str]:
@@ -236,6 +240,7 @@ class LocalExecutor(Executor):
         # Stagings under way, by launch id: a release waits for its launch's.
         self._staging: dict[str, asyncio.Task[list[RunStatus | ExecutorError]]] = {}
         self._batches: dict[str, _BatchPipe] = {}  # staged launch id -> its batch's pipe
+        self._holding: set[str] = set()  # staged launch ids whose batches hold their shells
 
     async def start(self, request: LaunchRequest) -> RunStatus:
         # Once claimed, a launch must reach a supervisor, or be let go of, even
@@ -394,14 +399,23 @@ class LocalExecutor(Executor):
         results: dict[str, RunStatus | ExecutorError] = {}
         chunks = [requests[n:n + batch.BATCH_SIZE]
                   for n in range(0, len(requests), batch.BATCH_SIZE)]
+        prestart = []
+        for chunk in chunks:  # taken now, before any other staging can take them
+            prestart.append(len(self._holding) + len(chunk) <= PRESTART_LIMIT)
+            if prestart[-1]:
+                self._holding.update(request.launch_id for request in chunk)
         # Side by side: claiming is file-system work, mostly waiting.
         for chunk_results in await asyncio.gather(
-                *(self._stage_chunk(chunk, release_by) for chunk in chunks)):
+                *(self._stage_chunk(chunk, release_by, held)
+                  for chunk, held in zip(chunks, prestart, strict=True))):
             results.update(chunk_results)
+        for launch_id, result in results.items():
+            if isinstance(result, ExecutorError) or result.state is not RunState.STAGED:
+                self._holding.discard(launch_id)
         return [results[request.launch_id] for request in requests]
 
-    async def _stage_chunk(self, requests: Sequence[LaunchRequest], release_by: datetime
-                           ) -> dict[str, RunStatus | ExecutorError]:
+    async def _stage_chunk(self, requests: Sequence[LaunchRequest], release_by: datetime,
+                           prestart: bool) -> dict[str, RunStatus | ExecutorError]:
         results: dict[str, RunStatus | ExecutorError] = {}
         batch_dir = self.run_dir / f"{rundir.BATCH_PREFIX}{secrets.token_hex(8)}"
         try:
@@ -421,7 +435,7 @@ class LocalExecutor(Executor):
         for launch_id in known:
             results[launch_id] = await self.query(launch_id)
         if claimed:
-            error = await self._stage_batch(batch_dir, claimed, release_by)
+            error = await self._stage_batch(batch_dir, claimed, release_by, prestart)
             for request, _ in claimed:
                 results[request.launch_id] = error or RunStatus(request.launch_id,
                                                                 RunState.STAGED)
@@ -465,13 +479,13 @@ class LocalExecutor(Executor):
         return claimed, known
 
     async def _stage_batch(self, batch_dir: Path, chunk: list[tuple[LaunchRequest, int]],
-                           release_by: datetime) -> ExecutorError | None:
+                           release_by: datetime, prestart: bool) -> ExecutorError | None:
         """One batch: why none of its launches is staged, or None: all are."""
         lock_fds = [lock_fd for _, lock_fd in chunk]
         try:
             try:
                 ready_fd = await self._io("stage a batch", self._send_batch, batch_dir, chunk,
-                                          release_by)
+                                          release_by, prestart)
             except ExecutorError as exc:
                 return exc
             pipe = _BatchPipe(batch_dir, ready_fd)
@@ -492,11 +506,11 @@ class LocalExecutor(Executor):
         return None
 
     def _send_batch(self, batch_dir: Path, chunk: list[tuple[LaunchRequest, int]],
-                    release_by: datetime) -> int:
+                    release_by: datetime, prestart: bool) -> int:
         batch_dir.mkdir(mode=0o700)
         names = [rundir.dir_name(request.launch_id) for request, _ in chunk]
         (batch_dir / rundir.BATCH_LIST).write_text(json.dumps(
-            {"runs": names, "release_by": release_by.timestamp()}))
+            {"runs": names, "release_by": release_by.timestamp(), "prestart": prestart}))
         ready_fd, write_fd = os.pipe()
         try:
             self._fork_server.hand_off_batch(batch_dir, write_fd, [fd for _, fd in chunk])
@@ -557,14 +571,15 @@ class LocalExecutor(Executor):
         """Tell each batch this executor staged at once; any other launch by its
         own marker. Per launch, whether it was staged when told."""
         told: set[str] = set()
+        batches = []
         for pipe, launch_ids in by_batch.items():
-            assert pipe.pid is not None
-            try:
-                rundir.release_batch(pipe.batch_dir, pipe.pid,
-                                     [rundir.dir_name(launch_id) for launch_id in launch_ids])
-            except ProcessLookupError:  # it died: its launches read NOT_FOUND
-                continue
-            told.update(launch_ids)
+            assert pipe.pid is not None  # only staged batches are kept
+            batches.append((pipe.batch_dir, pipe.pid,
+                            [rundir.dir_name(launch_id) for launch_id in launch_ids]))
+        for launch_ids, ok in zip(by_batch.values(), rundir.release_batches(batches),
+                                  strict=True):
+            if ok:
+                told.update(launch_ids)
         others = [r.launch_id for r in requests if r.launch_id not in told]
         told.update(launch_id for launch_id, ok in zip(
             others, rundir.request_release(self.run_dir, others), strict=True) if ok)
@@ -590,6 +605,7 @@ class LocalExecutor(Executor):
             self._forget_staged(launch_id)
 
     def _forget_staged(self, launch_id: str) -> None:
+        self._holding.discard(launch_id)
         pipe = self._batches.pop(launch_id, None)
         if pipe is not None and pipe not in self._batches.values():
             pipe.close()

@@ -156,11 +156,24 @@ class RunDir:
         except FileNotFoundError:
             return None
 
-    def write_json(self, name: str, data: Mapping[str, Any], *, durable: bool = True) -> None:
+    def prepare(self, name: str) -> None:
+        """Create now the file a later ``write_json(name, prepared=True)`` fills
+        and renames into place: creating a file (an inode) is the dearest part
+        of a small write, and a batch pays it before the slot, not at it."""
+        os.close(os.open(self.prepared_path(name), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                         0o600))
+
+    def prepared_path(self, name: str) -> Path:
+        return self.path / f".{name}.prepared"
+
+    def write_json(self, name: str, data: Mapping[str, Any], *, durable: bool = True,
+                   prepared: bool = False) -> None:
         """Write atomically: readers see the old file or the new one. ``durable``:
         after a crash of the machine, the new one if this returned; a batch
-        writes without and makes a whole file system durable once (:func:`sync`)."""
-        tmp = self.path / f".{name}.{_token(4)}"
+        writes without and makes a whole file system durable once (:func:`sync`).
+        ``prepared``: through the file :meth:`prepare` made (made now if not).
+        Only one writer of ``name`` at a time may use it."""
+        tmp = self.prepared_path(name) if prepared else self.path / f".{name}.{_token(4)}"
         # dumps, not dump: only dumps uses the C encoder.
         text = json.dumps(data).encode()
         try:
@@ -326,8 +339,9 @@ def _take_over(run: RunDir, spec: RunSpec, batch: str | None) -> int | None:
             return None
         # A stop asked of the dead starter's attempt is not one of this start,
         # nor is a staging let go of.
-        for name in (STOP, STAGED, RELEASE):
-            (run.path / name).unlink(missing_ok=True)
+        for path in (run.path / STOP, run.path / STAGED, run.path / RELEASE,
+                     run.prepared_path(STATUS)):
+            path.unlink(missing_ok=True)
         run.write_json(REQUEST, spec.to_dict())  # the new starter's request (fence)
         if batch is not None:
             run.write_json(STAGED, {"batch": batch}, durable=False)
@@ -421,12 +435,24 @@ def _tell_staged(root: Path, launch_ids: Sequence[str], marker: str,
     return told
 
 
-def release_batch(batch_dir: Path, pid: int, names: Sequence[str]) -> None:
-    """Tell the batch supervisor ``pid`` of ``batch_dir`` to start these of its
-    runs (by directory name): one file and one signal for the whole batch."""
-    RunDir(batch_dir).write_json(f"{RELEASE}-{_token(8)}.json", {"runs": list(names)},
-                                 durable=False)
-    os.kill(pid, signal.SIGUSR1)
+def release_batches(batches: Sequence[tuple[Path, int, Sequence[str]]]) -> list[bool]:
+    """Tell each batch supervisor (its directory, its pid) to start these of its
+    runs (by directory name): one file and one signal per batch. Per batch,
+    False when its supervisor is gone (its launches read NOT_FOUND)."""
+    # Every file first, then the signals: batches told early start spawning at
+    # once and would starve the telling of the others.
+    for batch_dir, _, names in batches:
+        RunDir(batch_dir).write_json(f"{RELEASE}-{_token(8)}.json", {"runs": list(names)},
+                                     durable=False)
+    told = []
+    for _, pid, _ in batches:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            told.append(False)
+        else:
+            told.append(True)
+    return told
 
 
 def prune(root: Path, before: datetime) -> list[str]:
