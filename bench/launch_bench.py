@@ -139,7 +139,50 @@ def next_slot(lead: float) -> datetime:
     return (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
 
 
-def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
+def tree_memory_mb(workdir: Path) -> float:
+    """Resident memory of the replica and its helpers: every process working in
+    ``workdir`` (the replica, its fork server, the batch supervisors) and their
+    children (the jobs, held or running). The Python processes, forks that share
+    pages, by their proportional share (``Pss``); the many shells, cheaply read
+    during the burst, by their private pages (resident less shared, ``statm``),
+    plus the most any of them shares, once."""
+    roots = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")).is_relative_to(workdir):
+                    roots.append(int(entry.name))
+            except OSError:
+                continue
+    seen: set[int] = set()
+    kb = shared = 0
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    while roots:
+        pid = roots.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            roots += map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+            if Path(f"/proc/{pid}/comm").read_text().startswith("python"):
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                if match := re.search(r"^Pss:\s+(\d+)", rollup, re.M):
+                    kb += int(match.group(1))
+                continue
+            _, resident, shares = map(int, Path(f"/proc/{pid}/statm").read_text().split()[:3])
+        except (OSError, ValueError):
+            continue
+        kb += (resident - shares) * page_kb
+        shared = max(shared, shares * page_kb)
+    return (kb + shared) / 1024
+
+
+def sample_peak(workdir: Path, until: threading.Event, peak: list[float]) -> None:
+    while not until.wait(1.0):
+        peak.append(tree_memory_mb(workdir))
+
+
+def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float], float]:
     with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp:
         workdir = Path(tmp)
         slot = next_slot(lead)
@@ -153,6 +196,9 @@ def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
             wait_for(loaded, lead - 1, "the replica to lead")
             if datetime.now(UTC) >= slot:
                 raise SystemExit("the replica took longer to start than --lead allows")
+            done, peak = threading.Event(), [0.0]
+            sampler = threading.Thread(target=sample_peak, args=(workdir, done, peak))
+            sampler.start()
             def runs() -> list[dict[str, str]]:
                 answer = httpx.get(f"{url}/runs", params={"limit": min(count * 2, 10_000)},
                                    timeout=30)
@@ -162,12 +208,14 @@ def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float]]:
             # is measured must not compete with the measurement.
             wait_for(lambda: sum(r["state"] == "succeeded" for r in runs()) >= count, 120,
                      "every run to end", every=1.0)
+            done.set()
+            sampler.join()
             intents = intent_delays(log_path.read_text(), slot)
             starts = [(datetime.fromisoformat(r["started_at"]) - slot).total_seconds()
                       for r in runs()]
         finally:
             stop(proc)
-    return list(intents.values()), starts
+    return list(intents.values()), starts, max(peak)
 
 
 def apscheduler_burst(count: int, lead: float, threads: int
@@ -306,7 +354,7 @@ def main() -> None:
 
 
 def burst(jobs: int, lead: float) -> None:
-    intents, starts = distcron_burst(jobs, lead)
+    intents, starts, memory = distcron_burst(jobs, lead)
     peers = {threads: apscheduler_burst(jobs, min(lead, 5.0), threads)
              for threads in APSCHEDULER_THREADS}
     floor = spawn_floor(jobs, ("/bin/true",))
@@ -320,6 +368,8 @@ def burst(jobs: int, lead: float) -> None:
           f"{percentiles(floor_sh)}")
     print(f"    distcron     slot->intent committed  {percentiles(intents)}")
     print(f"    distcron     slot->process started   {percentiles(starts)}")
+    print(f"    distcron     resident memory of the replica and its helpers and jobs, "
+          f"at the peak (sampled each second): {memory:.0f} MB")
     for threads, (dispatched, started) in peers.items():
         peer = f"APScheduler, {threads:2d} threads"
         print(f"    {peer}: slot->job dispatched  {percentiles(dispatched)}")

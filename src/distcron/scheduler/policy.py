@@ -39,8 +39,9 @@ WORKER_GRACE = timedelta(seconds=10)
 PRUNE_EVERY = 50
 
 # How long before its slot a launch may be committed and staged (seconds): long
-# enough to prepare a few thousand launches on a small machine.
-STAGE_LEAD = 5.0
+# enough to prepare ten thousand launches on a small machine (two cores: their
+# intents, run directories and held shells take some ten seconds).
+STAGE_LEAD = 15.0
 
 # At most this many launches are staged (committed ahead of their slot) at once.
 MAX_STAGED = 20_000
