@@ -182,6 +182,19 @@ def sample_peak(workdir: Path, until: threading.Event, peak: list[float]) -> Non
         peak.append(tree_memory_mb(workdir))
 
 
+def runs_when_ended(url: str, count: int, timeout: float) -> list[dict[str, str]]:
+    """The run records, once ``count`` of them have succeeded."""
+    def runs() -> list[dict[str, str]]:
+        answer = httpx.get(f"{url}/runs", params={"limit": min(count * 2, 10_000)}, timeout=30)
+        return list(answer.json())
+
+    # Once a second: each poll makes the replica read every run, and what is
+    # measured must not compete with the measurement.
+    wait_for(lambda: sum(r["state"] == "succeeded" for r in runs()) >= count, timeout,
+             "every run to end", every=1.0)
+    return runs()
+
+
 def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float], float]:
     with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp:
         workdir = Path(tmp)
@@ -199,20 +212,12 @@ def distcron_burst(count: int, lead: float) -> tuple[list[float], list[float], f
             done, peak = threading.Event(), [0.0]
             sampler = threading.Thread(target=sample_peak, args=(workdir, done, peak))
             sampler.start()
-            def runs() -> list[dict[str, str]]:
-                answer = httpx.get(f"{url}/runs", params={"limit": min(count * 2, 10_000)},
-                                   timeout=30)
-                return list(answer.json())
-
-            # Once a second: each poll makes the replica read every run, and what
-            # is measured must not compete with the measurement.
-            wait_for(lambda: sum(r["state"] == "succeeded" for r in runs()) >= count, 120,
-                     "every run to end", every=1.0)
+            records = runs_when_ended(url, count, 120)
             done.set()
             sampler.join()
             intents = intent_delays(log_path.read_text(), slot)
             starts = [(datetime.fromisoformat(r["started_at"]) - slot).total_seconds()
-                      for r in runs()]
+                      for r in records]
         finally:
             stop(proc)
     return list(intents.values()), starts, max(peak)

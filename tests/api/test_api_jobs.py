@@ -106,6 +106,21 @@ def test_a_job_shows_its_latest_launch_as_last_run(
     assert client.get("/jobs").json()[0]["last_run"] == last
 
 
+def test_a_launch_staged_ahead_of_its_slot_is_not_the_last_run(
+    api: ServedApi, client: httpx.Client, seed: Callable[..., None]
+) -> None:
+    client.put("/jobs/backup", json=BACKUP).raise_for_status()
+    now = api.clock.now()
+    ran, staged = now - timedelta(seconds=10), now + timedelta(seconds=5)
+    seed(LaunchRecord(launch_id=launch_id_for("backup", ran), job="backup", slot=ran,
+                      state=LaunchState.SUCCEEDED, exit_code=0),
+         LaunchRecord(launch_id=launch_id_for("backup", staged), job="backup", slot=staged,
+                      state=LaunchState.LAUNCHING, staged=True))
+    for last in (client.get("/jobs/backup").json()["last_run"],
+                 client.get("/jobs").json()[0]["last_run"]):
+        assert (last["launch_id"], last["state"]) == (launch_id_for("backup", ran), "succeeded")
+
+
 def test_unknown_jobs_are_404_naming_the_job(client: httpx.Client) -> None:
     for method, path in (("GET", "/jobs/ghost"), ("DELETE", "/jobs/ghost"),
                          ("POST", "/jobs/ghost/pause"), ("POST", "/jobs/ghost/resume"),

@@ -138,7 +138,8 @@ async def list_jobs(context: Context, authorized: Authorized) -> list[JobView]:
     reasons = {name_of(kv.key, QUARANTINED): _quarantine_reason(kv) for kv in held}
     latest: dict[str, LaunchRecord] = {}
     for record in await read_launches(context.store):  # newest first
-        latest.setdefault(record.job, record)
+        if not record.ahead:
+            latest.setdefault(record.job, record)
     now = context.clock.now()
 
     def views() -> list[JobView]:
@@ -155,8 +156,8 @@ async def show_job(name: str, context: Context, authorized: Authorized) -> JobVi
     _, spec = await _read_job(context.store, name)
     launches = await read_launches(context.store, name)
     held = _quarantine_reason(await context.store.get(quarantine_key(name)))
-    return _view(spec, launches[0] if launches else None, context.clock.now(), authorized,
-                 held)
+    latest = next((record for record in launches if not record.ahead), None)
+    return _view(spec, latest, context.clock.now(), authorized, held)
 
 
 @router.put("/jobs/{name}", response_model=JobSpec, dependencies=_authorized,

@@ -97,7 +97,9 @@ class JobView(JobSpec):
     next: datetime | None = Field(
         description="the next slot, in UTC (also while paused); null when the schedule "
         "has no slot to come")
-    last_run: RunSummary | None = Field(description="the job's latest launch record, if any")
+    last_run: RunSummary | None = Field(
+        description="the job's latest launch record, if any; not one staged ahead of its "
+                    "slot and not started yet")
     quarantined: str | None = Field(
         default=None, description="why the leader gives the job no slots (its schedule "
         "cannot be computed any more), until its spec changes; null for a job that runs")

@@ -209,11 +209,18 @@ class LocalRuns:
         return None
 
     def _act_on_staged(self, decision: Decision) -> None:
-        """Staged launches: let go, prepared, released, each executor in order."""
+        """Staged launches: let go, released, prepared, each executor in order.
+        Releases come before preparing later slots: they are due now, and a
+        staging (run directories, held shells) can take a while."""
         for record in decision.unstages:
             if (executor := self.executors.get(record.executor or "local")) is not None:
                 self._lanes.submit(executor.name, functools.partial(
                     self._unstage, executor, record))
+        released: dict[str, list[Start]] = defaultdict(list)
+        for start in decision.releases:
+            released[start.record.executor or "local"].append(start)
+        for name, starts in released.items():
+            self._lanes.submit(name, functools.partial(self._release, name, starts))
         by_slot: dict[tuple[str, datetime], list[Start]] = defaultdict(list)
         for start in decision.stages:
             assert start.record.slot is not None
@@ -222,11 +229,6 @@ class LocalRuns:
             if (executor := self.executors.get(name)) is not None:
                 self._lanes.submit(name, functools.partial(
                     self._stage, executor, starts, slot + ON_TIME_TOLERANCE))
-        released: dict[str, list[Start]] = defaultdict(list)
-        for start in decision.releases:
-            released[start.record.executor or "local"].append(start)
-        for name, starts in released.items():
-            self._lanes.submit(name, functools.partial(self._release, name, starts))
 
     async def _unstage(self, executor: Executor, record: LaunchRecord) -> None:
         assert record.run_id is not None

@@ -144,6 +144,12 @@ class LaunchRecord(BaseModel):
     pid: int | None = None
 
     @property
+    def ahead(self) -> bool:
+        """Committed ahead of its slot and not started yet: the job's next
+        launch, not its latest outcome."""
+        return self.staged and self.state is LaunchState.LAUNCHING and self.started_at is None
+
+    @property
     def waiting_for_resources(self) -> bool:
         """Queued in its executor (a batch scheduler), not in the core."""
         return self.state is LaunchState.QUEUED and self.cause is Cause.WAITING_FOR_RESOURCES

@@ -133,6 +133,8 @@ async def jobs_page(
     reasons = {name_of(kv.key, QUARANTINED): jobs._quarantine_reason(kv) for kv in held}
     by_job: dict[str, list[LaunchRecord]] = {}
     for record in await read_launches(context.store):  # newest first
+        if record.ahead:  # its next slot, shown as such; not one of its runs yet
+            continue
         runs = by_job.setdefault(record.job, [])
         if len(runs) < STRIP:
             runs.append(record)
