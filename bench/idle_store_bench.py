@@ -1,12 +1,14 @@
 """Idle store traffic: how fast the store's revision grows when nothing happens.
 
     .venv/bin/python bench/idle_store_bench.py [--jobs 1000] [--replicas 2] [--minutes 1]
+        [--store sqlite|etcd]
 
 A real ``distcron serve`` (``--replicas`` of them, one leader and standbys on one
-SQLite store) with ``--jobs`` jobs none of which falls due (yearly, ``H``-spread,
-five zones), and one launch waiting for a worker that no worker can be (its tag
-matches none). Printed: store revisions per minute while idle, with the
-revision at the start and the end, so that every write left is a real event.
+store: an SQLite file, or a real 3-member etcd on this machine) with ``--jobs``
+jobs none of which falls due (yearly, ``H``-spread, five zones), and one launch
+waiting for a worker that no worker can be (its tag matches none). Printed:
+store revisions per minute while idle, with the revision at the start and the
+end, so that every write left is a real event.
 
 Target (issue 12): at most a handful per minute.
 """
@@ -14,6 +16,7 @@ Target (issue 12): at most a handful per minute.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -21,8 +24,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from launch_bench import start_serve, stop, wait_for
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.launch_bench import start_serve, stop, wait_for
+
+from tests.etcd_cluster import EtcdCluster
 
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney")
 TOKEN = "bench-token"
@@ -50,12 +55,19 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="distcron-bench-") as tmp, \
+            contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         config = workdir / "jobs.toml"
         config.write_text(jobs_toml(args.jobs))
         store = f"sqlite:///{workdir / 'state.db'}"
+        if args.store == "etcd":
+            cluster = EtcdCluster(workdir / "etcd")
+            cluster.start()
+            stack.callback(cluster.stop)
+            store = cluster.url("idle-bench")
         token_file = workdir / "token"
         token_file.write_text(TOKEN)
         procs = []
@@ -81,7 +93,7 @@ def main() -> None:
             for proc, _, _ in procs:
                 stop(proc)
     per_minute = (last - first) / args.minutes
-    print(f"{args.jobs} jobs none due, {args.replicas} replicas on SQLite, one launch "
+    print(f"{args.jobs} jobs none due, {args.replicas} replicas on {args.store}, one launch "
           f"waiting for a worker: revision {first} -> {last} in {args.minutes:g} min: "
           f"{per_minute:.1f} writes per minute (target: a handful)")
 
