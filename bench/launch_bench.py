@@ -15,7 +15,8 @@
 (b) ``--idle-jobs`` jobs loaded, none due for a long time: start-up time (until the
     leader has loaded them), resident memory, and CPU used while idle.
 
-Targets (issue 12): (a) p99 slot->process start <= 1 s and <= half APScheduler's;
+Targets (issue 12): (a) 2,000 jobs: p99 slot->process start <= 1 s and <= half
+APScheduler's; 10,000 jobs (``--jobs 10000 --lead 40``): p99 <= 5 s;
 (b) start-up <= 10 s, memory <= 500 MB, idle CPU <= 1 %.
 """
 
@@ -383,9 +384,11 @@ def burst(jobs: int, lead: float) -> None:
         return
     for threads, (_, started) in peers.items():
         print(f"    p99 process start, distcron / APScheduler ({threads} threads): "
-              f"{p99(starts) / p99(started):.2f}x (target <= 0.50x)")
+              f"{p99(starts) / p99(started):.2f}x")
     print(f"    p99 process start, distcron / floor: {p99(starts) / p99(floor):.2f}x "
           f"(/bin/true), {p99(starts) / p99(floor_sh):.2f}x (sh -c {JOB_COMMAND})")
+    print("    targets: 2,000 jobs p99 <= 1 s and <= 0.50x APScheduler's; "
+          "10,000 jobs p99 <= 5 s")
 
 
 if __name__ == "__main__":
