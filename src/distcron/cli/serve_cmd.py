@@ -74,8 +74,10 @@ def serve_command(config_file: Path | None, store: str | None, listen: str | Non
     except ConfigError as exc:
         click.echo(f"distcron serve: {exc}", err=True)
         sys.exit(2)
+    serving = _serve(config, config_read)
+    del config_read  # _serve lets go of the file's text once it has applied it
     try:
-        asyncio.run(_serve(config, config_read))
+        asyncio.run(serving)
     except DistcronError as exc:
         click.echo(f"distcron serve: {exc}", err=True)
         sys.exit(1)
@@ -141,6 +143,9 @@ async def _serve(config: ServeConfig, config_file: ConfigFile | None) -> None:
         if jobs_file is not None:
             await apply_config_jobs(parts.store, jobs_file.text, str(jobs_file.path),
                                     parts.clock, jobs_file.document)
+        # The text (and parsed document) of a big jobs file is tens of MB; a
+        # reload reads the file again.
+        config_file = jobs_file = None
         await parts.run(stop)
     finally:
         await parts.close()
