@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from distcron.errors import Compacted, ConfigError, LeaseExpired, StoreError, StoreUnavailable
-from distcron.store import Event, KeyValue, open_store
+from distcron.store import Event, KeyValue, open_store, sqlite_poll
 from distcron.store import sqlite as sqlite_backend
 from distcron.store.sqlite import SqliteStore, SqliteUrl, parse_sqlite_url
 from tests.store.helpers import collect
@@ -245,6 +245,28 @@ async def test_a_watch_alone_notices_an_expired_lease(
         clock.now += 5
         (event,) = await collect(watch, 1)
     assert event == Event("delete", KeyValue("election/leader", b"", 0, revision + 1, 0, 0))
+
+
+def test_a_quiet_store_is_polled_less_often() -> None:
+    fast, quiet = 0.05, sqlite_poll.QUIET_AFTER
+    assert sqlite_poll.poll_interval(fast, 0.0) == fast
+    assert sqlite_poll.poll_interval(fast, quiet - 0.01) == fast
+    assert sqlite_poll.poll_interval(fast, quiet) == fast * sqlite_poll.QUIET_FACTOR
+
+
+async def test_a_change_after_a_quiet_spell_still_reaches_a_watch_in_another_store(
+    open_at: Callable[..., SqliteStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_poll, "QUIET_AFTER", 0.1)
+    writer, watcher = open_at(), open_at()
+    revision = await writer.put("a", b"1")
+    async with aclosing(watcher.watch("b", revision + 1)) as watch:
+        await asyncio.sleep(0.5)  # the quiet spell itself: the poller has slowed down
+        await writer.put("b", b"2")
+        (event,) = await collect(watch, 1)
+        await writer.put("b", b"3")  # and the next change, polled fast again
+        (again,) = await collect(watch, 1)
+    assert (event.kv.value, again.kv.value) == (b"2", b"3")
 
 
 async def test_leases_expired_together_are_reaped_in_one_revision(
