@@ -113,8 +113,10 @@ class Launch:
     run: RunDir
     spec: RunSpec
     lock_fd: int
-    held: int | None = None  # the pid of its shell, started ahead and held at the gate
-    gate_fd: int | None = None  # the gate's write end, while the shell is held
+    # Its shell, started ahead and held at the gate: the gate's write end (None
+    # once opened or closed, or if never held) and the shell's pid.
+    gate_fd: int | None = None
+    held: int | None = None
     status: RunStatus | None = None  # RUNNING once spawned
     output_fd: int | None = None
     ring: OutputRing | None = None
@@ -353,7 +355,7 @@ def _close_gate(job: Launch) -> None:
 
 def _open_gate(batch: Batch, selector: selectors.BaseSelector, job: Launch) -> RunStatus:
     """Start the job: open the gate of its held shell, or spawn it now."""
-    if job.held is not None and job.gate_fd is not None:
+    if job.gate_fd is not None:
         try:
             os.write(job.gate_fd, b"\n")
         except BrokenPipeError:  # the held shell died: it ran nothing
@@ -362,8 +364,8 @@ def _open_gate(batch: Batch, selector: selectors.BaseSelector, job: Launch) -> R
             os.close(job.gate_fd)
             job.gate_fd = None
             pid = job.held
+            assert pid is not None and job.output_fd is not None
             del batch.held[pid]
-            assert job.output_fd is not None
             return _started(batch, selector, job, pid, job.output_fd)
     return _spawn(batch, selector, job)
 
@@ -464,7 +466,6 @@ def _reap(batch: Batch) -> None:
             # Gone before its release, having run nothing: released later, it is
             # spawned afresh.
             _close_gate(held)
-            held.held = None
             continue
         job = batch.jobs.pop(pid, None)
         if job is None:
