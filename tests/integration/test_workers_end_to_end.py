@@ -138,9 +138,11 @@ def test_launches_land_mostly_on_the_least_loaded_workers(
         tmp_path: Path, etcd_url: str) -> None:
     ledger = tmp_path / "ledger"
     config = tmp_path / "jobs.toml"
+    # Each job's next slot is staged (taking a worker's slot) as its last one is
+    # released: four jobs hold up to eight of the sixteen slots.
     config.write_text("".join(ledger_job(f"spread-{n}", "* * * * * *", ledger,
                                          executor="agent", concurrency="allow")
-                              for n in range(10)))
+                              for n in range(4)))
     loads = {"idle": 0.1, "light": 0.5, "busy": 0.9, "swamped": 1.5}
     fleet = []
     for worker_id, load in loads.items():
@@ -153,8 +155,8 @@ def test_launches_land_mostly_on_the_least_loaded_workers(
                      extra=("--store", etcd_url))
     with replicas(member), workers(*fleet):
         wait_until(lambda: registered(member, *loads), 20, "every worker")
-        wait_until(lambda: sum(r["state"] == "succeeded" for r in member.runs()) >= 200, 90,
-                   "200 launches")
+        wait_until(lambda: sum(r["state"] == "succeeded" for r in member.runs()) >= 120, 90,
+                   "120 launches")
         placed = Counter(r["worker"] for r in member.runs() if r["state"] == "succeeded")
     # The two least loaded take most; a worker never gets more than a less loaded
     # one (when all of a worker's slots are busy the next in line gets the launch).

@@ -7,7 +7,6 @@ ended gets no stop that would bring its deleted assignment back."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,20 +21,12 @@ from distcron.scheduler.rounds import LeaderRounds
 from distcron.store import KeyValue, Store
 from distcron.store.layout import Cursor, assignment_key, launch_key
 from distcron.worker.protocol import stop_requested, stop_value
-from tests.scheduler.world import T0
+from tests.scheduler.world import T0, Worker
 
 from .conftest import lead
 
 pytestmark = pytest.mark.anyio
 FIRST, SECOND = "backup@2026-11-24T06:01:00Z", "backup@2026-11-24T06:02:00Z"
-
-
-@dataclass(frozen=True)
-class Worker:
-    id: str = "w1"
-    slots: int = 4
-    tags: tuple[str, ...] = ()
-    load: float = 0.0
 
 
 class Leader:

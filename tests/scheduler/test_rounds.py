@@ -7,7 +7,6 @@ write and do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -30,17 +29,9 @@ from distcron.scheduler.policy import PLACEMENT_RETRY
 from distcron.scheduler.records import Cause, LaunchKind, LaunchRecord, LaunchState, launch_id_for
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
-from tests.scheduler.world import T0, minutes, seconds
+from tests.scheduler.world import T0, Worker, minutes, seconds
 
 FIRST = "backup@2026-11-24T06:01:00Z"
-
-
-@dataclass(frozen=True)
-class Worker:
-    id: str = "w1"
-    slots: int = 4
-    tags: tuple[str, ...] = ()
-    load: float = 0.0
 
 
 def spec(**fields: Any) -> JobSpec:

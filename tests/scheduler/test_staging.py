@@ -132,7 +132,7 @@ def _takeover(now: Any, marks: dict[str, list[str] | None]) -> LeaderRounds:
                           staging_executors=frozenset({"local"}))
     rounds.load([JobChanged(spec(), Cursor(SLOT))], now)
     rounds.restore([_staged_record()], now)
-    rounds.load_marks(marks)
+    rounds.load_marks(marks, now)
     return rounds
 
 

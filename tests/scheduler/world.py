@@ -15,6 +15,17 @@ T0 = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
+class Worker:
+    """A registered worker agent, as the scheduler sees one."""
+
+    id: str = "w1"
+    slots: int = 4
+    tags: tuple[str, ...] = ()
+    load: float = 0.0
+    stages: bool = True
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the core sees it (the JobPolicy protocol), described in a line."""
 

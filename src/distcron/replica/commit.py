@@ -54,7 +54,7 @@ from distcron.store.layout import (
     trigger_key,
 )
 from distcron.timefmt import utc_iso
-from distcron.worker.protocol import stop_value
+from distcron.worker.protocol import assignment_value, stop_value
 
 # Transactions of a store that sets no limit (SQLite) are still kept to this.
 UNBOUNDED_TXN_OPS = 10_000
@@ -207,7 +207,7 @@ def _extras(decision: Decision) -> dict[str, list[Op]]:
         assert record.worker is not None and record.run_id is not None
         # Keyed by the attempt: a retry is a new run for the worker, never the old one again.
         extras[record.launch_id].append(Put(assignment_key(record.worker, record.run_id),
-                                            json.dumps(start.request.to_dict()).encode()))
+                                            assignment_value(start.request, start.release_by)))
     for run in decision.stop_requests:
         extras[run.launch_id].append(Put(assignment_key(run.worker, run.run_id),
                                          stop_value(run.run_id)))

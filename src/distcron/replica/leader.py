@@ -96,7 +96,8 @@ class LeaderTerm:
         self.rounds = LeaderRounds(
             fence, replica_id, local.location if local else None,
             stage_lead=timedelta(seconds=stage_lead),
-            staging_executors=frozenset(n for n, e in executors.items() if e.stages),
+            # Launches on worker agents stage too: their workers prepare them.
+            staging_executors=frozenset(n for n, e in executors.items() if e.stages) | {"agent"},
             store_id=store_id,
             other_locations={n: e.location for n, e in executors.items()
                              if n != "local" and e.location is not None})
@@ -156,7 +157,7 @@ class LeaderTerm:
         self.rounds.restore(state.records, now)
         for name, value in state.notifications.items():
             self._deliveries.offer(NOTIFY + name, value)
-        self.rounds.load_marks(watched.release_marks(state.released))
+        self.rounds.load_marks(watched.release_marks(state.released), now)
         marker = await self.store.get(RESTORED)
         inputs: list[Input] = [
             # First: what the restore says must not run must not look due.

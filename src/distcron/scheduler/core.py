@@ -70,7 +70,9 @@ class SchedulerCore:
         self._wakeups = Wakeups(self._stale)
         self._placement = Placement(self._ledger, self._wakeups)
         self._admission = Admission(self._ledger, self._placement)
-        self._staging = Staging(self._ledger, self._wakeups, stage_lead, staging_executors)
+        self._staging = Staging(
+            self._ledger, self._wakeups, stage_lead, staging_executors,
+            worker_for=lambda spec: self._placement.choose(spec, staging=True))
         self.quarantined: dict[str, str] = {}  # job -> why it cannot be scheduled
 
     # -- the job set -------------------------------------------------------
@@ -109,8 +111,9 @@ class SchedulerCore:
             if spec.paused and not job.spec.paused:
                 self._stop_waiting_for_resources(job, Cause.PAUSED, "the job was paused",
                                                  plan)
-            job.spec, job.schedule = spec, schedule
+            # Before the job takes the new spec: what changed decides.
             self._staging.edited(job, spec, schedule, now, plan)
+            job.spec, job.schedule = spec, schedule
         self._release(job, plan)
         self._schedule(job, now, plan)
         return plan
@@ -462,7 +465,10 @@ class SchedulerCore:
             self.quarantine(job.spec.name, f"its next slot cannot be computed: {exc}", plan)
             return
         if self._staging.can_stage(job):
-            when = max(now, when - self._staging.lead)
+            early = when - self._staging.lead
+            # Within the lead already and nowhere to stage it: it waits for its slot.
+            if early > now or self._staging.has_place(job):
+                when = max(now, early)
         job.version += 1
         self._wakeups.push(when, WakeKind.SLOT, job.spec.name, job.version)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from distcron.executors.base import LaunchRequest
 from distcron.scheduler.records import LaunchRecord
@@ -18,10 +19,13 @@ from distcron.store.layout import Cursor
 @dataclass(frozen=True, slots=True)
 class Start:
     """A launch to start: on a worker agent (its assignment is written with the
-    record) or on this replica's executor (after the commit)."""
+    record) or on this replica's executor (after the commit). ``release_by``:
+    a launch staged on a worker agent, which holds it until a release mark
+    names it, prepared no longer than this."""
 
     record: LaunchRecord
     request: LaunchRequest
+    release_by: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

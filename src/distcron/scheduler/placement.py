@@ -87,15 +87,17 @@ class Placement:
                                                   "reason": "", "cause": None})
             self.dispatch(launching, now, plan)
 
-    def choose(self, job: JobPolicy) -> str | None:
-        """The eligible worker (its tags include the job's, a slot free) that is
-        least busy: the share of its slots in use plus its machine's load."""
+    def choose(self, job: JobPolicy, *, staging: bool = False) -> str | None:
+        """The eligible worker (its tags include the job's, a slot free; with
+        ``staging``, one that stages) that is least busy: the share of its
+        slots in use plus its machine's load."""
         busy = self._ledger.busy
         needed = set(job.tags)
         best: tuple[float, str] | None = None
         for worker in self.workers.values():
             used = busy[worker.id]
-            if used >= worker.slots or not needed <= set(worker.tags):
+            if (used >= worker.slots or not needed <= set(worker.tags)
+                    or (staging and not worker.stages)):
                 continue
             score = (used / worker.slots + worker.load, worker.id)
             if best is None or score < best:

@@ -114,6 +114,8 @@ class WorkerView(Protocol):
     def tags(self) -> tuple[str, ...]: ...
     @property
     def load(self) -> float: ...
+    @property
+    def stages(self) -> bool: ...  # it can hold a launch staged until its release mark
 
 
 def starting_deadline(job: JobPolicy) -> timedelta | None:

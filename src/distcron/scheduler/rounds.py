@@ -38,7 +38,7 @@ from distcron.scheduler.inputs import (
     WorkersChanged,
 )
 from distcron.scheduler.plan import Plan
-from distcron.scheduler.policy import PRUNE_EVERY, Policy
+from distcron.scheduler.policy import ON_TIME_TOLERANCE, PRUNE_EVERY, Policy
 from distcron.scheduler.records import LaunchRecord, LaunchState, launch_id_for, launch_id_of
 from distcron.scheduler.staging import ReleaseMarks
 from distcron.scheduler.template import LaunchTemplate
@@ -98,12 +98,23 @@ class LeaderRounds:
         for record in records:
             self.core.restore(record, now)
 
-    def load_marks(self, marks: Mapping[str, Iterable[str] | None]) -> None:
-        """The release marks a new leader found. Call after :meth:`restore`."""
+    def load_marks(self, marks: Mapping[str, Iterable[str] | None], now: datetime) -> None:
+        """The release marks a new leader found. Call after :meth:`restore`.
+        A launch staged on a worker agent that no mark names is this leader's
+        to release (its worker holds it until a mark does); one a mark names
+        may have started, and its worker reports it."""
         def launching(launch_id: str) -> bool:
             record = self.core.live_record(launch_id)
             return record is not None and record.state is LaunchState.LAUNCHING
         self._idle_marks += self.marks.load(marks, launching)
+        for record in list(self.core.live_records()):
+            if (record.executor == "agent" and record.staged
+                    and record.state is LaunchState.LAUNCHING
+                    and not self.marks.released_before(record.launch_id)):
+                self._pending.notes.append(Note("reconcile_staged",
+                                                (("launch_id", record.launch_id),)))
+                self._pending.plan.absorb(
+                    self.core.adopt_staged(record.launch_id, now, prepare=False))
 
     def to_settle(self) -> list[LaunchRecord]:
         """The launches a new leader must ask its executors about (see
@@ -134,14 +145,22 @@ class LeaderRounds:
         plan.absorb(self.core.tick(now))
         starts, assignments = self._starts(plan, now)
         stages = self._requests(plan.stages)
+        # Staged on a worker agent: the assignment, committed with the intent, says so.
+        assignments += [Start(s.record, s.request, s.record.slot + ON_TIME_TOLERANCE)
+                        for s in stages if s.record.executor == "agent" and s.record.slot]
         releases = self._requests(plan.releases)
         marks = dict(self.marks.mark(s.record.launch_id for s in releases[n:n + MARK_SIZE])
                      for n in range(0, len(releases), MARK_SIZE))
         cleanups = [*self._idle_marks, *self.marks.settle(plan.records.values())]
         self._idle_marks = []
         stop_requests, stopped, stops = self._stops(plan)
+        # Lost, or staged on a worker and let go before its release (deleting
+        # the assignment tells the worker to unstage it).
+        let_go = {r.launch_id for r in plan.unstages if r.executor == "agent"}
         for record in plan.records.values():
-            if record.state is LaunchState.LOST and record.worker is not None:
+            if record.worker is not None and (
+                    record.state is LaunchState.LOST
+                    or (record.launch_id in let_go and not record.state.live)):
                 pending.cleanups.append(
                     WorkerRun(record.worker, record.run_id or record.launch_id,
                               record.launch_id))
@@ -151,12 +170,13 @@ class LeaderRounds:
             records=plan.records, created=frozenset(plan.created), cursors=plan.cursors,
             consumed_triggers=tuple(pending.triggers), outputs=pending.outputs,
             assignments=tuple(a for a in assignments if a.record.launch_id not in stopped),
-            stop_requests=tuple(stop_requests), cleanups=tuple(pending.cleanups),
+            stop_requests=tuple(stop_requests), cleanups=tuple(dict.fromkeys(pending.cleanups)),
             quarantined=plan.quarantined, starts=tuple(starts), stops=tuple(stops),
             follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes),
-            restore_marker=pending.restore_marker, stages=stages, releases=releases,
-            notifications=self._notifications(plan),
-            unstages=tuple(plan.unstages), release_marks=marks,
+            restore_marker=pending.restore_marker, stages=_here(stages),
+            releases=_here(releases), notifications=self._notifications(plan),
+            unstages=tuple(r for r in plan.unstages if r.executor != "agent"),
+            release_marks=marks,
             release_cleanups=tuple(cleanups))
 
     def next_wakeup(self) -> datetime | None:
@@ -394,6 +414,12 @@ class LeaderRounds:
                 self._written[job] = 0
                 due.append(job)
         return tuple(due)
+
+
+def _here(starts: Iterable[Start]) -> tuple[Start, ...]:
+    """The staged launches this replica's executors prepare and release (a
+    worker agent does that for its own, from its assignment and the marks)."""
+    return tuple(s for s in starts if s.record.executor != "agent")
 
 
 def _body(record: LaunchRecord) -> dict[str, object]:

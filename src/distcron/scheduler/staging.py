@@ -13,6 +13,13 @@ started.
 Before its slot, a staged launch follows its job: paused or removed, it is
 recorded skipped and let go; edited, it is staged again with the new spec, or
 skipped if its slot is no longer one of the job's.
+
+A launch on a worker agent is staged on a worker chosen then (one that
+stages, with a slot free), and stays there: its assignment is committed with
+the intent, the worker claims it and prepares it, and starts it when it sees
+the release mark that names it. No worker free to stage it: it is not staged,
+and is placed at its slot as any launch. An edit that changes its tags or
+executor skips it (its worker was chosen for the old ones).
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from distcron.store.layout import Cursor
 
 class Staging:
     def __init__(self, ledger: Ledger, wakeups: Wakeups, lead: timedelta,
-                 executors: frozenset[str], limit: int = MAX_STAGED) -> None:
+                 executors: frozenset[str], limit: int = MAX_STAGED,
+                 worker_for: Callable[[JobPolicy], str | None] = lambda spec: None) -> None:
         self._ledger = ledger
         self._wakeups = wakeups
         self.lead = lead
         self._executors = executors  # the kinds of executor that stage here
         self._limit = limit
+        self._worker_for = worker_for  # a worker agent to stage on, if one can
         self._count = 0
 
     def can_stage(self, job: Job) -> bool:
@@ -47,16 +56,24 @@ class Staging:
                 and self._count < self._limit
                 and (spec.concurrency == "allow" or not job.live))
 
+    def has_place(self, job: Job) -> bool:
+        """Whether the job's launch has somewhere to be staged now: its
+        executor here, or a worker agent that stages with a slot free."""
+        return job.spec.executor != "agent" or self._worker_for(job.spec) is not None
+
     def stage_next(self, job: Job, now: datetime, plan: Plan) -> None:
         """Stage the job's next slot if it falls within the lead (see the module)."""
         if not self.can_stage(job):
             return
         slot = job.schedule.next(job.cursor).astimezone(UTC)
-        if not now < slot <= now + self.lead:
+        if not now < slot <= now + self.lead or not self.has_place(job):
             return
         record = self._ledger.new_record(job, slot, launch_id_for(job.spec.name, slot),
                                          LaunchState.LAUNCHING, now)
-        record = record.model_copy(update={"staged": True})
+        update: dict[str, object] = {"staged": True}
+        if job.spec.executor == "agent":
+            update["worker"] = self._worker_for(job.spec)
+        record = record.model_copy(update=update)
         self._ledger.add(job, record)
         job.gap = None
         job.cursor = slot
@@ -106,6 +123,11 @@ class Staging:
         elif schedule is None or schedule.next(record.slot - _TICK) != record.slot:
             self._ledger.end(record, LaunchState.SKIPPED, Cause.EDITED,
                              "the job's schedule changed before its slot", now, plan)
+        elif "agent" in (record.executor, spec.executor) and (
+                spec.executor != record.executor or spec.tags != job.spec.tags):
+            self._ledger.end(record, LaunchState.SKIPPED, Cause.EDITED,
+                             "the job's executor or tags changed before its slot, after "
+                             "a worker was chosen for it", now, plan)
         else:
             again = record.model_copy(update={"executor": spec.executor,
                                               "location": self._ledger.location(spec.executor)})

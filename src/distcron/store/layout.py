@@ -25,7 +25,9 @@ key                        value                                           writt
 ``applying/<id>/<n>``      that apply's writes, part ``n`` (JSON list)     jobs apply
 ``released/<mark>``        the staged launches a leader released (JSON    leader
                            list of launch ids), written before it
-                           releases them; gone once none still launches
+                           releases them (a worker starts those staged
+                           on it when it sees the mark); gone once none
+                           still launches
 ``notifiers/<name>``       a notifier (JSON: ``name``, ``url``)            jobs apply
 ``synced/<hash of path>``  a config file applied: its text's digest and    serve
                            the job and notifier keys it left (JSON)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -51,11 +52,12 @@ from distcron.clock import Clock
 from distcron.errors import Compacted, ConfigError, ExecutorError, StoreUnavailable
 from distcron.executors.base import Executor
 from distcron.store import Event, KeyValue, Store
-from distcron.store.layout import assignment_prefix, claim_key, name_of
+from distcron.store.layout import RELEASED, assignment_prefix, claim_key, name_of
 from distcron.worker import launches
 from distcron.worker.launches import Launch, Outcome, State, Step
 from distcron.worker.registration import Registration, RegistrationConfig
 from distcron.worker.runner import RETRY_FIRST, RETRY_MAX, LaunchRunner, claimant
+from distcron.worker.staged import AssignmentWatch, ReleaseMarks
 
 log = logging.getLogger("distcron.worker")
 
@@ -86,10 +88,12 @@ class WorkerConfig:
 @dataclass
 class _Tracked:
     """A launch's record, with the handles of its task: ``task`` while it has
-    one (``launch.state.has_task``), and ``stop``, set once the leader asked
-    for the launch to be stopped (a task, now or later, follows it)."""
+    one (``launch.state.has_task``), ``stop``, set once the leader asked for
+    the launch to be stopped (a task, now or later, follows it), and ``watch``:
+    its assignment as it changes, and whether a release mark names it."""
 
     launch: Launch
+    watch: AssignmentWatch
     task: asyncio.Task[Outcome] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -112,6 +116,7 @@ class WorkerAgent:
         self._prefix = assignment_prefix(config.worker_id)
         # launch id -> what this worker knows of it, in the order the assignments came.
         self._launches: dict[str, _Tracked] = {}
+        self._marks = ReleaseMarks()
         self._stopping = False  # shutting down: no task is started any more
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -121,6 +126,7 @@ class WorkerAgent:
         background = [
             asyncio.create_task(self.registration.run(), name="worker-registration"),
             asyncio.create_task(self._watch(), name="worker-watch"),
+            asyncio.create_task(self._watch_marks(), name="worker-release-marks"),
             asyncio.create_task(self._prune(), name="worker-prune"),
         ]
         stopper = asyncio.create_task(stop.wait())
@@ -148,28 +154,61 @@ class WorkerAgent:
         return launches.busy(self._records())
 
     async def _watch(self) -> None:
+        async def read(kvs: list[KeyValue]) -> None:
+            self._reconcile(kvs, await self._find_ours(kvs))
+        await self._mirror(self._prefix, "assignments", read, lambda events: self._take(
+            [self._change(event) for event in events]))
+
+    async def _watch_marks(self) -> None:
+        """Mirror the release marks (``released/``): a staged launch starts once
+        one names it (see :mod:`distcron.worker.staged`)."""
+        async def read(kvs: list[KeyValue]) -> None:
+            self._released(self._marks.replace(
+                (name_of(kv.key, RELEASED), kv.value) for kv in kvs))
+
+        def take(events: list[Event]) -> None:
+            named: set[str] = set()
+            for event in events:
+                mark = name_of(event.kv.key, RELEASED)
+                if event.type == "put":
+                    named |= self._marks.put(mark, event.kv.value)
+                else:
+                    self._marks.delete(mark)
+            self._released(named)
+        await self._mirror(RELEASED, "release_marks", read, take)
+
+    async def _mirror(self, prefix: str, what: str,
+                      read: Callable[[list[KeyValue]], Awaitable[None]],
+                      take: Callable[[list[Event]], None]) -> None:
+        """Read ``prefix`` once, then watch it from the revision of that read;
+        after a failure (the store unreachable, or ``Compacted``), read again."""
         delay = RETRY_FIRST
         while True:
             try:
-                kvs, revision = await self.store.range(self._prefix)
-                self._reconcile(kvs, await self._find_ours(kvs))
+                kvs, revision = await self.store.range(prefix)
+                await read(kvs)
                 delay = RETRY_FIRST
-                watch = self.store.watch(self._prefix, revision + 1)
+                watch = self.store.watch(prefix, revision + 1)
                 try:
                     async for batch in watch:
-                        self._take([self._change(event) for event in batch.events])
+                        take(list(batch.events))
                 finally:
                     await watch.aclose()
             except Compacted as exc:
-                log.info("event=watch_compacted worker=%s error=%r", self.config.worker_id,
-                         str(exc))
+                log.info("event=watch_compacted worker=%s what=%s error=%r",
+                         self.config.worker_id, what, str(exc))
                 continue
             except StoreUnavailable as exc:
-                log.warning("event=watch_failed worker=%s error=%r delay=%s",
-                            self.config.worker_id, str(exc), delay)
+                log.warning("event=watch_failed worker=%s what=%s error=%r delay=%s",
+                            self.config.worker_id, what, str(exc), delay)
             # The watch ended (store closed or unreachable): read again, later.
             await self.clock.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+    def _released(self, launch_ids: Iterable[str]) -> None:
+        for launch_id in launch_ids:
+            if (tracked := self._launches.get(launch_id)) is not None:
+                tracked.watch.released.set()
 
     async def _find_ours(self, kvs: list[KeyValue]) -> set[str]:
         """Which of the assignments not yet known this worker has claimed
@@ -224,10 +263,14 @@ class WorkerAgent:
         new = tracked is None
         if tracked is None:
             log.info("event=assigned launch_id=%s", launch_id)
-            tracked = _Tracked(launches.assigned(launch_id, value, now, ours=ours))
+            tracked = _Tracked(launches.assigned(launch_id, value, now, ours=ours),
+                               AssignmentWatch(value))
+            if self._marks.names(launch_id):
+                tracked.watch.released.set()
             self._launches[launch_id] = tracked
         else:
             self._update(launch_id, tracked.launch.seen(value, now))
+            tracked.watch.update(value)
         if tracked.launch.stop and not tracked.stop.is_set():
             log.info("event=stop_received launch_id=%s worker=%s handled=%s", launch_id,
                      self.config.worker_id,
@@ -241,6 +284,7 @@ class WorkerAgent:
         if tracked is None:
             return
         log.info("event=unassigned launch_id=%s", launch_id)
+        tracked.watch.update(None)
         self._update(launch_id, tracked.launch.unassigned())
 
     def _update(self, launch_id: str, after: Launch | None) -> None:
@@ -269,7 +313,7 @@ class WorkerAgent:
             tracked.task = asyncio.create_task(
                 self.runner.handle(launch_id, launch.value,
                                    functools.partial(self._progressed, launch_id),
-                                   tracked.stop),
+                                   tracked.stop, tracked.watch),
                 name=f"launch-{launch_id}")
             tracked.task.add_done_callback(functools.partial(self._finished, launch_id))
 

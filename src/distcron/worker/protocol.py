@@ -21,6 +21,13 @@
    in one fenced transaction. When a worker's registration vanishes, its
    launches without a final report become ``lost``.
 
+A launch due within the leader's staging lead is assigned ahead, to a worker
+that says it ``stages``, with ``release_by`` in the assignment
+(:func:`assignment_value`). The worker claims it as above, prepares it, and
+starts it only once a release mark ``released/<mark>`` (a JSON list of launch
+ids, committed by the leader under its fence at the slot) names it; see
+:mod:`distcron.worker.staged`.
+
 Stopping a run (the overlap policy ``concurrency = "replace"``): the leader
 rewrites the assignment as a stop request (:func:`stop_value`,
 ``{"launch_id": …, "stop": true}``) in the same fenced transaction as the
@@ -46,10 +53,12 @@ leader can write it without the job's spec.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from distcron.executors.base import RunStatus
+from distcron.executors.base import LaunchRequest, RunStatus
+from distcron.timefmt import utc_iso
 
 
 class WorkerInfo(BaseModel):
@@ -65,6 +74,10 @@ class WorkerInfo(BaseModel):
     load: float = 0.0  # 1-minute load average divided by the CPU count
     started_at: str = ""
     version: str = ""
+    # It holds a launch assigned ahead of its slot staged until a release mark
+    # names it (see the module docstring). False in registrations of workers
+    # from before staging: they are never sent a staged launch.
+    stages: bool = False
 
     @property
     def free(self) -> int:
@@ -108,6 +121,25 @@ class Report(BaseModel):
     @classmethod
     def from_json(cls, data: bytes) -> Report:
         return cls.model_validate_json(data)
+
+
+def assignment_value(request: LaunchRequest, release_by: datetime | None = None) -> bytes:
+    """The value of ``assign/<worker>/<launch id>``: the request, and for a
+    launch staged ahead of its slot, ``release_by``."""
+    body = request.to_dict()
+    if release_by is not None:
+        body["release_by"] = utc_iso(release_by)
+    return json.dumps(body).encode()
+
+
+def release_by_of(value: bytes) -> datetime | None:
+    """When a staged assignment stops being held ready (None: not staged, or
+    unreadable: the runner reports that as a bad assignment)."""
+    try:
+        body = json.loads(value)
+        return datetime.fromisoformat(body["release_by"]) if isinstance(body, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def stop_value(run_id: str) -> bytes:

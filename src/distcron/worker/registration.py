@@ -5,8 +5,10 @@ under a lease of its own, and only where no registration exists
 (``Compare.missing``): two live processes that were given the same id cannot
 both be registered, so at most one of them claims launches for that id. It
 renews the lease every ``ttl / 3``, checks at each renewal that the key is
-still its own, and rewrites the info when its running count changes and every
-``info_interval`` seconds for its load.
+still its own, and rewrites the info when its running count changes (at most
+once a second: a burst of launches changes it at every start and end) and every
+``info_interval`` seconds for its load. Renewals and rewrites go on apart, so
+that a rewrite the store is slow to answer never holds a renewal back.
 
 On failure:
 
@@ -48,6 +50,8 @@ from distcron.timefmt import utc_iso
 from distcron.worker.protocol import WorkerInfo
 
 log = logging.getLogger("distcron.worker")
+
+CHANGED_EVERY = 1.0  # seconds: a changed running count is rewritten at most this often
 
 
 @dataclass(frozen=True)
@@ -101,17 +105,18 @@ class Registration:
         self._on_registered = on_registered
         self._started_at = utc_iso(clock.now())
         self._valid_until = 0.0
-        self._lost = False
+        self._lost = asyncio.Event()
         self._dirty = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the info is to be rewritten
 
     def alive(self) -> bool:
         """Registered, and the lease certainly not expired yet."""
-        return (self.lease != 0 and not self._lost
+        return (self.lease != 0 and not self._lost.is_set()
                 and self.clock.monotonic() < self._valid_until)
 
     def changed(self) -> None:
-        """The running count changed: rewrite the info soon."""
+        """The running count changed: rewrite the info soon (not within
+        CHANGED_EVERY seconds of the last rewrite)."""
         self._dirty = True
         self._wake.set()
 
@@ -126,7 +131,7 @@ class Registration:
             id=self.config.worker_id, host=socket.gethostname(), slots=self.config.slots,
             tags=self.config.tags, running=self._running(),
             load=current_load(self.config.load_file),
-            started_at=self._started_at, version=distcron.__version__)
+            started_at=self._started_at, version=distcron.__version__, stages=True)
 
     async def run(self) -> None:
         """Register, hold the registration, and register again whenever it is
@@ -146,12 +151,11 @@ class Registration:
             log.info("event=unregistered worker=%s lease=%#x", self.config.worker_id, lease)
 
     def _lose(self, reason: str) -> None:
-        if self._lost:
+        if self._lost.is_set():
             return
         log.warning("event=lease_lost worker=%s lease=%#x reason=%r", self.config.worker_id,
                     self.lease, reason)
-        self._lost = True
-        self._wake.set()
+        self._lost.set()
 
     async def _register(self) -> None:
         patience = self.config.ttl / 3
@@ -187,7 +191,7 @@ class Registration:
             return holder.mod_revision
         sent = self.clock.monotonic()
         self.lease = await self.store.lease_grant(self.config.ttl)
-        self._lost = False
+        self._lost.clear()
         self._valid_until = sent + self.config.ttl
         self._dirty = False
         result = await self.store.txn(
@@ -215,22 +219,46 @@ class Registration:
             await watch.aclose()
 
     async def _hold(self) -> None:
-        """Renew and rewrite until the registration is lost."""
+        """Renew and rewrite until the registration is lost; the rewrites in a
+        task of their own (see the module docstring)."""
+        rewrites = asyncio.create_task(self._rewrites(), name="worker-info")
+        try:
+            await self._renewals()
+        finally:
+            rewrites.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rewrites
+
+    async def _renewals(self) -> None:
+        """Renew every ``ttl / 3`` until the registration is lost."""
         interval = self.config.ttl / 3
         next_renewal = self.clock.monotonic() + interval
-        next_info = self.clock.monotonic() + self.config.info_interval
-        while not self._lost:
+        while not self._lost.is_set():
             now = self.clock.monotonic()
             if now >= next_renewal:
                 next_renewal = await self._renew() + interval
-            elif self._dirty or now >= next_info:
+            else:
+                await wait_event(self._lost, self.clock, next_renewal - now)
+
+    async def _rewrites(self) -> None:
+        """Rewrite the info every ``info_interval``, and once the running count
+        changed, but not within CHANGED_EVERY seconds of the last rewrite."""
+        # The registration wrote the info just now.
+        interval = self.config.ttl / 3
+        now = self.clock.monotonic()
+        next_info, next_change = now + self.config.info_interval, now + CHANGED_EVERY
+        while not self._lost.is_set():
+            now = self.clock.monotonic()
+            due = min(next_info, next_change) if self._dirty else next_info
+            if now >= due:
                 ok = await self._rewrite()
+                done = self.clock.monotonic()
                 # A failed rewrite is retried at the pace of renewals.
-                next_info = self.clock.monotonic() + (self.config.info_interval if ok
-                                                      else interval)
+                next_info = done + (self.config.info_interval if ok else interval)
+                next_change = done + (CHANGED_EVERY if ok else interval)
             else:
                 self._wake.clear()
-                await wait_event(self._wake, self.clock, min(next_renewal, next_info) - now)
+                await wait_event(self._wake, self.clock, due - now)
 
     async def _renew(self) -> float:
         """Renew the lease and check the key is still ours; returns when the renewal

@@ -32,6 +32,12 @@ are plain writes, not tied to the lease, guarded only by the assignment still
 existing: once the leader has recorded the outcome and deleted the assignment,
 a late report would be litter that nobody deletes.
 
+Claims, and apart reports, that many launches' tasks make in the same moment
+(a burst) are batched (:mod:`distcron.worker.batches`): one transaction per
+chunk of them, with each launch's guard (the lease's once). When a chunk's
+guard fails, each launch in it sends its own transaction, as above, so the
+outcomes are the same; a chunk that raised is retried as one launch's would be.
+
 On failure:
 
 - **Store unreachable**: every store call is retried with capped backoff until
@@ -75,9 +81,11 @@ from distcron.store.layout import (
     worker_key,
 )
 from distcron.timefmt import utc_iso
+from distcron.worker.batches import Batcher
 from distcron.worker.launches import Outcome, Step
-from distcron.worker.protocol import Claim, Report, stop_requested
+from distcron.worker.protocol import Claim, Report, release_by_of, stop_requested
 from distcron.worker.registration import Registration
+from distcron.worker.staged import AssignmentWatch, StagedCalls
 
 log = logging.getLogger("distcron.worker")
 
@@ -133,9 +141,14 @@ class LaunchRunner:
         self.registration = registration
         self.clock = clock
         self.worker_id = registration.config.worker_id
+        self.staged = StagedCalls(executor)
+        # The claims, and apart the reports, of a burst's launches: a few
+        # transactions, not one each (see distcron.worker.batches).
+        self._claims = Batcher(store, "claims_batched", self.worker_id)
+        self._reports = Batcher(store, "reports_batched", self.worker_id)
 
     async def handle(self, launch_id: str, value: bytes, progress: Callable[[Step], None],
-                     stop: asyncio.Event) -> Outcome:
+                     stop: asyncio.Event, watch: AssignmentWatch) -> Outcome:
         """Take the launch assigned as ``value`` through claim, run and report,
         telling ``progress`` each :class:`~distcron.worker.launches.Step` (the
         run is over, and its slot free, at ``Step.ENDED``, before the final
@@ -148,7 +161,7 @@ class LaunchRunner:
         progress(Step.CLAIMED)
         if stop_requested(claimed.value):
             stop.set()
-        status = await self._first_status(launch_id, claimed, stop)
+        status = await self._first_status(launch_id, claimed, stop, watch)
         if status is None:
             return Outcome.DONE
         if status.state is RunState.RUNNING:
@@ -172,11 +185,15 @@ class LaunchRunner:
                 # key, so the guard below would pass without any registration.
                 return Outcome.RETRY
             mine = Claim(worker=self.worker_id, claimed_at=utc_iso(self.clock.now()))
+            holds_lease = Compare(registered, Target.LEASE, "==", lease)
+            guard = [Compare.value_is(assignment, value), Compare.missing(claim)]
+            puts = [Put(claim, mine.model_dump_json().encode())]
             try:
-                result = await self.store.txn(
-                    [Compare(registered, Target.LEASE, "==", lease),
-                     Compare.value_is(assignment, value), Compare.missing(claim)],
-                    [Put(claim, mine.model_dump_json().encode())],
+                # With the claims of this moment; alone (reading why it failed)
+                # unless that batch held.
+                held = await self._claims.submit([holds_lease], guard, puts)
+                result = None if held else await self.store.txn(
+                    [holds_lease, *guard], puts,
                     [Get(registered), Get(assignment), Get(claim), Get(report_key(launch_id))])
             except StoreUnavailable as exc:
                 # It may have been applied: the next attempt finds our claim.
@@ -185,7 +202,7 @@ class LaunchRunner:
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
-            if result.succeeded:
+            if result is None or result.succeeded:
                 log.info("event=claimed launch_id=%s worker=%s", launch_id, self.worker_id)
                 return Claimed(value, adopted=False)
             worker_kv, assignment_kv, claim_kv, report_kv = map(_first, result.results)
@@ -213,29 +230,34 @@ class LaunchRunner:
                 continue
             # The claim vanished between the guard and the read: try again.
 
-    async def _first_status(self, launch_id: str, claimed: Claimed,
-                            stop: asyncio.Event) -> RunStatus | None:
+    async def _first_status(self, launch_id: str, claimed: Claimed, stop: asyncio.Event,
+                            watch: AssignmentWatch) -> RunStatus | None:
         """The run's status once started or adopted (final without starting it
         when a stop came first); None when there is nothing left to do (its
         final report is written already)."""
         if not claimed.adopted:
-            return await self._start(launch_id, claimed.value, stop)
+            return await self._start(launch_id, claimed.value, stop, watch)
         status = await self._retrying(f"query launch {launch_id!r}",
                                       lambda: self.executor.query(launch_id))
         log.info("event=adopted launch_id=%s state=%s", launch_id, status.state.value)
+        if status.state is RunState.STAGED:
+            return await self._start(launch_id, claimed.value, stop, watch)
         if status.state is not RunState.NOT_FOUND:
             return status
         if claimed.report is None:
             log.info("event=adopt_start launch_id=%s reason=%r", launch_id,
                      "claimed, never started")
-            return await self._start(launch_id, claimed.value, stop)
+            return await self._start(launch_id, claimed.value, stop, watch)
         if claimed.report != "unreadable" and claimed.report.run_status().state.final:
             return None
         return RunStatus(launch_id, RunState.LOST,
                          reason="reported started, but the worker no longer has its run "
                                 "directory (pruned, or a new data directory)")
 
-    async def _start(self, launch_id: str, value: bytes, stop: asyncio.Event) -> RunStatus:
+    async def _start(self, launch_id: str, value: bytes, stop: asyncio.Event,
+                     watch: AssignmentWatch) -> RunStatus | None:
+        if release_by_of(value) is not None and not stop.is_set():
+            return await self._start_when_released(launch_id, value, stop, watch)
         if stop.is_set():
             log.info("event=stopped_before_start launch_id=%s", launch_id)
             return never_started(launch_id)
@@ -257,6 +279,54 @@ class LaunchRunner:
                     log.info("event=stopped_before_start launch_id=%s", launch_id)
                     return never_started(launch_id)
         # ExecutorError means nothing was started: "failed" is the truth.
+        return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
+
+    async def _start_when_released(self, launch_id: str, value: bytes, stop: asyncio.Event,
+                                   watch: AssignmentWatch) -> RunStatus | None:
+        """Stage the launch, then start it once a release mark names it (see
+        :mod:`distcron.worker.staged`); None when its assignment was deleted
+        first (it was let go: nothing to report)."""
+        while True:
+            request = parse_request(launch_id, value)
+            release_by = release_by_of(value)
+            if isinstance(request, str):
+                await self.staged.unstage(launch_id)
+                log.warning("event=bad_assignment launch_id=%s reason=%r", launch_id, request)
+                return RunStatus.failed(launch_id, request)
+            if release_by is None:  # rewritten as a plain assignment (not sent so)
+                await self.staged.unstage(launch_id)
+                return await self._start(launch_id, value, stop, watch)
+            watch.changed.clear()
+            if watch.value == value:
+                staged = await self.staged.stage((request, release_by))
+                if isinstance(staged, ExecutorError):
+                    # Its release starts it as a plain start would.
+                    log.warning("event=stage_failed launch_id=%s error=%r", launch_id,
+                                str(staged))
+                await _first_of(watch.released, watch.changed, stop)
+            if stop.is_set() or watch.value is None or watch.value != value:
+                await self.staged.unstage(launch_id)
+                if stop.is_set():
+                    log.info("event=stopped_before_start launch_id=%s", launch_id)
+                    return never_started(launch_id)
+                if watch.value is None:
+                    log.info("event=unstaged launch_id=%s reason=%r", launch_id,
+                             "the assignment was deleted before its release")
+                    return None
+                value = watch.value  # rewritten (the job edited): stage it anew
+                continue
+            break
+        log.info("event=release_seen launch_id=%s", launch_id)
+        error = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            result = await self.staged.release(request)
+            if not isinstance(result, ExecutorError):
+                return result
+            error = str(result)
+            log.warning("event=start_failed launch_id=%s attempt=%s error=%r", launch_id,
+                        attempt, error)
+            if attempt < START_ATTEMPTS:
+                await self.clock.sleep(RETRY_FIRST * 2**attempt)
         return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
 
     async def _follow(self, launch_id: str, stop: asyncio.Event) -> RunStatus:
@@ -300,9 +370,12 @@ class LaunchRunner:
         if output is not None:
             puts.append(Put(output_key(launch_id), output))
         guard = [Compare.exists(assignment_key(self.worker_id, launch_id))]
-        result = await self._retrying(f"report launch {launch_id!r}",
-                                      lambda: self.store.txn(guard, puts))
-        if result.succeeded:
+        what = f"report launch {launch_id!r}"
+        # With the reports of this moment (idempotent puts: a batch that raised
+        # is sent again); alone unless that batch held.
+        held = (await self._retrying(what, lambda: self._reports.submit((), guard, puts))
+                or (await self._retrying(what, lambda: self.store.txn(guard, puts))).succeeded)
+        if held:
             log.info("event=reported launch_id=%s state=%s exit_code=%s", launch_id,
                      status.state.value, status.exit_code)
         else:
@@ -325,6 +398,15 @@ class LaunchRunner:
                 log.warning("event=retrying what=%r error=%r delay=%s", what, str(exc), delay)
             await self.clock.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _report_of(kv: KeyValue | None) -> Report | Literal["unreadable"] | None:
