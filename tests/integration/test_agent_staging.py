@@ -7,6 +7,8 @@ worker until a release mark names it.
 - A leader paused across the release instant releases nothing; the replica
   that took over does, once.
 - A job paused after staging does not run: its slot is recorded skipped.
+- A worker killed while it holds a staged launch: at the slot the launch goes
+  to another worker, and runs once.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ def _staged(worker: Worker, launch_id: str) -> bool:
 
 
 def _ran_once_at_its_slot(member: Replica, ledger: Path, launch_id: str,
-                          slot: datetime) -> None:
+                          slot: datetime, worker: str = "w1") -> None:
     record = wait_until(lambda: (r := member.run(launch_id))["state"] == "succeeded" and r,
                         20, f"{launch_id} to succeed")
     assert read_ledger(ledger) == [launch_id]
-    assert record["worker"] == "w1"
+    assert record["worker"] == worker
     assert datetime.fromisoformat(record["started_at"]) >= slot
 
 
@@ -122,3 +124,19 @@ def test_a_job_paused_after_its_launch_was_staged_does_not_run(tmp_path: Path) -
         holds_for(lambda: not read_ledger(ledger),
                   max(0.5, (slot - datetime.now(UTC)).total_seconds() + 1.0),
                   "a paused job's staged slot never runs")
+
+
+def test_a_worker_killed_holding_a_staged_launch_leaves_it_to_another_at_its_slot(
+        tmp_path: Path) -> None:
+    slot = _slot()
+    config, ledger, launch_id = _job(tmp_path, slot)
+    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    with replicas(_replica(tmp_path, "a", config)) as (member,), \
+            workers(Worker(tmp_path, "w1", store), Worker(tmp_path, "w2", store)) as pair:
+        wait_until(lambda: registered(member, "w1", "w2"), 10, "the workers to register")
+        holder = wait_until(lambda: next((w for w in pair if _staged(w, launch_id)), None),
+                            AHEAD, "the launch staged on a worker")
+        holder.kill()
+        _ran_once_at_its_slot(member, ledger, launch_id, slot,
+                              next(w.worker_id for w in pair if w is not holder))
+        holds_for(lambda: read_ledger(ledger) == [launch_id], 1.5, "it ran once")

@@ -172,3 +172,29 @@ def test_a_new_leader_past_the_starting_deadline_misses_it_and_lets_it_go() -> N
     assert (missed.state, missed.cause) == (LaunchState.MISSED, Cause.DEADLINE)
     assert _cleanup(decision) == [WorkerRun("w1", LAUNCH, LAUNCH)]
     assert not decision.release_marks
+
+
+def test_a_launch_whose_worker_is_gone_at_its_slot_is_placed_again_without_a_mark() -> None:
+    rounds = leader(spec(), Worker("w1"), Worker("w2", load=0.5))
+    staged(rounds)
+    rounds.decide([WorkersChanged({"w2": Worker("w2", load=0.5)})], SLOT - seconds(1))
+    decision = rounds.decide([], SLOT)
+    # No mark names it: its old worker, back, would never start it.
+    assert not decision.release_marks
+    [assignment] = decision.assignments
+    assert assignment.record.worker == "w2" and assignment.release_by is None
+    assert not assignment.record.staged
+    assert _cleanup(decision) == [WorkerRun("w1", LAUNCH, LAUNCH)]
+
+
+def test_with_no_worker_left_at_its_slot_it_waits_for_one() -> None:
+    rounds = leader(spec(), Worker("w1"))
+    staged(rounds)
+    rounds.decide([WorkersChanged({})], SLOT - seconds(1))
+    decision = rounds.decide([], SLOT)
+    record = decision.records[LAUNCH]
+    assert (record.state, record.cause) == (LaunchState.QUEUED, Cause.WAITING_FOR_WORKER)
+    assert _cleanup(decision) == [WorkerRun("w1", LAUNCH, LAUNCH)]
+    assert not decision.release_marks and not decision.assignments
+    placed = rounds.decide([WorkersChanged({"w3": Worker("w3")})], SLOT + seconds(2))
+    assert [a.record.worker for a in placed.assignments] == ["w3"]

@@ -70,9 +70,8 @@ class SchedulerCore:
         self._wakeups = Wakeups(self._stale)
         self._placement = Placement(self._ledger, self._wakeups)
         self._admission = Admission(self._ledger, self._placement)
-        self._staging = Staging(
-            self._ledger, self._wakeups, stage_lead, staging_executors,
-            worker_for=lambda spec: self._placement.choose(spec, staging=True))
+        self._staging = Staging(self._ledger, self._wakeups, self._placement, stage_lead,
+                                staging_executors)
         self.quarantined: dict[str, str] = {}  # job -> why it cannot be scheduled
 
     # -- the job set -------------------------------------------------------
@@ -268,7 +267,7 @@ class SchedulerCore:
                     continue
                 self._schedule(job, now, plan)
             elif entry.kind is WakeKind.RELEASE:
-                released = self._staging.release(entry.key, plan)
+                released = self._staging.release(entry.key, now, plan)
                 if released is not None and released.spec.concurrency == "allow":
                     self._schedule(released, now, plan)  # its next slot may be staged now
             elif entry.kind is WakeKind.PLACE:

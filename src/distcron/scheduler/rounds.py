@@ -154,13 +154,17 @@ class LeaderRounds:
         cleanups = [*self._idle_marks, *self.marks.settle(plan.records.values())]
         self._idle_marks = []
         stop_requests, stopped, stops = self._stops(plan)
-        # Lost, or staged on a worker and let go before its release (deleting
-        # the assignment tells the worker to unstage it).
-        let_go = {r.launch_id for r in plan.unstages if r.executor == "agent"}
         for record in plan.records.values():
-            if record.worker is not None and (
-                    record.state is LaunchState.LOST
-                    or (record.launch_id in let_go and not record.state.live)):
+            if record.state is LaunchState.LOST and record.worker is not None:
+                pending.cleanups.append(
+                    WorkerRun(record.worker, record.run_id or record.launch_id,
+                              record.launch_id))
+        for record in plan.unstages:
+            # Staged on a worker, and let go there before its release (ended, or
+            # placed again): deleting the assignment tells the worker to unstage it.
+            now_is = plan.records.get(record.launch_id, record)
+            if record.worker is not None and (not now_is.state.live
+                                              or now_is.worker != record.worker):
                 pending.cleanups.append(
                     WorkerRun(record.worker, record.run_id or record.launch_id,
                               record.launch_id))

@@ -18,8 +18,9 @@ A launch on a worker agent is staged on a worker chosen then (one that
 stages, with a slot free), and stays there: its assignment is committed with
 the intent, the worker claims it and prepares it, and starts it when it sees
 the release mark that names it. No worker free to stage it: it is not staged,
-and is placed at its slot as any launch. An edit that changes its tags or
-executor skips it (its worker was chosen for the old ones).
+and is placed at its slot as any launch. Its worker gone (not registered) at
+the slot: it is placed again then, without a mark. An edit that changes its
+tags or executor skips it (its worker was chosen for the old ones).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from distcron.cron import Schedule
 from distcron.scheduler.ledger import Job, Ledger
+from distcron.scheduler.placement import Placement
 from distcron.scheduler.plan import Plan
 from distcron.scheduler.policy import MAX_STAGED, JobPolicy
 from distcron.scheduler.records import Cause, LaunchRecord, LaunchState, launch_id_for
@@ -38,16 +40,19 @@ from distcron.store.layout import Cursor
 
 
 class Staging:
-    def __init__(self, ledger: Ledger, wakeups: Wakeups, lead: timedelta,
-                 executors: frozenset[str], limit: int = MAX_STAGED,
-                 worker_for: Callable[[JobPolicy], str | None] = lambda spec: None) -> None:
+    def __init__(self, ledger: Ledger, wakeups: Wakeups, placement: Placement,
+                 lead: timedelta, executors: frozenset[str], limit: int = MAX_STAGED) -> None:
         self._ledger = ledger
         self._wakeups = wakeups
+        self._placement = placement
         self.lead = lead
         self._executors = executors  # the kinds of executor that stage here
         self._limit = limit
-        self._worker_for = worker_for  # a worker agent to stage on, if one can
         self._count = 0
+
+    def _worker_for(self, spec: JobPolicy) -> str | None:
+        """A worker agent to stage the job's launch on, if one can."""
+        return self._placement.choose(spec, staging=True)
 
     def can_stage(self, job: Job) -> bool:
         spec = job.spec
@@ -99,15 +104,25 @@ class Staging:
         if prepare:
             plan.stages.append(record)
 
-    def release(self, launch_id: str, plan: Plan) -> Job | None:
-        """The staged launch's slot has come: release it. Returns its job."""
+    def release(self, launch_id: str, now: datetime, plan: Plan) -> Job | None:
+        """The staged launch's slot has come: release it. Returns its job.
+
+        One staged on a worker agent that is not registered any more is placed
+        again instead (elsewhere, or waiting for a worker): no mark names it,
+        so its old worker, if it comes back, never starts it."""
         record = self._ledger.find(launch_id)
         job = self._ledger.jobs.get(record.job) if record is not None else None
         if record is None or job is None or job.staged != launch_id:
             return None
         job.staged = None
         self._count -= 1
-        plan.releases.append(record)
+        if record.worker is not None and record.worker not in self._placement.workers:
+            plan.unstages.append(record)
+            moved = record.model_copy(update={"staged": False, "worker": None})
+            self._ledger.replace(moved)
+            self._placement.dispatch(moved, now, plan)
+        else:
+            plan.releases.append(record)
         return job
 
     def edited(self, job: Job, spec: JobPolicy, schedule: Schedule | None, now: datetime,
