@@ -92,7 +92,8 @@ def burst(workdir: Path, url: str, count: int, worker_count: int, lead: float) -
               for r in records if r["started_at"]]
     print(f"{count} agent jobs due in the same second, {worker_count} workers, "
           f"a 3-member etcd on this machine ({os.cpu_count()} CPUs)")
-    print(f"    slot->intent committed   {percentiles(list(intents.values()))}")
+    print(f"    slot->intent committed   {percentiles(list(intents.values()))}"
+          + ("  (before the slot: staged)" if intents and max(intents.values()) < 0 else ""))
     print(f"    slot->process started    {percentiles(starts)}")
     print(f"    runs recorded: {len(records)}, started once each: "
           f"{len({r['launch_id'] for r in records}) == len(records) == count}")
