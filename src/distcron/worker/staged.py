@@ -98,7 +98,11 @@ class AssignmentWatch:
 
 
 class StagedCalls:
-    """The executor's stage, release and unstage, each made for many launches at once."""
+    """The executor's stage, release and unstage, each made for many launches at
+    once. An ExecutorError (nothing was done) is each launch's result, not
+    raised: a launch that could not be staged is started by its release as a
+    plain start would, and one that could not be unstaged lets itself go at
+    its ``release_by``."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
@@ -115,7 +119,11 @@ class StagedCalls:
             by_deadline[release_by].append(n)
         results: list[RunStatus | ExecutorError] = [ExecutorError("not staged")] * len(items)
         for release_by, indexes in by_deadline.items():
-            staged = await self.executor.stage([items[n][0] for n in indexes], release_by)
+            requests = [items[n][0] for n in indexes]
+            try:
+                staged = await self.executor.stage(requests, release_by)
+            except ExecutorError as exc:
+                staged = [exc] * len(requests)
             for n, result in zip(indexes, staged, strict=True):
                 results[n] = result
         log.info("event=staged count=%d", len(items))
@@ -123,12 +131,18 @@ class StagedCalls:
 
     async def _release_all(self, requests: list[LaunchRequest]
                            ) -> list[RunStatus | ExecutorError]:
-        results = await self.executor.release(requests)
+        try:
+            results = await self.executor.release(requests)
+        except ExecutorError as exc:
+            return [exc] * len(requests)
         log.info("event=released count=%d", len(requests))
         return results
 
     async def _unstage_all(self, launch_ids: list[str]) -> list[None]:
-        await self.executor.unstage(launch_ids)
+        try:
+            await self.executor.unstage(launch_ids)
+        except ExecutorError as exc:
+            log.warning("event=unstage_failed count=%d error=%r", len(launch_ids), str(exc))
         return [None] * len(launch_ids)
 
 
