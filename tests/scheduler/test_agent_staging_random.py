@@ -3,10 +3,11 @@ coming back, the job paused, resumed and edited, leaders taking over from what
 the (simulated) store holds.
 
 Workers are simulated as the protocol has them (``distcron.worker``): a plain
-assignment starts at once; a staged one (``release_by``) starts only when a
-release mark names it while its assignment is still there and its worker
-registered. Checked: no slot starts twice, none before its slot, and a staged
-launch never starts on a worker that lost its assignment.
+assignment starts at once on a registered worker; a staged one (``release_by``)
+is held by the worker that claimed it and starts once a release mark names it,
+even if that worker has not yet seen its assignment deleted (a watch may lag),
+or the leader counts it gone while it still runs. Checked: no slot starts
+twice, and none before its slot.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class Sim:
     version: int = 0
     started: dict[str, list[str]] = field(default_factory=dict)  # run id -> workers
     reported: set[str] = field(default_factory=set)
+    # The staged launches each worker holds: it learns of new ones at once, of
+    # deleted ones only when it syncs (a watch can lag as long as it likes).
+    held: dict[str, set[str]] = field(default_factory=lambda: {w: set() for w in WORKERS})
 
     def decide(self, inputs: list[Input]) -> None:
         decision = self.rounds.decide(inputs, self.now)
@@ -98,14 +102,29 @@ class Sim:
         self.rounds = rounds
         self.decide([self.workers()])
 
+    def sync(self, worker: str) -> None:
+        self.held[worker] = {run_id for (w, run_id), release_by in self.store.assignments.items()
+                             if w == worker and release_by is not None}
+
     def work(self) -> None:
-        """Each registered worker starts what the protocol lets it, and reports it."""
+        """Each registered worker starts what the protocol lets it, and reports it:
+        a plain assignment at once, a staged launch it holds once a mark names it."""
         named = {launch_id for mark in self.store.marks.values() for launch_id in mark}
-        reports: list[Input] = []
+        due: list[tuple[str, str]] = []
         for (worker, run_id), release_by in list(self.store.assignments.items()):
-            if worker not in self.up or worker in self.started.get(run_id, []):
+            if worker not in self.up:
                 continue
-            if release_by is not None and launch_id_of(run_id) not in named:
+            if release_by is None:
+                due.append((worker, run_id))
+            else:
+                self.held[worker].add(run_id)
+        # Even a worker the leader counts gone (its lease lapsed, the process
+        # alive) releases what it holds: a release needs no lease, only a mark.
+        due += [(worker, run_id) for worker in WORKERS
+                for run_id in sorted(self.held[worker]) if launch_id_of(run_id) in named]
+        reports: list[Input] = []
+        for worker, run_id in due:
+            if worker in self.started.get(run_id, []):
                 continue
             self.started.setdefault(run_id, []).append(worker)
             reports.append(Reported(run_id, worker, RunStatus(
@@ -132,6 +151,7 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("finish"), st.just(0)),
     st.tuples(st.just("takeover"), st.just(0)),
     st.tuples(st.just("toggle_worker"), st.integers(0, 1)),
+    st.tuples(st.just("sync"), st.integers(0, 1)),
     st.tuples(st.just("toggle_pause"), st.just(0)),
     st.tuples(st.just("edit"), st.just(0)),
 ), max_size=40)
@@ -156,6 +176,8 @@ def test_a_staged_slot_starts_once_at_or_after_its_slot_wherever_it_ends_up(
             sim.finish()
         elif kind == "takeover":
             sim.takeover()
+        elif kind == "sync":
+            sim.sync(WORKERS[arg])
         elif kind == "toggle_worker":
             sim.up ^= {WORKERS[arg]}
             sim.decide([sim.workers()])
