@@ -13,6 +13,11 @@ Launches a restarted worker finds claimed by itself go first and regardless of
 the slots, since their runs may be live already; they hold slots too. Claims
 are made only while the registration is alive.
 
+It also mirrors the release marks (``released/``, read once, then watched):
+a staged launch (``release_by`` in its assignment) starts once a mark names it;
+its task is told, with each change of its assignment, through an
+:class:`~distcron.worker.staged.AssignmentWatch`.
+
 A stop request (the leader rewrites an assignment with ``"stop": true``, see
 :mod:`distcron.worker.protocol`) sets the stop event of the launch's task,
 which follows it: a run not started yet is never started, a live one is

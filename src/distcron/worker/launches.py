@@ -9,7 +9,9 @@ state       goes to                       when
 assigned    claiming, or stopping         a task is started for it (stopping: the
                                           leader asked for it to stop already)
 claiming    claimed                       the claim holds
-claimed     running                       the run is live (started, or adopted)
+claimed     running                       the run is live (started, or adopted;
+                                          a staged launch: once a release mark
+                                          named it, see distcron.worker.staged)
 claimed     ended                         nothing was started (a stop came first,
                                           or the start failed), or the run was lost
 running     ended                         the run ended
@@ -26,7 +28,8 @@ stopping                                  claimed again once registered
 
 A stop request (the leader rewrites the assignment, see
 :mod:`distcron.worker.protocol`) turns claiming, claimed and running into
-stopping; later, it changes nothing.
+stopping; later, it changes nothing. A staged launch waits for its mark as
+``claimed``, holding its slot (the leader counts it busy too).
 
 Only the states from ``claiming`` to ``stopping`` hold one of the worker's
 slots; a launch holds it from before its claim until its run is over (its
@@ -60,7 +63,7 @@ from distcron.worker.protocol import stop_requested
 class State(Enum):
     ASSIGNED = "assigned"  # known; waits for a task (a free slot, the registration)
     CLAIMING = "claiming"  # its task is claiming it
-    CLAIMED = "claimed"  # claimed; its run is being started or adopted
+    CLAIMED = "claimed"  # claimed; its run is being started, adopted, or staged
     RUNNING = "running"  # its run is live
     STOPPING = "stopping"  # the leader asked for it to stop; its task ends it
     ENDED = "ended"  # its run is over; the final report is being written

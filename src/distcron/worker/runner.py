@@ -38,6 +38,11 @@ chunk of them, with each launch's guard (the lease's once). When a chunk's
 guard fails, each launch in it sends its own transaction, as above, so the
 outcomes are the same; a chunk that raised is retried as one launch's would be.
 
+A launch assigned ahead of its slot (``release_by`` in the assignment) is
+claimed at once, staged by the executor, and started when a release mark names
+it (:mod:`distcron.worker.staged`); adopted after a restart, it is staged again
+and waits for its mark the same way.
+
 On failure:
 
 - **Store unreachable**: every store call is retried with capped backoff until
