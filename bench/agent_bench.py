@@ -10,6 +10,9 @@ the process start (the run record's ``started_at``, as its worker reported it);
 and what went wrong in the burst, from the logs: leaderships ended, workers'
 leases lost, store calls that got no answer in time.
 
+Beside it, the floor measured in the same run: as many bare ``posix_spawn``s of
+the jobs' ``sh -c true``, one process per CPU, all at once.
+
 Target (issue 12): p99 slot->process start <= 2 s, with no leadership lost.
 """
 
@@ -36,8 +39,10 @@ from bench.launch_bench import (
     intent_delays,
     jobs_toml,
     next_slot,
+    p99,
     percentiles,
     runs_when_ended,
+    spawn_floor,
     start_serve,
     stop,
     wait_for,
@@ -95,6 +100,11 @@ def burst(workdir: Path, url: str, count: int, worker_count: int, lead: float) -
     print(f"    slot->intent committed   {percentiles(list(intents.values()))}"
           + ("  (before the slot: staged)" if intents and max(intents.values()) < 0 else ""))
     print(f"    slot->process started    {percentiles(starts)}")
+    # The peer: the same count of bare process starts on this machine, in this run.
+    floor = spawn_floor(count, ("/bin/sh", "-c", "true"))
+    print(f"    floor: {count} bare posix_spawns of sh -c true over {os.cpu_count()} processes "
+          f"{percentiles(floor)}")
+    print(f"    p99 process start, distcron / floor: {p99(starts) / p99(floor):.2f}x")
     print(f"    runs recorded: {len(records)}, started once each: "
           f"{len({r['launch_id'] for r in records}) == len(records) == count}")
     print(f"    leaderships ended in the burst: {leader_log.count('event=leadership_ended')}, "
