@@ -1,6 +1,6 @@
 """Staging through worker agents, with real replicas and a real worker on one
-SQLite file: a launch due within the lead is assigned ahead and held by its
-worker until a release mark names it.
+SQLite file (the first test also on a real 3-member etcd): a launch due within
+the lead is assigned ahead and held by its worker until a release mark names it.
 
 - A leader killed after staging and before the release started nothing; the
   next leader releases the slot, and it runs once, at its slot.
@@ -43,8 +43,9 @@ def _job(tmp_path: Path, slot: datetime) -> tuple[Path, Path, str]:
     return config, ledger, f"herd@{slot.strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
-def _replica(tmp_path: Path, name: str, config: Path) -> Replica:
-    member = Replica(tmp_path, name, data_dir=tmp_path / "data", config=config, lease_ttl=1.0)
+def _replica(tmp_path: Path, name: str, config: Path, store: str | None = None) -> Replica:
+    member = Replica(tmp_path, name, data_dir=tmp_path / "data", config=config, lease_ttl=1.0,
+                     extra=("--store", store) if store else ())
     member.env["DISTCRON_STAGE_LEAD"] = str(LEAD)
     return member
 
@@ -63,14 +64,16 @@ def _ran_once_at_its_slot(member: Replica, ledger: Path, launch_id: str,
 
 
 @contextlib.contextmanager
-def _staged_by_one_of_two(tmp_path: Path) -> Iterator[tuple[Replica, Replica, Path, str,
-                                                            datetime]]:
-    """Two replicas and a worker, once the leader has staged the slot on the
-    worker: the leader, the follower, the ledger, the launch id, the slot."""
+def _staged_by_one_of_two(tmp_path: Path, store: str | None = None
+                          ) -> Iterator[tuple[Replica, Replica, Path, str, datetime]]:
+    """Two replicas and a worker on ``store`` (default: a SQLite file), once the
+    leader has staged the slot on the worker: the leader, the follower, the
+    ledger, the launch id, the slot."""
     slot = _slot()
     config, ledger, launch_id = _job(tmp_path, slot)
-    store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
-    first, second = _replica(tmp_path, "a", config), _replica(tmp_path, "b", config)
+    store = store or f"sqlite:///{tmp_path / 'data' / 'state.db'}"
+    first, second = (_replica(tmp_path, "a", config, store),
+                     _replica(tmp_path, "b", config, store))
     with replicas(first, second), workers(Worker(tmp_path, "w1", store)) as (worker,):
         wait_until(lambda: registered(first, "w1"), 10, "the worker to register")
         leader = first if first.is_leader() else second
@@ -81,8 +84,9 @@ def _staged_by_one_of_two(tmp_path: Path) -> Iterator[tuple[Replica, Replica, Pa
 
 
 def test_a_leader_killed_after_staging_leaves_the_slot_to_the_next_which_runs_it_once(
-        tmp_path: Path) -> None:
-    with _staged_by_one_of_two(tmp_path) as (leader, follower, ledger, launch_id, slot):
+        tmp_path: Path, store_url: str) -> None:
+    with _staged_by_one_of_two(tmp_path, store_url) as (leader, follower, ledger, launch_id,
+                                                        slot):
         leader.kill()
         holds_for(lambda: not read_ledger(ledger),
                   max(0.0, (slot - datetime.now(UTC)).total_seconds() - 0.2),

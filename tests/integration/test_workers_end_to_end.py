@@ -80,15 +80,6 @@ def gone(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] == "Z"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.cluster)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store of one test: a SQLite file, or a fresh prefix on the session's
-    3-member etcd cluster (skipped where there is no etcd)."""
-    if request.param == "etcd":
-        return str(request.getfixturevalue("etcd_url"))
-    return f"sqlite:///{tmp_path / 'data' / 'state.db'}"
-
-
 def test_agent_launches_run_on_a_worker_whose_tags_fit(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     store = f"sqlite:///{tmp_path / 'data' / 'state.db'}"
