@@ -23,13 +23,13 @@ from distcron.executors.forkserver import (
 )
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import RunSpec, claim, run_of
+from tests.processes import gone
 from tests.waiting import eventually
 
 from .conftest import (
     NewExecutor,
     fork_servers,
     gated,
-    gone,
     launch,
     lines,
     one_fork_server,

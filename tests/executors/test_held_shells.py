@@ -15,9 +15,10 @@ from distcron.executors import batch, local
 from distcron.executors.base import LaunchRequest, RunState, RunStatus
 from distcron.executors.local import LocalExecutor
 from distcron.executors.rundir import run_of
+from tests.processes import gone
 from tests.waiting import eventually
 
-from .conftest import gone, launch, lines
+from .conftest import launch, lines
 
 pytestmark = pytest.mark.anyio
 

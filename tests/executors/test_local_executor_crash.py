@@ -14,8 +14,9 @@ import pytest
 
 from distcron.executors.base import LaunchRequest, RunState, RunStatus
 from distcron.executors.local import LocalExecutor
+from tests.processes import gone
 
-from .conftest import NewExecutor, gated, gone, launch, lines, parent_of
+from .conftest import NewExecutor, gated, launch, lines, parent_of
 
 pytestmark = pytest.mark.anyio
 

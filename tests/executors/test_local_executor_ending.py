@@ -9,9 +9,10 @@ import pytest
 
 from distcron.executors.base import RunState
 from distcron.executors.local import LocalExecutor
+from tests.processes import gone
 from tests.waiting import eventually
 
-from .conftest import GRACE, gone, launch
+from .conftest import GRACE, launch
 
 pytestmark = pytest.mark.anyio
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import gone
 from tests.serve_harness import Replica, ledger_job, read_ledger, replicas
 from tests.waiting import wait_until
 
@@ -69,15 +70,6 @@ def workers(*members: Worker) -> Iterator[tuple[Worker, ...]]:
 
 def registered(replica: Replica, *ids: str) -> bool:
     return {w["id"] for w in replica.get("/status")["workers"]} >= set(ids)
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie has: it only waits to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def test_agent_launches_run_on_a_worker_whose_tags_fit(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from distcron.store.layout import CLAIMS, assignment_key, claim_key, output_key,
 from distcron.worker.agent import WorkerAgent, WorkerConfig
 from distcron.worker.protocol import Report, stop_value
 from tests.interposing_store import InterposingStore
+from tests.processes import gone
 from tests.waiting import eventually
 
 from .conftest import (
@@ -49,15 +50,6 @@ async def _reported_running(store: Store, launch_id: str) -> Report:
     return await eventually(running, 10, f"a running report of {launch_id}")
 
 
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie has: it only waits to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
-
-
 def _with_child(child_pid: Path, command: str) -> str:
     """``command``, after starting a background child (in the job's process
     group) whose pid goes to ``child_pid``."""
@@ -83,7 +75,7 @@ async def test_a_stop_request_for_a_running_launch_kills_its_process_group_and_r
     await worker.logged(f"event=run_stopping launch_id={launch.launch_id}")
     # The whole process group went, the job and what it started; the gate was
     # never opened, so the job never got to its end.
-    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid), 10,
+    await eventually(lambda: gone(running.pid or 0) and gone(child_pid), 10,
                      "the job and its child to be gone")
     assert ledger(book) == [f"start {launch.launch_id}"]
     assert await store.get(output_key(launch.launch_id)) is not None
@@ -151,7 +143,7 @@ async def test_stop_requests_written_while_the_worker_was_down_hold_after_its_re
     await worker.logged(f"event=adopted launch_id={live.launch_id} state=running")
     late_end = (await final_report(store, late.launch_id)).run_status()
     assert late_end.state is RunState.STOPPED and "before it started" in late_end.reason
-    await eventually(lambda: _gone(running.pid or 0) and _gone(child_pid), 10,
+    await eventually(lambda: gone(running.pid or 0) and gone(child_pid), 10,
                      "the adopted job and its child to be gone")
     assert ledger(book) == [f"start {live.launch_id}"]
 
