@@ -18,7 +18,7 @@ from distcron.executors.base import RunState, RunStatus
 from distcron.jobs import JobSpec, build_spec
 from distcron.scheduler.decision import Decision, WorkerRun
 from distcron.scheduler.inputs import JobChanged, JobRemoved, Reported, WorkersChanged
-from distcron.scheduler.policy import ON_TIME_TOLERANCE
+from distcron.scheduler.policy import ON_TIME_TOLERANCE, WORKER_GRACE
 from distcron.scheduler.records import Cause, LaunchRecord, LaunchState
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
@@ -198,3 +198,24 @@ def test_with_no_worker_left_at_its_slot_it_waits_for_one() -> None:
     assert not decision.release_marks and not decision.assignments
     placed = rounds.decide([WorkersChanged({"w3": Worker("w3")})], SLOT + seconds(2))
     assert [a.record.worker for a in placed.assignments] == ["w3"]
+
+
+def test_a_worker_gone_for_longer_than_its_grace_before_the_slot_loses_nothing_staged() -> None:
+    # A lead longer than the worker grace: the grace ends before the slot.
+    lead = WORKER_GRACE + seconds(5)
+    rounds = LeaderRounds(7, "r7", "here", stage_lead=lead,
+                          staging_executors=frozenset({"local", "agent"}))
+    rounds.load([JobChanged(spec(), Cursor(T0))], T0)
+    rounds.decide([WorkersChanged({"w1": Worker("w1"), "w2": Worker("w2", load=0.5)})], T0)
+    assert rounds.decide([], SLOT - lead).records[LAUNCH].worker == "w1"
+    rounds.decide([WorkersChanged({"w2": Worker("w2", load=0.5)})], SLOT - lead + seconds(1))
+    after_grace = rounds.decide([], SLOT - seconds(2))
+    assert LAUNCH not in after_grace.records  # never started: not lost
+    decision = rounds.decide([], SLOT)
+    assert [a.record.worker for a in decision.assignments] == ["w2"]
+    assert _cleanup(decision) == [WorkerRun("w1", LAUNCH, LAUNCH)]
+    rounds.decide([Reported(LAUNCH, "w2", RunStatus(LAUNCH, RunState.SUCCEEDED, exit_code=0,
+                                                    started_at=SLOT))], SLOT + seconds(1))
+    # The job stages again: its next slot goes ahead as before.
+    assert rounds.decide([], SLOT + timedelta(days=1) - lead).records[
+        "report@2026-11-25T07:00:00Z"].staged

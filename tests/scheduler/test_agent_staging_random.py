@@ -22,12 +22,13 @@ from distcron.executors.base import RunState, RunStatus
 from distcron.jobs import JobSpec, build_spec
 from distcron.scheduler.decision import Decision
 from distcron.scheduler.inputs import Input, JobChanged, Reported, WorkersChanged
+from distcron.scheduler.policy import WORKER_GRACE
 from distcron.scheduler.records import LaunchRecord, launch_id_of
 from distcron.scheduler.rounds import LeaderRounds
 from distcron.store.layout import Cursor
 from tests.scheduler.world import T0, Worker, seconds
 
-LEAD = seconds(5)
+LEAD = WORKER_GRACE + seconds(5)  # the grace of a gone worker ends before the slot
 WORKERS = ("w1", "w2")
 
 

@@ -236,12 +236,14 @@ class SchedulerCore:
         return plan
 
     def _lose_runs(self, worker: str, now: datetime, plan: Plan) -> None:
-        """The worker did not come back: what it was running is lost."""
+        """The worker did not come back: what it was running is lost. What is
+        staged on it and not released yet never started: its release places it
+        again (see :meth:`Staging.release`)."""
         since = self._placement.vanished.pop(worker, None)
         if since is None:
             return
         lost = [r.launch_id for r in self.live_records() if r.executor == "agent"
-                and r.worker == worker and r.submitted]
+                and r.worker == worker and r.submitted and not self._staging.holds(r)]
         reason = f"worker {worker} vanished at {since.isoformat(timespec='seconds')}"
         for launch_id in lost:
             plan.absorb(self.run_ended(launch_id, LaunchState.LOST, now, reason=reason))

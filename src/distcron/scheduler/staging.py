@@ -104,6 +104,11 @@ class Staging:
         if prepare:
             plan.stages.append(record)
 
+    def holds(self, record: LaunchRecord) -> bool:
+        """Whether the launch is staged and not released yet."""
+        job = self._ledger.jobs.get(record.job)
+        return job is not None and job.staged == record.launch_id
+
     def release(self, launch_id: str, now: datetime, plan: Plan) -> Job | None:
         """The staged launch's slot has come: release it. Returns its job.
 
