@@ -63,6 +63,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, TypeVar
 
 from pydantic import ValidationError
@@ -261,8 +262,6 @@ class LaunchRunner:
 
     async def _start(self, launch_id: str, value: bytes, stop: asyncio.Event,
                      watch: AssignmentWatch) -> RunStatus | None:
-        if release_by_of(value) is not None and not stop.is_set():
-            return await self._start_when_released(launch_id, value, stop, watch)
         if stop.is_set():
             log.info("event=stopped_before_start launch_id=%s", launch_id)
             return never_started(launch_id)
@@ -270,10 +269,51 @@ class LaunchRunner:
         if isinstance(request, str):
             log.warning("event=bad_assignment launch_id=%s reason=%r", launch_id, request)
             return RunStatus.failed(launch_id, request)
+        release_by = release_by_of(value)
+        if release_by is not None:
+            return await self._start_when_released(request, release_by, value, stop, watch)
+        return await self._attempts(launch_id, lambda: self.executor.start(request), stop)
+
+    async def _start_when_released(self, request: LaunchRequest, release_by: datetime,
+                                   value: bytes, stop: asyncio.Event,
+                                   watch: AssignmentWatch) -> RunStatus | None:
+        """Stage the launch, then start it once a release mark names it (see
+        :mod:`distcron.worker.staged`). Its assignment changed first: a stop,
+        or a rewrite (the job edited), is started as it says now; a deletion
+        (it was let go) gives None: nothing to report."""
+        launch_id = request.launch_id
+        watch.changed.clear()
+        if watch.value == value:
+            staged = await self.staged.stage((request, release_by))
+            if isinstance(staged, ExecutorError):
+                # Its release starts it as a plain start would.
+                log.warning("event=stage_failed launch_id=%s error=%r", launch_id, str(staged))
+            await _first_of(watch.released, watch.changed, stop)
+            if watch.value == value and not stop.is_set():
+                log.info("event=release_seen launch_id=%s", launch_id)
+
+                async def release() -> RunStatus:
+                    result = await self.staged.release(request)
+                    if isinstance(result, ExecutorError):
+                        raise result
+                    return result
+                return await self._attempts(launch_id, release, stop)
+            await self.staged.unstage(launch_id)
+        if watch.value is None and not stop.is_set():
+            log.info("event=unstaged launch_id=%s reason=%r", launch_id,
+                     "the assignment was deleted before its release")
+            return None
+        now_is = watch.value if watch.value is not None else value
+        return await self._start(launch_id, now_is, stop, watch)
+
+    async def _attempts(self, launch_id: str, start: Callable[[], Awaitable[RunStatus]],
+                        stop: asyncio.Event) -> RunStatus:
+        """``start()`` until it does not raise ExecutorError (nothing was
+        started), a few times; not again once a stop is asked for."""
         error = ""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
-                return await self.executor.start(request)
+                return await start()
             except ExecutorError as exc:
                 error = str(exc)
                 log.warning("event=start_failed launch_id=%s attempt=%s error=%r", launch_id,
@@ -284,54 +324,6 @@ class LaunchRunner:
                     log.info("event=stopped_before_start launch_id=%s", launch_id)
                     return never_started(launch_id)
         # ExecutorError means nothing was started: "failed" is the truth.
-        return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
-
-    async def _start_when_released(self, launch_id: str, value: bytes, stop: asyncio.Event,
-                                   watch: AssignmentWatch) -> RunStatus | None:
-        """Stage the launch, then start it once a release mark names it (see
-        :mod:`distcron.worker.staged`); None when its assignment was deleted
-        first (it was let go: nothing to report)."""
-        while True:
-            request = parse_request(launch_id, value)
-            release_by = release_by_of(value)
-            if isinstance(request, str):
-                await self.staged.unstage(launch_id)
-                log.warning("event=bad_assignment launch_id=%s reason=%r", launch_id, request)
-                return RunStatus.failed(launch_id, request)
-            if release_by is None:  # rewritten as a plain assignment (not sent so)
-                await self.staged.unstage(launch_id)
-                return await self._start(launch_id, value, stop, watch)
-            watch.changed.clear()
-            if watch.value == value:
-                staged = await self.staged.stage((request, release_by))
-                if isinstance(staged, ExecutorError):
-                    # Its release starts it as a plain start would.
-                    log.warning("event=stage_failed launch_id=%s error=%r", launch_id,
-                                str(staged))
-                await _first_of(watch.released, watch.changed, stop)
-            if stop.is_set() or watch.value is None or watch.value != value:
-                await self.staged.unstage(launch_id)
-                if stop.is_set():
-                    log.info("event=stopped_before_start launch_id=%s", launch_id)
-                    return never_started(launch_id)
-                if watch.value is None:
-                    log.info("event=unstaged launch_id=%s reason=%r", launch_id,
-                             "the assignment was deleted before its release")
-                    return None
-                value = watch.value  # rewritten (the job edited): stage it anew
-                continue
-            break
-        log.info("event=release_seen launch_id=%s", launch_id)
-        error = ""
-        for attempt in range(1, START_ATTEMPTS + 1):
-            result = await self.staged.release(request)
-            if not isinstance(result, ExecutorError):
-                return result
-            error = str(result)
-            log.warning("event=start_failed launch_id=%s attempt=%s error=%r", launch_id,
-                        attempt, error)
-            if attempt < START_ATTEMPTS:
-                await self.clock.sleep(RETRY_FIRST * 2**attempt)
         return RunStatus.failed(launch_id, f"the worker could not start it: {error}")
 
     async def _follow(self, launch_id: str, stop: asyncio.Event) -> RunStatus:
