@@ -25,7 +25,16 @@ from distcron.worker.protocol import assignment_value, stop_value
 from tests.serve_harness import holds_for
 from tests.waiting import eventually
 
-from .conftest import Workers, claim, final_report, ledger, ledger_command, report, request
+from .conftest import (
+    WorkerProcess,
+    Workers,
+    claim,
+    final_report,
+    ledger,
+    ledger_command,
+    report,
+    request,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -49,13 +58,21 @@ async def _staged_on(worker_data: Path, store: Store, launch_id: str) -> None:
     await eventually(held, 10, f"{launch_id} staged on the worker")
 
 
+async def _one_staged(store: Store, worker: WorkerProcess, book: Path, job: str
+                      ) -> LaunchRequest:
+    """A launch of ``job`` (its command appends to ``book``) assigned staged to
+    ``worker``, once the worker holds it staged."""
+    launch = request(f"{job}@2026-11-24T06:00:00Z", ledger_command(book))
+    await _assign_staged(store, worker.worker_id, launch)
+    await _staged_on(worker.data_dir, store, launch.launch_id)
+    return launch
+
+
 async def test_a_staged_launch_runs_nothing_until_a_mark_names_it_then_runs_once(
         store: Store, workers: Workers, tmp_path: Path) -> None:
     worker = workers("w1")
     book = tmp_path / "ledger"
-    launch = request("staged@2026-11-24T06:00:00Z", ledger_command(book))
-    await _assign_staged(store, "w1", launch)
-    await _staged_on(worker.data_dir, store, launch.launch_id)
+    launch = await _one_staged(store, worker, book, "staged")
     # A mark for another launch releases nothing of this one.
     await _release(store, "7-1", "other@2026-11-24T06:00:00Z")
     holds_for(lambda: not ledger(book), 1.0, "nothing runs before its mark")
@@ -71,9 +88,7 @@ async def test_a_staged_launch_whose_assignment_is_deleted_is_let_go_unrun(
         store: Store, workers: Workers, tmp_path: Path) -> None:
     worker = workers("w1")
     book = tmp_path / "ledger"
-    launch = request("paused@2026-11-24T06:00:00Z", ledger_command(book))
-    await _assign_staged(store, "w1", launch)
-    await _staged_on(worker.data_dir, store, launch.launch_id)
+    launch = await _one_staged(store, worker, book, "paused")
     # What the leader's clean-up deletes once it records the slot skipped.
     await store.txn([], [Delete(assignment_key("w1", launch.launch_id)),
                          Delete(claim_key(launch.launch_id)),
@@ -90,9 +105,7 @@ async def test_a_stop_before_the_mark_reports_the_launch_stopped_unrun(
         store: Store, workers: Workers, tmp_path: Path) -> None:
     worker = workers("w1")
     book = tmp_path / "ledger"
-    launch = request("stopped@2026-11-24T06:00:00Z", ledger_command(book))
-    await _assign_staged(store, "w1", launch)
-    await _staged_on(worker.data_dir, store, launch.launch_id)
+    launch = await _one_staged(store, worker, book, "stopped")
     await store.put(assignment_key("w1", launch.launch_id), stop_value(launch.launch_id))
     ended = (await final_report(store, launch.launch_id)).run_status()
     assert ended.state is RunState.STOPPED and ended.pid is None
@@ -122,9 +135,7 @@ async def test_a_worker_killed_while_holding_a_staged_launch_runs_it_once_after_
         store: Store, workers: Workers, tmp_path: Path) -> None:
     worker = workers("w1", lease_ttl=1.0)
     book = tmp_path / "ledger"
-    launch = request("held@2026-11-24T06:00:00Z", ledger_command(book))
-    await _assign_staged(store, "w1", launch)
-    await _staged_on(worker.data_dir, store, launch.launch_id)
+    launch = await _one_staged(store, worker, book, "held")
     worker.signal(signal.SIGKILL)
     await worker.exited()
     await _release(store, "7-1", launch.launch_id)  # written while it was down
