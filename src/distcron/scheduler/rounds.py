@@ -174,7 +174,7 @@ class LeaderRounds:
             records=plan.records, created=frozenset(plan.created), cursors=plan.cursors,
             consumed_triggers=tuple(pending.triggers), outputs=pending.outputs,
             assignments=tuple(a for a in assignments if a.record.launch_id not in stopped),
-            stop_requests=tuple(stop_requests), cleanups=tuple(dict.fromkeys(pending.cleanups)),
+            stop_requests=tuple(stop_requests), cleanups=tuple(pending.cleanups),
             quarantined=plan.quarantined, starts=tuple(starts), stops=tuple(stops),
             follows=follows, prunes=self._prunes(plan), notes=tuple(pending.notes),
             restore_marker=pending.restore_marker, stages=_here(stages),
